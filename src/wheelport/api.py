@@ -1,0 +1,109 @@
+"""One library function per verb. The CLI parses flags, calls these, and prints.
+
+Each function takes plain values (a :class:`Config`, paths), returns a result value, and
+raises :mod:`wheelport.errors` on failure. Side effects that tests swap (the index client,
+a reporter) are parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+
+from wheelport.build.isolated import sdist_metadata_online
+from wheelport.cache import Cache
+from wheelport.config import Config, SourcedRequirement
+from wheelport.index.client import IndexClient
+from wheelport.lock import Staleness, build_lock, check_locks, write_locks
+from wheelport.resolve import Pin, Policy, Reporter, Resolution, resolve_all
+from wheelport.targets import Target, parse_targets
+from wheelport.wheelhouse import Wheelhouse
+
+
+def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
+    """The index client for a config (credentials from URLs/netrc; sdist metadata via PEP 517)."""
+    return IndexClient(
+        config.index_urls,
+        cache=cache,
+        concurrency=max(4, config.jobs * 2),
+        sdist_metadata=sdist_metadata_online(config.index_urls),  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class LockResult:
+    wheelhouse: Path
+    resolutions: list[Resolution]
+    tools: dict[str, list[Pin]]
+    paths: list[Path]
+    skipped: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "wheelhouse": str(self.wheelhouse),
+            "locks": [str(p) for p in self.paths],
+            "targets": {
+                r.target.identifier: {
+                    name: {
+                        "version": str(pin.version),
+                        "file": pin.file.filename,
+                        "kind": "wheel" if pin.file.is_wheel else "sdist",
+                        "markers": list(pin.markers) if pin.markers else None,
+                    }
+                    for name, pin in r.pins.items()
+                }
+                for r in self.resolutions
+            },
+        }
+
+
+def lock(
+    config: Config,
+    *,
+    client: IndexClient | None = None,
+    reporter: Reporter | None = None,
+    targets: Sequence[Target] | None = None,
+) -> LockResult:
+    """Resolve every target and write ``pylock.<target>.toml`` for each (all or nothing)."""
+    targets = list(targets) if targets is not None else parse_targets(list(config.targets))
+    own = client is None
+    client = client or make_client(config)
+    try:
+        policy = Policy.from_config(config)
+        resolutions = resolve_all(
+            client, targets, config.requirements, config.constraints, policy=policy, reporter=reporter
+        )
+        tools = resolve_tools(client, targets, config.tools)
+    finally:
+        if own:
+            client.close()
+    wh = Wheelhouse(config.output)
+    digest = config.inputs_digest()
+    locks = {
+        r.target.identifier: build_lock(r, inputs_digest=digest, tools=tools[r.target.identifier])
+        for r in resolutions
+    }
+    paths = write_locks(wh, locks)
+    return LockResult(config.output, resolutions, tools, paths)
+
+
+def resolve_tools(client: IndexClient, targets: Sequence[Target], names: Sequence[str]) -> dict[str, list[Pin]]:
+    """The installer wheels (pip, and uv when asked) per target, binary only."""
+    out: dict[str, list[Pin]] = {t.identifier: [] for t in targets}
+    if not names:
+        return out
+    reqs = [SourcedRequirement(Requirement(n), "tools") for n in names]
+    policy = Policy(only_binary=frozenset({":all:"}))
+    for res in resolve_all(client, targets, reqs, policy=policy):
+        out[res.target.identifier] = list(res.pins.values())
+    return out
+
+
+def check(config: Config, targets: Sequence[Target] | None = None) -> list[Staleness]:
+    """Which locks are missing or stale for the current inputs (nothing is written)."""
+    targets = list(targets) if targets is not None else parse_targets(list(config.targets))
+    return check_locks(Wheelhouse(config.output), targets, config.inputs_digest())

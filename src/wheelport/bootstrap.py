@@ -1,0 +1,464 @@
+"""Install a wheelhouse's lock into a new virtual environment, with nothing but the stdlib.
+
+This file is copied verbatim into every wheelhouse as ``bootstrap.py`` and run as::
+
+    python3 wheelhouse/bootstrap.py .venv [--target ID] [--python-check-only]
+
+on a machine that has Python (3.8 or newer) but not wheelport. It reads the ``locks``
+section of ``wheelport.json`` beside itself, picks the lock that fits the running
+interpreter (or ``--target``), verifies the sha256 of every file it will install before
+creating anything, creates the venv without pip, installs pip from the pip wheel in the
+wheelhouse by running pip out of that wheel, installs the lock's wheels with the venv's
+pip (isolated, no index, hashes required, a scrubbed environment), then runs ``pip check``.
+
+Exit codes: 0 success, 1 the job failed (tampered or missing file, failed install),
+2 bad usage (no lock fits, unknown target, no manifest).
+
+``wheelport.provision`` imports the small functions here so both share one piece of logic.
+Keep this file stdlib-only and valid on Python 3.8 (no ``match``, no ``tomllib``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: this file must import on Python 3.8
+    from collections.abc import Callable, Sequence
+
+    Runner = Callable[..., subprocess.CompletedProcess[str]]
+    Entry = dict[str, Any]
+
+MANIFEST_NAME = "wheelport.json"
+
+#: environment variables removed before running an installer: anything that could point
+#: pip or uv at another index, other files or another configuration
+SCRUB_PREFIXES = ("PIP_", "UV_")
+SCRUB_NAMES = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "VIRTUAL_ENV", "CONDA_PREFIX")
+
+
+class BootstrapError(Exception):
+    """A failure with the one line to show and the exit code (1 job failed, 2 bad usage)."""
+
+    def __init__(self, message: str, code: int = 1, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.path = path
+
+
+class FileProblem:
+    """One file that failed verification: missing, wrong size or wrong sha256."""
+
+    def __init__(self, path: str, problem: str, expected: str = "", actual: str = "") -> None:
+        self.path = path
+        self.problem = problem  # "missing", "size" or "sha256"
+        self.expected = expected
+        self.actual = actual
+
+    def __str__(self) -> str:
+        if self.problem == "missing":
+            return f"{self.path} is missing"
+        return f"{self.path} has {self.problem} {self.actual}, the lock says {self.expected}"
+
+    def __repr__(self) -> str:
+        return f"FileProblem({self.path!r}, {self.problem!r})"
+
+
+# --------------------------------------------------------------------------- interpreter facts
+
+
+def libc() -> tuple[str | None, tuple[int, int] | None]:
+    """The C library of this Linux machine: ("glibc", (2, 36)), ("musl", (1, 2)) or (None, None)."""
+    if not sys.platform.startswith("linux"):
+        return None, None
+    try:
+        text = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        text = ""
+    m = re.match(r"glibc (\d+)\.(\d+)", text)
+    if m:
+        return "glibc", (int(m.group(1)), int(m.group(2)))
+    for loader in sorted(glob.glob("/lib/ld-musl-*.so.1")):
+        try:
+            proc = subprocess.run([loader], capture_output=True, text=True, check=False)
+        except OSError:
+            continue
+        m = re.search(r"Version (\d+)\.(\d+)", proc.stderr + proc.stdout)
+        if m:
+            return "musl", (int(m.group(1)), int(m.group(2)))
+    return None, None
+
+
+def interpreter_env() -> dict[str, Any]:
+    """The facts of the running interpreter that decide which lock fits it."""
+    kind, version = libc()
+    mac = None
+    if sys.platform == "darwin":
+        parts = (platform.mac_ver()[0] or "0.0").split(".")
+        mac = (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0)
+    return {
+        "python_version": "{}.{}".format(*sys.version_info[:2]),
+        "sys_platform": sys.platform,
+        "platform_machine": platform.machine(),
+        "libc": kind,
+        "libc_version": version,
+        "macos_version": mac,
+        "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+    }
+
+
+# --------------------------------------------------------------------------- choosing a lock
+
+
+def lock_mismatch(name: str, lock: Entry, env: dict[str, Any]) -> str | None:
+    """Why ``lock`` does not fit the interpreter described by ``env``; None when it fits."""
+    for key in ("python_version", "sys_platform", "platform_machine"):
+        if lock.get(key) is not None and lock.get(key) != env.get(key):
+            return f"{key} is {env.get(key)}, not {lock.get(key)}"
+    free = bool(re.match(r"^cp\d+t-", name))
+    if free != bool(env.get("free_threaded")):
+        return "free-threading differs"
+    policy = tuple(lock["policy"]) if lock.get("policy") else None
+    kind = lock.get("libc")
+    if kind:
+        if env.get("libc") != kind:
+            return "libc is {}, not {}".format(env.get("libc"), kind)
+        if policy and (env.get("libc_version") is None or tuple(env["libc_version"]) < policy):
+            return "{} {} is older than {}".format(
+                kind,
+                _dotted(env.get("libc_version")),
+                _dotted(policy),
+            )
+    elif policy and lock.get("sys_platform") == "darwin":
+        mac = env.get("macos_version")
+        if mac is None or tuple(mac) < policy:
+            return f"macOS {_dotted(mac)} is older than {_dotted(policy)}"
+    return None
+
+
+def _dotted(version: Sequence[int] | None) -> str:
+    return "?" if version is None else ".".join(str(v) for v in version)
+
+
+def select_lock(locks: dict[str, Entry], env: dict[str, Any], target: str | None = None) -> str:
+    """The name of the lock that fits ``env`` best (the newest libc/macOS policy among fits).
+
+    ``target`` picks a lock by name instead. Raises :class:`BootstrapError` (code 2) listing
+    the available targets when none fits or ``target`` is unknown.
+    """
+    available = ", ".join(sorted(locks)) or "none"
+    if target is not None:
+        if target not in locks:
+            raise BootstrapError(
+                f"no lock for target {target} in this wheelhouse; available: {available}", 2
+            )
+        return target
+    fits = [name for name in sorted(locks) if lock_mismatch(name, locks[name], env) is None]
+    if not fits:
+        raise BootstrapError(
+            "no lock fits this Python ({} {} {}{}); available targets: {}; "
+            "pass --target ID to force one".format(
+                env.get("python_version"),
+                env.get("sys_platform"),
+                env.get("platform_machine"),
+                " " + str(env.get("libc")) + " " + _dotted(env.get("libc_version"))
+                if env.get("libc")
+                else "",
+                available,
+            ),
+            2,
+        )
+
+    def rank(name: str) -> tuple[int, tuple[int, ...]]:
+        lock = locks[name]
+        return (1 if lock.get("libc") else 0, tuple(lock.get("policy") or ()))
+
+    return max(fits, key=rank)
+
+
+# --------------------------------------------------------------------------- verifying files
+
+
+def sha256_of(path: str) -> str:
+    """The hex sha256 of the file at ``path``."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_files(root: str, entries: Sequence[Entry]) -> list[FileProblem]:
+    """Check each entry's file (``path`` relative to ``root``) against its sha256 and size.
+
+    Entries are dicts with ``path``, ``sha256`` and optionally ``size``. Returns the problems
+    found (empty when everything is intact); reads only, creates nothing.
+    """
+    problems = []
+    for entry in entries:
+        rel = entry["path"]
+        full = os.path.join(root, *rel.split("/"))
+        if not os.path.isfile(full):
+            problems.append(FileProblem(rel, "missing"))
+            continue
+        size = entry.get("size")
+        if size is not None and os.path.getsize(full) != int(size):
+            problems.append(FileProblem(rel, "size", str(size), str(os.path.getsize(full))))
+            continue
+        actual = sha256_of(full)
+        if actual != entry["sha256"]:
+            problems.append(FileProblem(rel, "sha256", entry["sha256"], actual))
+    return problems
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def scrubbed_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``environ`` without ``PIP_*``/``UV_*``/``PYTHONPATH``-like variables.
+
+    ``PIP_CONFIG_FILE`` is set to ``os.devnull`` so no pip.conf is read, and the uv/pip
+    knobs that keep them quiet and offline are set explicitly.
+    """
+    source = os.environ if environ is None else environ
+    env = {
+        k: v for k, v in source.items() if not k.startswith(SCRUB_PREFIXES) and k not in SCRUB_NAMES
+    }
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    env["PYTHONNOUSERSITE"] = "1"
+    env["UV_NO_CONFIG"] = "1"
+    env["UV_OFFLINE"] = "1"
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    return env
+
+
+def venv_python(venv: str) -> str:
+    """The interpreter inside ``venv``."""
+    if os.name == "nt":
+        return os.path.join(venv, "Scripts", "python.exe")
+    return os.path.join(venv, "bin", "python")
+
+
+def venv_command(python: str, venv: str) -> list[str]:
+    """Create ``venv`` with ``python`` and no pip (pip comes from the wheelhouse)."""
+    return [python, "-m", "venv", "--without-pip", venv]
+
+
+def pip_self_install_command(venv: str, pip_wheel: str) -> list[str]:
+    """Install pip into ``venv`` by running pip out of its own wheel."""
+    return [
+        venv_python(venv),
+        os.path.join(pip_wheel, "pip"),
+        "install",
+        "--isolated",
+        "--no-index",
+        "--no-deps",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+        "-q",
+        pip_wheel,
+    ]
+
+
+def pip_install_command(venv: str, requirements: str, find_links: str) -> list[str]:
+    """Install exactly the pinned, hashed ``requirements`` from ``find_links`` with the venv's pip."""
+    return [
+        venv_python(venv),
+        "-m",
+        "pip",
+        "install",
+        "--isolated",
+        "--no-index",
+        "--no-deps",
+        "--require-hashes",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+        "-q",
+        "--find-links",
+        find_links,
+        "-r",
+        requirements,
+    ]
+
+
+def pip_check_command(venv: str) -> list[str]:
+    """``pip check`` in ``venv``."""
+    return [venv_python(venv), "-m", "pip", "--isolated", "check"]
+
+
+def requirements_text(entries: Sequence[Entry]) -> str:
+    """``name==version --hash=sha256:…`` lines for ``entries`` (dicts with name/version/sha256)."""
+    return "".join(
+        "{}=={} --hash=sha256:{}\n".format(e["name"], e["version"], e["sha256"]) for e in entries
+    )
+
+
+def link_files(root: str, entries: Sequence[Entry], directory: str) -> None:
+    """Put exactly the files of ``entries`` into ``directory`` (symlinks, copies where not allowed).
+
+    pip/uv then see only the lock's files, never another build of the same version.
+    """
+    for entry in entries:
+        source = os.path.abspath(os.path.join(root, *entry["path"].split("/")))
+        dest = os.path.join(directory, os.path.basename(source))
+        try:
+            os.symlink(source, dest)
+        except (OSError, NotImplementedError):
+            shutil.copyfile(source, dest)
+
+
+# --------------------------------------------------------------------------- the whole job
+
+
+def load_locks(root: str) -> dict[str, Entry]:
+    """The ``locks`` section of ``root/wheelport.json``; BootstrapError (2) when absent."""
+    path = os.path.join(root, MANIFEST_NAME)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except OSError:
+        raise BootstrapError(
+            f"{path} not found; run bootstrap.py from its wheelhouse", 2, path
+        ) from None
+    except ValueError as exc:
+        raise BootstrapError(f"{path} is not valid JSON: {exc}", 2, path) from None
+    locks = manifest.get("locks")
+    if not isinstance(locks, dict) or not locks:
+        raise BootstrapError(
+            f"{path} has no locks section; re-run `wheelport sync` to write one", 2, path
+        )
+    return locks
+
+
+def pip_tool(lock: Entry, name: str = "") -> Entry:
+    """The pip wheel entry in ``lock['tools']``; BootstrapError (2) naming the lock when absent."""
+    for tool in lock.get("tools") or ():
+        if tool.get("name") == "pip":
+            return dict(tool)
+    raise BootstrapError(
+        "lock %s lists no pip wheel in its tools; re-run `wheelport sync`" % (name or "?"), 2
+    )
+
+
+def check_venv_path(venv: str) -> None:
+    """Refuse to provision into an existing non-empty directory (code 2)."""
+    if os.path.exists(venv) and (not os.path.isdir(venv) or os.listdir(venv)):
+        raise BootstrapError(f"{venv} already exists; remove it or choose another path", 2, venv)
+
+
+def _run(runner: Runner, cmd: list[str], env: dict[str, str], what: str) -> None:
+    proc = runner(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout or "").strip().splitlines()
+        raise BootstrapError(
+            "{} failed: {}".format(what, last[-1] if last else f"exit {proc.returncode}")
+        )
+
+
+def install_lock(
+    venv: str,
+    root: str,
+    packages: Sequence[Entry],
+    pip_wheel: Entry,
+    python: str | None = None,
+    runner: Runner = subprocess.run,
+    environ: dict[str, str] | None = None,
+) -> tuple[bool, str]:
+    """Create ``venv`` and install ``packages`` into it with pip from ``pip_wheel``.
+
+    The files must already be verified. Returns ``(check_ok, pip check output)``. On any
+    failure the venv this call created is removed and :class:`BootstrapError` is raised.
+    """
+    python = python or sys.executable
+    env = scrubbed_env(environ)
+    venv = os.path.abspath(venv)
+    existed = os.path.isdir(venv)
+    work = tempfile.mkdtemp(prefix="wheelport-provision-")
+    try:
+        links = os.path.join(work, "wheels")
+        os.mkdir(links)
+        link_files(root, packages, links)
+        req = os.path.join(work, "requirements.txt")
+        with open(req, "w", encoding="utf-8") as f:
+            f.write(requirements_text(packages))
+        wheel_path = os.path.abspath(os.path.join(root, *pip_wheel["path"].split("/")))
+        try:
+            _run(runner, venv_command(python, venv), env, "creating the venv")
+            _run(runner, pip_self_install_command(venv, wheel_path), env, "installing pip")
+            if packages:
+                _run(runner, pip_install_command(venv, req, links), env, "installing the lock")
+        except BaseException:
+            if not existed:
+                shutil.rmtree(venv, ignore_errors=True)
+            raise
+        proc = runner(pip_check_command(venv), env=env, capture_output=True, text=True, check=False)
+        return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run bootstrap.py: pick a lock, verify, create the venv, install, check. Returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="bootstrap.py", description="Create a venv from this wheelhouse, offline."
+    )
+    parser.add_argument("venv", help="directory of the virtual environment to create")
+    parser.add_argument("--target", help="lock to install (default: the one fitting this Python)")
+    parser.add_argument(
+        "--wheelhouse", default=os.path.dirname(os.path.abspath(__file__)), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        locks = load_locks(args.wheelhouse)
+        name = select_lock(locks, interpreter_env(), args.target)
+        lock = locks[name]
+        packages = [dict(p) for p in lock.get("packages") or ()]
+        pip_wheel = pip_tool(lock, name)
+        problems = verify_files(args.wheelhouse, [*packages, pip_wheel])
+        if problems:
+            raise BootstrapError(
+                "refusing to install: {}{}".format(
+                    problems[0],
+                    f" (and {len(problems) - 1} more)" if len(problems) > 1 else "",
+                ),
+                1,
+                problems[0].path,
+            )
+        check_venv_path(args.venv)
+        ok, output = install_lock(args.venv, args.wheelhouse, packages, pip_wheel)
+    except BootstrapError as exc:
+        sys.stderr.write(f"bootstrap.py: error: {exc.message}\n")
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    sys.stdout.write(
+        f"installed {len(packages)} packages for {name} into {args.venv} "
+        f"in {time.monotonic() - started:.1f}s\n"
+    )
+    if not ok:
+        sys.stdout.write(f"pip check found problems:\n{output}\n")
+        return 1
+    sys.stdout.write("pip check: ok\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

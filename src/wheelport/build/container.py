@@ -1,0 +1,379 @@
+"""Container builds: one sdist, one Linux target, inside a manylinux/musllinux image.
+
+wheelport drives cibuildwheel as a subprocess (``python -m cibuildwheel``; it has no
+library API) on the sdist file, for exactly the target's build identifier, with:
+
+- the network off (``--network=none``) and no host mount (``disable_host_mount``);
+- the build-dependency wheels mounted read-only at ``/wheelport-deps`` and used through
+  ``PIP_NO_INDEX``/``PIP_FIND_LINKS`` (and ``UV_*``), so ``build-system.requires`` come
+  only from the wheelhouse;
+- wheelport's own cibuildwheel config file, passed by absolute path, so the sdist's
+  ``[tool.cibuildwheel]`` table does not apply; tests off; auditwheel repair.
+
+Pure decisions (:func:`cibw_identifier`, :func:`cibw_environment`, :func:`cibw_config`,
+:func:`explain_failure`) are plain functions; the subprocess runner is injectable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from packaging.utils import parse_wheel_filename
+
+from wheelport.errors import BuildError
+from wheelport.targets import Target
+
+#: where the deps dir is mounted (read-only) inside the build container
+CONTAINER_DEPS_DIR = "/wheelport-deps"
+#: the project's docker/ directory (image recipes, containers.conf)
+DOCKER_DIR = Path(__file__).resolve().parents[3] / "docker"
+ENGINES = ("podman", "docker")
+
+#: cibuildwheel's exit codes (``cibuildwheel/errors.py``) → what they mean for the user
+CIBW_EXIT_MESSAGES: dict[int, str] = {
+    1: "a build step failed",
+    2: "cibuildwheel rejected its configuration",
+    3: "nothing to build: cibuildwheel selected no build for this identifier"
+    " (does the sdist's requires-python exclude this Python?)",
+    4: "cibuildwheel refused a deprecated option",
+    5: "a pure-Python wheel was produced where a platform wheel was expected"
+    " (build it with the native builder instead)",
+    6: "the build produced the same wheel twice",
+    7: "the container engine is too old for cibuildwheel (upgrade podman/docker)",
+    8: "the auditwheel repair step produced no wheel, or several",
+    9: "the audit command failed",
+    10: "the build frontend finished but produced no wheel",
+}
+
+_MISSING_DEP_RES = (
+    re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)"),
+    re.compile(
+        r"Could not find a version that satisfies the requirement ([A-Za-z0-9][A-Za-z0-9._-]*)"
+    ),
+    # uv: "Because foo was not found in the provided package locations ..."
+    re.compile(
+        r"Because ([A-Za-z0-9][A-Za-z0-9._-]*) was not found in the provided package locations"
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a runner reports: the exit code and the combined output."""
+
+    returncode: int
+    output: str
+
+
+class Runner(Protocol):
+    """Runs a command; writes combined stdout/stderr to ``log`` when given."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        log: Path | None = None,
+    ) -> RunResult: ...
+
+
+def subprocess_runner(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    log: Path | None = None,
+) -> RunResult:
+    """The default :class:`Runner`: a real subprocess, output captured (to ``log`` if given)."""
+    env_dict = dict(env) if env is not None else None
+    if log is None:
+        proc = subprocess.run(
+            list(argv),
+            env=env_dict,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+        return RunResult(proc.returncode, proc.stdout or "")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w", encoding="utf-8", errors="replace") as fh:
+        logged = subprocess.run(
+            list(argv),
+            env=env_dict,
+            cwd=cwd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    return RunResult(logged.returncode, log.read_text(encoding="utf-8", errors="replace"))
+
+
+def detect_engine(which: Mapping[str, str | None] | None = None) -> str | None:
+    """The container engine to use: podman, then docker; None when neither is on PATH.
+
+    ``which`` maps engine names to their paths (for tests); ``shutil.which`` otherwise.
+    """
+    for name in ENGINES:
+        found = which.get(name) if which is not None else shutil.which(name)
+        if found:
+            return name
+    return None
+
+
+def engine_env(docker_dir: Path = DOCKER_DIR) -> dict[str, str]:
+    """Environment additions for running the engine: ``CONTAINERS_CONF`` for podman.
+
+    podman here needs runc (crun fails on hybrid cgroups) and explicit ulimits; both are in
+    ``docker/containers.conf``. docker ignores the variable.
+    """
+    return {"CONTAINERS_CONF": str(docker_dir / "containers.conf")}
+
+
+def cibw_identifier(target: Target) -> str:
+    """cibuildwheel's build identifier for a Linux target.
+
+    ``cp311-manylinux_2_36_x86_64`` → ``cp311-manylinux_x86_64`` (the policy is chosen by the
+    image, not the identifier); musllinux likewise. Other targets raise :class:`BuildError`.
+    """
+    if target.os not in ("manylinux", "musllinux"):
+        raise BuildError(
+            f"target {target.identifier} has no manylinux/musllinux policy: container builds "
+            "serve only manylinux_* and musllinux_* targets",
+            target=target.identifier,
+        )
+    return f"{target.abi}-{target.os}_{target.arch}"
+
+
+def cibw_environment(deps_dir_in_container: str = CONTAINER_DEPS_DIR) -> str:
+    """The ``CIBW_ENVIRONMENT`` value: build requirements only from the mounted wheels."""
+    pairs = {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": deps_dir_in_container,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_CACHE_DIR": "1",
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": deps_dir_in_container,
+        "UV_OFFLINE": "1",
+    }
+    return " ".join(f"{k}={v}" for k, v in pairs.items())
+
+
+def cibw_engine_config(engine: str, deps_dir: Path) -> str:
+    """``CIBW_CONTAINER_ENGINE``: network off, no host mount, deps mounted read-only."""
+    if any(c in str(deps_dir) for c in " :;,'\""):
+        raise BuildError(
+            f"build dependency directory {deps_dir} contains a space, colon, comma or quote",
+            hint="use a wheelhouse path without them",
+            path=str(deps_dir),
+        )
+    return (
+        f"{engine}; create_args: --network=none "
+        f"--volume={deps_dir}:{CONTAINER_DEPS_DIR}:ro; disable_host_mount: true"
+    )
+
+
+def cibw_config() -> str:
+    """wheelport's own cibuildwheel config file (TOML). Replaces the sdist's table."""
+    return (
+        "# written by wheelport: the sdist's own [tool.cibuildwheel] does not apply\n"
+        "[tool.cibuildwheel]\n"
+        'build-frontend = "build"\n'
+        'dependency-versions = "latest"\n'
+        'before-all = ""\n'
+        'before-build = ""\n'
+        'test-command = ""\n'
+        "test-requires = []\n"
+        "build-verbosity = 1\n"
+        "\n[tool.cibuildwheel.linux]\n"
+        'repair-wheel-command = "auditwheel repair -w {dest_dir} {wheel}"\n'
+    )
+
+
+def cibw_env(
+    target: Target,
+    *,
+    image: str,
+    engine: str,
+    deps_dir: Path,
+    base_env: Mapping[str, str],
+    docker_dir: Path = DOCKER_DIR,
+) -> dict[str, str]:
+    """The full environment of the cibuildwheel subprocess.
+
+    The host's ``CIBW_*``, ``PIP_*`` and ``UV_*`` variables are dropped so nothing outside
+    wheelport's settings leaks into the build.
+    """
+    env = {k: v for k, v in base_env.items() if not k.startswith(("CIBW_", "PIP_", "UV_"))}
+    env.update(engine_env(docker_dir))
+    image_var = f"CIBW_{target.os.upper()}_{target.arch.upper()}_IMAGE"
+    env.update(
+        {
+            "CIBW_BUILD": cibw_identifier(target),
+            "CIBW_ARCHS_LINUX": target.arch,
+            "CIBW_CONTAINER_ENGINE": cibw_engine_config(engine, deps_dir),
+            image_var: image,
+            "CIBW_BUILD_FRONTEND": "build",
+            "CIBW_ENVIRONMENT": cibw_environment(),
+            "CIBW_REPAIR_WHEEL_COMMAND_LINUX": "auditwheel repair -w {dest_dir} {wheel}",
+            "CIBW_TEST_COMMAND": "",
+            "CIBW_BUILD_VERBOSITY": "1",
+        }
+    )
+    if target.free_threaded:
+        env["CIBW_ENABLE"] = "cpython-freethreading"
+    return env
+
+
+def missing_build_dependency(log_text: str) -> str | None:
+    """The build requirement pip/uv could not find, from a build log; None if none."""
+    for regex in _MISSING_DEP_RES:
+        m = regex.search(log_text)
+        if m:
+            return m.group(1)
+    return None
+
+
+def explain_failure(
+    returncode: int, log_text: str, *, sdist: str, target: str, log_path: Path
+) -> BuildError:
+    """Turn a failed cibuildwheel run into one clear :class:`BuildError`."""
+    missing = missing_build_dependency(log_text)
+    where = f"building {sdist} for {target} in a container"
+    if missing:
+        return BuildError(
+            f"{where}: build dependency {missing} is not in the wheelhouse (log: {log_path})",
+            hint=f"add {missing} to the build dependencies so its wheel is fetched",
+            package=sdist,
+            target=target,
+            path=str(log_path),
+        )
+    meaning = CIBW_EXIT_MESSAGES.get(returncode, f"cibuildwheel exited with code {returncode}")
+    return BuildError(
+        f"{where}: {meaning} (exit {returncode}; log: {log_path})",
+        package=sdist,
+        target=target,
+        path=str(log_path),
+    )
+
+
+def check_wheel_fits(wheel_name: str, target: Target, *, log_path: Path) -> None:
+    """Raise :class:`BuildError` unless every tag of the built wheel serves ``target``.
+
+    auditwheel picks the tag from the symbols the extension uses, so an image newer than the
+    target's policy shows up here instead of as a wheel the target cannot install.
+    """
+    _, _, _, tags = parse_wheel_filename(wheel_name)
+    if not any(target.supports(tag) for tag in tags):
+        raise BuildError(
+            f"the container built {wheel_name}, which {target.identifier} cannot install "
+            f"(log: {log_path})",
+            hint="use an image whose policy is not newer than the target's",
+            target=target.identifier,
+            path=str(log_path),
+        )
+
+
+def sdist_stem(sdist: Path) -> str:
+    """``lxml-6.0.2.tar.gz`` → ``lxml-6.0.2``."""
+    name = sdist.name
+    for suffix in (".tar.gz", ".zip", ".tar.bz2", ".tgz"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return sdist.stem
+
+
+def build_in_container(
+    sdist: Path,
+    target: Target,
+    *,
+    image: str,
+    deps_dir: Path,
+    out_dir: Path,
+    log_dir: Path,
+    engine: str | None = None,
+    runner: Runner = subprocess_runner,
+    python: str = sys.executable,
+) -> Path:
+    """Build ``sdist`` for ``target`` in ``image`` with cibuildwheel; return the wheel's path.
+
+    The repaired wheel (tag from auditwheel) is moved into ``out_dir``. The full log is kept
+    at ``log_dir/<sdist-stem>.<target>.log``. Failures raise :class:`BuildError` naming the
+    log, and a build dependency missing from ``deps_dir`` when that was the cause.
+    """
+    sdist = sdist.resolve()
+    deps_dir = deps_dir.resolve()
+    out_dir = out_dir.resolve()
+    log_dir = log_dir.resolve()
+    if not sdist.is_file():
+        raise BuildError(f"sdist {sdist} does not exist", path=str(sdist))
+    if not deps_dir.is_dir():
+        raise BuildError(
+            f"build dependency directory {deps_dir} does not exist", path=str(deps_dir)
+        )
+    engine = engine or detect_engine()
+    if engine is None:
+        raise BuildError(
+            f"no container engine to build {sdist.name} for {target.identifier}",
+            hint="install podman (see .ci/setup-containers.sh) or docker",
+            target=target.identifier,
+        )
+    if engine not in ENGINES:
+        raise BuildError(f"unknown container engine {engine!r}", hint="use podman or docker")
+    env = cibw_env(target, image=image, engine=engine, deps_dir=deps_dir, base_env=os.environ)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{sdist_stem(sdist)}.{target.identifier}.log"
+    with tempfile.TemporaryDirectory(prefix="wheelport-cibw-") as tmp:
+        work = Path(tmp)
+        config = work / "cibuildwheel.toml"
+        config.write_text(cibw_config(), encoding="utf-8")
+        staging = work / "out"
+        argv = [
+            python,
+            "-m",
+            "cibuildwheel",
+            "--platform",
+            "linux",
+            "--config-file",
+            str(config),
+            "--output-dir",
+            str(staging),
+            str(sdist),
+        ]
+        result = runner(argv, env=env, cwd=work, log=log_path)
+        if result.returncode != 0:
+            raise explain_failure(
+                result.returncode,
+                result.output,
+                sdist=sdist.name,
+                target=target.identifier,
+                log_path=log_path,
+            )
+        wheels = sorted(staging.glob("*.whl")) if staging.is_dir() else []
+        if len(wheels) != 1:
+            raise BuildError(
+                f"building {sdist.name} for {target.identifier}: expected one wheel, "
+                f"cibuildwheel produced {len(wheels)} (log: {log_path})",
+                package=sdist.name,
+                target=target.identifier,
+                path=str(log_path),
+            )
+        check_wheel_fits(wheels[0].name, target, log_path=log_path)
+        final = out_dir / wheels[0].name
+        partial = out_dir / f".{wheels[0].name}.part"
+        shutil.copyfile(wheels[0], partial)
+        os.replace(partial, final)
+    return final

@@ -1,0 +1,202 @@
+"""Isolated PEP 517 environments for metadata preparation and native builds.
+
+A fresh venv (no pip inside) gets the project's ``build-system.requires`` installed by the
+pip that runs wheelport (``pip --python``), with explicit index arguments and ``--isolated``
+so nothing from pip.conf or ``PIP_*`` applies. Offline builds pass ``--no-index
+--find-links <wheelhouse>/wheels``: the wheelhouse rebuilds itself without a network.
+``build.ProjectBuilder`` calls the hooks; its runner is injected so logs are captured.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import venv
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wheelport.errors import BuildError
+
+
+def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """os.environ without pip/uv configuration variables (``PIP_CONFIG_FILE`` → devnull)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env.pop("PYTHONPATH", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def cert_args() -> list[str]:
+    """``--cert`` for pip when this machine uses its own CA bundle (pip --isolated ignores PIP_CERT)."""
+    bundle = os.environ.get("SSL_CERT_FILE") or os.environ.get("PIP_CERT")
+    return ["--cert", bundle] if bundle and Path(bundle).is_file() else []
+
+
+@dataclass
+class BuildLog:
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, cmd: Sequence[str], result: subprocess.CompletedProcess[str]) -> None:
+        self.lines.append("$ " + " ".join(cmd))
+        self.lines.append(result.stdout or "")
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def extract_sdist(sdist: Path, dest: Path) -> Path:
+    """Unpack an sdist safely and return its top directory."""
+    if sdist.name.endswith(".zip"):
+        with zipfile.ZipFile(sdist) as zf:
+            for name in zf.namelist():
+                if name.startswith("/") or ".." in Path(name).parts:
+                    raise BuildError(
+                        f"{sdist.name}: unsafe path {name!r} in archive", path=str(sdist)
+                    )
+            zf.extractall(dest)
+    else:
+        with tarfile.open(sdist) as tf:
+            tf.extractall(dest, filter="data")
+    entries = [p for p in dest.iterdir()]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return dest
+
+
+class IsolatedBuild:
+    """One sdist unpacked into a temporary directory with its own build venv."""
+
+    def __init__(self, sdist: Path, *, pip_args: Sequence[str], python: str | None = None) -> None:
+        self.sdist = sdist
+        self.pip_args = list(pip_args)
+        self.python = python
+        self.log = BuildLog()
+        self._tmp = Path(tempfile.mkdtemp(prefix="wheelport-build-"))
+        self.srcdir = extract_sdist(sdist, self._tmp / "src")
+        self.env_dir = self._tmp / "env"
+        venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(self.env_dir)
+        bindir = "Scripts" if os.name == "nt" else "bin"
+        self.env_python = str(
+            self.env_dir / bindir / ("python.exe" if os.name == "nt" else "python")
+        )
+        from build import ProjectBuilder
+
+        self.builder = ProjectBuilder(
+            self.srcdir, python_executable=self.env_python, runner=self._run_hook
+        )
+
+    def __enter__(self) -> IsolatedBuild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _run_hook(
+        self,
+        cmd: Sequence[str],
+        cwd: str | None = None,
+        extra_environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = scrubbed_env(extra_environ)
+        env["PATH"] = str(Path(self.env_python).parent) + os.pathsep + env.get("PATH", "")
+        res = subprocess.run(
+            list(cmd), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.log.add(cmd, res)
+        if res.returncode != 0:
+            raise subprocess.CalledProcessError(res.returncode, cmd, output=res.stdout)
+
+    def install(self, requirements: Sequence[str]) -> None:
+        if not requirements:
+            return
+        cmd = [
+            sys.executable, "-m", "pip", "--python", self.env_python, "install", "--isolated",
+            "--no-warn-script-location", "--disable-pip-version-check", "--only-binary", ":all:",
+            *cert_args(), *self.pip_args, *requirements,
+        ]  # fmt: skip
+        res = subprocess.run(
+            cmd, env=scrubbed_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.log.add(cmd, res)
+        if res.returncode != 0:
+            missing = _missing_requirement(res.stdout)
+            what = (
+                f"build dependency {missing} is not available"
+                if missing
+                else "installing build dependencies failed"
+            )
+            raise BuildError(
+                f"{self.sdist.name}: {what}",
+                hint="add it to the wheelhouse (it is resolved with the build's requirements)"
+                if missing
+                else "see the build log",
+                path=str(self.sdist),
+            )
+
+    def prepare(self, distribution: str = "wheel") -> None:
+        self.install(sorted(self.builder.build_system_requires))
+        try:
+            extra = self.builder.get_requires_for_build(distribution)
+        except Exception as exc:
+            raise BuildError(
+                f"{self.sdist.name}: get_requires_for_build_{distribution} failed: {exc}"
+            ) from None
+        self.install(sorted(extra))
+
+    def metadata(self) -> bytes:
+        """Core metadata via prepare_metadata_for_build_wheel (or a full build when the backend lacks it)."""
+        self.prepare()
+        out = self._tmp / "meta"
+        try:
+            path = self.builder.metadata_path(out)
+        except Exception as exc:
+            raise BuildError(
+                f"{self.sdist.name}: preparing metadata failed: {_short(exc)}", path=str(self.sdist)
+            ) from None
+        return (Path(path) / "METADATA").read_bytes()
+
+    def build_wheel(self, out_dir: Path) -> Path:
+        self.prepare()
+        try:
+            built = self.builder.build("wheel", self._tmp / "dist")
+        except Exception as exc:
+            raise BuildError(
+                f"{self.sdist.name}: building the wheel failed: {_short(exc)}", path=str(self.sdist)
+            ) from None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dest = out_dir / Path(built).name
+        shutil.move(built, dest)
+        return dest
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).strip().splitlines()[-1][:300]
+
+
+def _missing_requirement(output: str) -> str | None:
+    import re
+
+    m = re.search(r"No matching distribution found for ([^\s]+)", output)
+    return m[1] if m else None
+
+
+def sdist_metadata_online(index_urls: Sequence[str]) -> object:
+    """A ``(sdist path, filename) -> METADATA bytes`` builder that installs build deps from the indexes."""
+    args: list[str] = []
+    for i, url in enumerate(index_urls):
+        args += ["--index-url" if i == 0 else "--extra-index-url", url]
+
+    def build_metadata(sdist: Path, filename: str) -> bytes:
+        with IsolatedBuild(sdist, pip_args=args) as b:
+            return b.metadata()
+
+    return build_metadata

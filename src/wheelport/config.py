@@ -1,0 +1,343 @@
+"""Configuration: ``[tool.wheelport]`` in pyproject.toml or ``wheelport.toml``, overridden by flags.
+
+The result is one frozen :class:`Config` value. Requirement files are read here too, so every
+later stage sees plain ``packaging`` requirements with the file and line they came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from wheelport.errors import ConfigError, RequirementError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_INDEX = "https://pypi.org/simple"
+
+
+@dataclass(frozen=True)
+class SourcedRequirement:
+    """A requirement and where it was written (``requirements.txt:3``, ``command line``)."""
+
+    requirement: Requirement
+    origin: str
+
+    def __str__(self) -> str:
+        return str(self.requirement)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything a run needs, resolved from config files and flags."""
+
+    requirements: tuple[SourcedRequirement, ...] = ()
+    constraints: tuple[SourcedRequirement, ...] = ()
+    targets: tuple[str, ...] = ("host",)
+    index_urls: tuple[str, ...] = (DEFAULT_INDEX,)
+    output: Path = Path("wheelhouse")
+    pre: bool = False
+    prefer_binary: bool = False
+    only_binary: frozenset[str] = frozenset()
+    from_source: frozenset[str] = frozenset()
+    jobs: int = 8
+    #: per-package system packages for container builds (e.g. lxml → libxml2-dev)
+    build_system_packages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: per-policy container image overrides (e.g. manylinux_2_28 → an image)
+    images: Mapping[str, str] = field(default_factory=dict)
+    tools: tuple[str, ...] = ("pip",)
+
+    def inputs_digest(self) -> str:
+        """A digest of everything that changes a resolution (not the output dir or job count)."""
+        data = {
+            "requirements": sorted(str(r.requirement) for r in self.requirements),
+            "constraints": sorted(str(r.requirement) for r in self.constraints),
+            "index_urls": list(self.index_urls),
+            "pre": self.pre,
+            "prefer_binary": self.prefer_binary,
+            "only_binary": sorted(self.only_binary),
+            "from_source": sorted(self.from_source),
+            "tools": list(self.tools),
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def binary_rule(self, name: str) -> str:
+        """"only-binary", "from-source" or "any" for a project."""
+        n = canonicalize_name(name)
+        if n in self.from_source or (":all:" in self.from_source and n not in self.only_binary):
+            return "from-source"
+        if n in self.only_binary or ":all:" in self.only_binary:
+            return "only-binary"
+        return "any"
+
+
+def parse_requirement(text: str, origin: str) -> SourcedRequirement:
+    """Parse one PEP 508 requirement; a bad one is a :class:`RequirementError` naming its origin."""
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        raise RequirementError(
+            f"{origin}: invalid requirement {text!r}: {str(exc).splitlines()[0]}",
+            hint="write a PEP 508 requirement such as 'requests>=2.31'",
+            path=origin,
+        ) from None
+    if req.url:
+        raise RequirementError(
+            f"{origin}: direct URL requirement {text!r} is not supported",
+            hint="name the project and a version; wheelport resolves from indexes",
+            path=origin,
+        )
+    return SourcedRequirement(req, origin)
+
+
+def read_requirements_file(
+    path: Path, *, _seen: frozenset[Path] = frozenset()
+) -> tuple[list[SourcedRequirement], list[SourcedRequirement], list[str]]:
+    """Read a pip-style requirements file.
+
+    Returns (requirements, constraints, index URLs). Understands comments, line continuations,
+    ``-r``/``-c`` includes, ``--index-url``/``-i`` and ``--extra-index-url``; ``--hash`` options are
+    ignored (wheelport computes its own). Anything else that starts with ``-`` is an error.
+    """
+    if not path.is_file():
+        raise UsageError(f"requirements file not found: {path}", path=str(path))
+    path = path.resolve()
+    if path in _seen:
+        return [], [], []
+    reqs: list[SourcedRequirement] = []
+    cons: list[SourcedRequirement] = []
+    indexes: list[str] = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        lineno = i + 1
+        line = lines[i]
+        while line.endswith("\\") and i + 1 < len(lines):
+            i += 1
+            line = line[:-1] + " " + lines[i]
+        i += 1
+        line = _strip_comment(line).strip()
+        if not line:
+            continue
+        origin = f"{path.name}:{lineno}"
+        if line.startswith("-"):
+            opt, _, value = line.partition(" ")
+            if "=" in opt:
+                opt, _, value = opt.partition("=")
+            value = value.strip()
+            if opt in ("-r", "--requirement", "-c", "--constraint"):
+                sub = (path.parent / value).resolve()
+                r, c, ix = read_requirements_file(sub, _seen=_seen | {path})
+                if opt in ("-c", "--constraint"):
+                    cons.extend(r)
+                    cons.extend(c)
+                else:
+                    reqs.extend(r)
+                    cons.extend(c)
+                indexes.extend(ix)
+            elif opt in ("-i", "--index-url", "--extra-index-url"):
+                indexes.append(value)
+            elif opt in ("--pre", "--prefer-binary", "--only-binary", "--no-binary"):
+                continue
+            else:
+                raise RequirementError(
+                    f"{origin}: unsupported option {opt!r} in requirements file",
+                    hint="use wheelport's command-line flags for options",
+                    path=origin,
+                )
+            continue
+        # drop per-requirement options like --hash=...
+        text = line.split(" --", 1)[0].strip()
+        reqs.append(parse_requirement(text, origin))
+    return reqs, cons, indexes
+
+
+def _strip_comment(line: str) -> str:
+    if line.lstrip().startswith("#"):
+        return ""
+    idx = line.find(" #")
+    return line if idx < 0 else line[:idx]
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", path=str(path)) from None
+
+
+def find_config(directory: Path) -> tuple[Path | None, dict[str, Any], dict[str, Any]]:
+    """(config file, its [tool.wheelport] table, the pyproject data) for a project directory.
+
+    ``wheelport.toml`` (top-level keys) wins over ``[tool.wheelport]`` in pyproject.toml.
+    """
+    pyproject: dict[str, Any] = {}
+    pp = directory / "pyproject.toml"
+    if pp.is_file():
+        pyproject = _load_toml(pp)
+    wt = directory / "wheelport.toml"
+    if wt.is_file():
+        return wt, _load_toml(wt), pyproject
+    table = pyproject.get("tool", {}).get("wheelport")
+    if table is not None:
+        return pp, dict(table), pyproject
+    return None, {}, pyproject
+
+
+_KNOWN_KEYS = {
+    "requirements", "dependencies", "constraints", "extras", "groups", "targets", "index-urls",
+    "index-url", "output", "pre", "prefer-binary", "only-binary", "from-source", "jobs",
+    "build-system-packages", "images", "tools",
+}  # fmt: skip
+
+
+def _dependency_group(pyproject: Mapping[str, Any], name: str, origin: str, stack: tuple[str, ...] = ()) -> list[str]:
+    groups = pyproject.get("dependency-groups", {})
+    norm = {canonicalize_name(k): v for k, v in groups.items()}
+    key = canonicalize_name(name)
+    if key not in norm:
+        raise ConfigError(
+            f"{origin}: no dependency group {name!r}",
+            hint=f"groups defined: {', '.join(sorted(groups)) or 'none'}",
+        )
+    if key in stack:
+        raise ConfigError(f"{origin}: dependency group {name!r} includes itself")
+    out: list[str] = []
+    for item in norm[key]:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict) and "include-group" in item:
+            out.extend(_dependency_group(pyproject, item["include-group"], origin, (*stack, key)))
+        else:
+            raise ConfigError(f"{origin}: invalid entry in dependency group {name!r}: {item!r}")
+    return out
+
+
+def build_config(
+    *,
+    directory: Path,
+    requirement_files: Sequence[Path] = (),
+    requirements: Sequence[str] = (),
+    constraint_files: Sequence[Path] = (),
+    extras: Sequence[str] = (),
+    groups: Sequence[str] = (),
+    targets: Sequence[str] = (),
+    index_urls: Sequence[str] = (),
+    output: Path | None = None,
+    pre: bool | None = None,
+    prefer_binary: bool | None = None,
+    only_binary: Sequence[str] = (),
+    from_source: Sequence[str] = (),
+    jobs: int | None = None,
+    tools: Sequence[str] = (),
+) -> Config:
+    """Merge the project's config file with command-line values (flags win) into a :class:`Config`."""
+    cfg_path, table, pyproject = find_config(directory)
+    origin = str(cfg_path.name) if cfg_path else "config"
+    unknown = set(table) - _KNOWN_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{origin}: unknown key(s) in wheelport config: {', '.join(sorted(unknown))}",
+            hint=f"known keys: {', '.join(sorted(_KNOWN_KEYS))}",
+        )
+    base = cfg_path.parent if cfg_path else directory
+
+    def as_list(key: str) -> list[Any]:
+        value = table.get(key, [])
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{origin}: '{key}' must be a list")
+        return value
+
+    reqs: list[SourcedRequirement] = []
+    cons: list[SourcedRequirement] = []
+    extra_indexes: list[str] = []
+    req_files = list(requirement_files) or [base / p for p in as_list("requirements")]
+    for f in req_files:
+        r, c, ix = read_requirements_file(Path(f))
+        reqs.extend(r)
+        cons.extend(c)
+        extra_indexes.extend(ix)
+    if requirements:
+        reqs.extend(parse_requirement(t, "command line") for t in requirements)
+    elif not requirement_files:
+        reqs.extend(parse_requirement(t, origin) for t in as_list("dependencies"))
+    for f in list(constraint_files) or [base / p for p in as_list("constraints")]:
+        r, c, ix = read_requirements_file(Path(f))
+        cons.extend(r)
+        cons.extend(c)
+    extras = list(extras) or as_list("extras")
+    groups = list(groups) or as_list("groups")
+    project = pyproject.get("project", {})
+    if extras or groups or not reqs:
+        pp_origin = "pyproject.toml"
+        if (extras or groups) and not pyproject:
+            raise UsageError(
+                f"--extra/--group need a pyproject.toml in {directory}",
+                hint="run from the project directory",
+            )
+        reqs.extend(parse_requirement(t, pp_origin) for t in project.get("dependencies", []))
+        optional = {canonicalize_name(k): v for k, v in project.get("optional-dependencies", {}).items()}
+        for extra in extras:
+            key = canonicalize_name(extra)
+            if key not in optional:
+                raise ConfigError(
+                    f"{pp_origin}: no extra {extra!r}",
+                    hint=f"extras defined: {', '.join(sorted(optional)) or 'none'}",
+                )
+            reqs.extend(parse_requirement(t, f"{pp_origin} [{extra}]") for t in optional[key])
+        for group in groups:
+            reqs.extend(
+                parse_requirement(t, f"{pp_origin} group {group}")
+                for t in _dependency_group(pyproject, group, pp_origin)
+            )
+    if not reqs:
+        raise UsageError(
+            "nothing to lock: no requirements given",
+            hint="pass requirements, -r FILE, or run in a project with [project] dependencies",
+        )
+
+    ix = list(index_urls)
+    if not ix:
+        cfg_ix = as_list("index-urls") + as_list("index-url")
+        ix = cfg_ix or [*extra_indexes] or [DEFAULT_INDEX]
+    out = output or Path(table.get("output", "wheelhouse"))
+    if not out.is_absolute() and output is None and cfg_path:
+        out = base / out
+
+    def names(values: Sequence[str]) -> frozenset[str]:
+        return frozenset(v if v == ":all:" else canonicalize_name(v) for v in values)
+
+    bsp = table.get("build-system-packages", {})
+    return Config(
+        requirements=tuple(reqs),
+        constraints=tuple(cons),
+        targets=tuple(targets) or tuple(as_list("targets")) or ("host",),
+        index_urls=tuple(dict.fromkeys(u.rstrip("/") for u in ix)),
+        output=out,
+        pre=bool(table.get("pre", False)) if pre is None else pre,
+        prefer_binary=bool(table.get("prefer-binary", False)) if prefer_binary is None else prefer_binary,
+        only_binary=names(list(only_binary) or as_list("only-binary")),
+        from_source=names(list(from_source) or as_list("from-source")),
+        jobs=jobs or int(table.get("jobs", 8)),
+        build_system_packages={canonicalize_name(k): tuple(v) for k, v in bsp.items()},
+        images=dict(table.get("images", {})),
+        tools=tuple(tools) or tuple(as_list("tools")) or ("pip",),
+    )
+
+
+def with_targets(config: Config, targets: Sequence[str]) -> Config:
+    return replace(config, targets=tuple(targets))

@@ -1,0 +1,579 @@
+"""Index client: PEP 691 JSON with PEP 503 HTML fallback, PEP 592/658/700/714, several indexes.
+
+The client answers two questions for the resolver — which files does a project have, and
+what is a file's core metadata — and downloads files into the content-addressed cache.
+HTTP is an injected ``httpx.Client``; responses are cached in the user cache directory
+(fresh pages within their ``max-age`` are not requested again; stale ones are revalidated
+with ``ETag``/``Last-Modified``). Credentials come from the index URL or ``~/.netrc`` and are
+never printed or written: every URL shown to a user goes through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.parser
+import hashlib
+import json
+import logging
+import netrc
+import os
+import re
+import tarfile
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+
+from wheelport.cache import Cache
+from wheelport.errors import IndexError_
+from wheelport.index.models import DistFile, make_file
+from wheelport.wheelhouse import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+HTML_V1 = "application/vnd.pypi.simple.v1+html"
+ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
+RETRY_STATUS = {429, 500, 502, 503, 504}
+MAX_PAGE_AGE = 600
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (user names are kept)."""
+    parts = urlsplit(url)
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    netloc = f"{user}:***@{host}" if user else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _strip_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    clean = urlunsplit(parts._replace(netloc=host))
+    return clean, (parts.username or "", parts.password or "")
+
+
+def _origin(url: str) -> str:
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.hostname}:{p.port or (443 if p.scheme == 'https' else 80)}"
+
+
+@dataclass(frozen=True)
+class CoreMetadata:
+    """The parts of a distribution's core metadata the resolver needs."""
+
+    name: str
+    version: str
+    requires_dist: tuple[Requirement, ...]
+    requires_python: str | None
+    provides_extra: tuple[NormalizedName, ...]
+    dynamic: tuple[str, ...]
+    metadata_version: str
+
+    @classmethod
+    def parse(cls, data: bytes, source: str = "") -> CoreMetadata:
+        msg = email.parser.BytesHeaderParser().parsebytes(data)
+        reqs = []
+        for text in msg.get_all("Requires-Dist") or []:
+            try:
+                reqs.append(Requirement(str(text)))
+            except InvalidRequirement:
+                log.warning("%s: ignoring invalid Requires-Dist %r", source, text)
+        return cls(
+            name=str(msg.get("Name", "")),
+            version=str(msg.get("Version", "")),
+            requires_dist=tuple(reqs),
+            requires_python=(str(msg["Requires-Python"]) if msg.get("Requires-Python") else None),
+            provides_extra=tuple(canonicalize_name(str(e)) for e in msg.get_all("Provides-Extra") or []),
+            dynamic=tuple(str(d).lower() for d in msg.get_all("Dynamic") or []),
+            metadata_version=str(msg.get("Metadata-Version", "1.0")),
+        )
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base: str | None = None
+        self.links: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        d = dict(attrs)
+        if tag == "base" and d.get("href") and self.base is None:
+            self.base = d["href"]
+        elif tag == "a" and d.get("href"):
+            self.links.append(d)
+
+
+def parse_html_page(text: str, page_url: str, project: str, index_url: str) -> list[DistFile]:
+    """Files of a PEP 503 project page (anchors with hash fragments and data- attributes)."""
+    parser = _LinkParser()
+    parser.feed(text)
+    base = urljoin(page_url, parser.base) if parser.base else page_url
+    out = []
+    for a in parser.links:
+        href = str(a["href"])
+        url = urljoin(base, href)
+        path, _, frag = url.partition("#")
+        filename = path.rsplit("/", 1)[-1].split("?", 1)[0]
+        from urllib.parse import unquote
+
+        filename = unquote(filename)
+        sha256 = None
+        m = re.match(r"sha256=([0-9a-fA-F]{64})", frag)
+        if m:
+            sha256 = m[1].lower()
+        meta = a.get("data-core-metadata", a.get("data-dist-info-metadata"))
+        core: str | bool = False
+        if meta is not None:
+            mm = re.match(r"sha256=([0-9a-fA-F]{64})", meta or "")
+            core = mm[1].lower() if mm else meta.lower() != "false"
+        yanked = a.get("data-yanked")
+        f = make_file(
+            filename=filename,
+            url=path,
+            project=project,
+            index_url=index_url,
+            sha256=sha256,
+            requires_python=a.get("data-requires-python") or None,
+            yanked=(yanked or "") if "data-yanked" in a else None,
+            core_metadata=core,
+        )
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def parse_json_page(data: dict[str, Any], page_url: str, project: str, index_url: str) -> list[DistFile]:
+    """Files of a PEP 691 project page."""
+    out = []
+    for item in data.get("files", []):
+        url = urljoin(page_url, item["url"])
+        hashes = item.get("hashes") or {}
+        meta = item.get("core-metadata", item.get("dist-info-metadata", False))
+        core: str | bool = False
+        if isinstance(meta, dict):
+            core = str(meta.get("sha256", True)) if meta else True
+        elif meta:
+            core = True
+        yanked = item.get("yanked", False)
+        f = make_file(
+            filename=item["filename"],
+            url=url.split("#", 1)[0],
+            project=project,
+            index_url=index_url,
+            sha256=hashes.get("sha256"),
+            requires_python=item.get("requires-python") or None,
+            yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
+            core_metadata=core,
+            size=item.get("size"),
+            upload_time=item.get("upload-time"),
+        )
+        if f is not None:
+            out.append(f)
+    return out
+
+
+SdistMetadataBuilder = Callable[[Path, str], bytes]
+
+
+class IndexClient:
+    """Reads projects and metadata from one or more indexes (first index that has a project wins).
+
+    Thread-safe: the resolver runs one thread per target and prefetches on a pool.
+    """
+
+    def __init__(
+        self,
+        index_urls: Iterable[str],
+        *,
+        cache: Cache | None = None,
+        http: httpx.Client | None = None,
+        concurrency: int = 16,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        sdist_metadata: SdistMetadataBuilder | None = None,
+        offline_ok: bool = False,
+    ) -> None:
+        self.index_urls: list[str] = []
+        self._auth: dict[str, tuple[str, str]] = {}
+        for raw in index_urls:
+            clean, creds = _strip_credentials(raw.rstrip("/") + "/")
+            self.index_urls.append(clean)
+            if creds:
+                self._auth[_origin(clean)] = creds
+        self.cache = cache or Cache.default()
+        self._own_http = http is None
+        self.http = http or httpx.Client(
+            timeout=timeout,
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            headers={"User-Agent": "wheelport"},
+        )
+        self.retries = retries
+        self.backoff = backoff
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="wheelport-index")
+        self._lock = threading.Lock()
+        self._pages: dict[str, Future[list[DistFile]]] = {}
+        self._meta: dict[str, Future[CoreMetadata]] = {}
+        self._sdist_metadata = sdist_metadata
+        self._netrc: netrc.netrc | bool | None = False
+        self.offline_ok = offline_ok
+        self.stats = {"requests": 0, "cached": 0, "revalidated": 0}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self._own_http:
+            self.http.close()
+
+    def __enter__(self) -> IndexClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- HTTP --------------------------------------------------------------------------------
+    def _auth_for(self, url: str) -> tuple[str, str] | None:
+        origin = _origin(url)
+        if origin in self._auth:
+            return self._auth[origin]
+        if not any(_origin(ix) == origin for ix in self.index_urls):
+            return None
+        if self._netrc is False:
+            try:
+                self._netrc = netrc.netrc()
+            except (FileNotFoundError, netrc.NetrcParseError, OSError):
+                self._netrc = None
+        if isinstance(self._netrc, netrc.netrc):
+            entry = self._netrc.authenticators(urlsplit(url).hostname or "")
+            if entry:
+                return entry[0] or "", entry[2] or ""
+        return None
+
+    def request(self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False) -> httpx.Response:
+        """GET with retries on connection errors, 429 and 5xx (exponential backoff)."""
+        auth = self._auth_for(url)
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * (2 ** (attempt - 1)))
+            try:
+                self.stats["requests"] += 1
+                req = self.http.build_request("GET", url, headers=headers)
+                resp = self.http.send(req, auth=auth if auth else httpx.USE_CLIENT_DEFAULT, stream=stream)
+            except httpx.TransportError as exc:
+                last = exc
+                continue
+            if resp.status_code in RETRY_STATUS and attempt < self.retries:
+                resp.close()
+                last = None
+                continue
+            return resp
+        reason = _reason(last) if last else "server error"
+        raise IndexError_(
+            f"cannot reach {redact(url)}: {reason}",
+            hint="check --index-url and the network",
+            path=redact(url),
+        )
+
+    def _get_page(self, url: str) -> tuple[bytes, str, str]:
+        """(body, content type, final URL) of an index page, through the HTTP cache."""
+        cache_file = self.cache.http_path(f"page:{url}")
+        cached: dict[str, Any] | None = None
+        if cache_file.exists():
+            try:
+                cached = json.loads(cache_file.read_text())
+            except (ValueError, OSError):
+                cached = None
+        now = time.time()
+        if cached and now - cached["fetched"] < cached.get("max_age", 0):
+            self.stats["cached"] += 1
+            return cached["body"].encode(), cached["content_type"], cached["url"]
+        headers = {"Accept": ACCEPT}
+        if cached:
+            if cached.get("etag"):
+                headers["If-None-Match"] = cached["etag"]
+            if cached.get("last_modified"):
+                headers["If-Modified-Since"] = cached["last_modified"]
+        try:
+            resp = self.request(url, headers)
+        except IndexError_:
+            if cached and self.offline_ok:
+                return cached["body"].encode(), cached["content_type"], cached["url"]
+            raise
+        if resp.status_code == 304 and cached:
+            self.stats["revalidated"] += 1
+            cached["fetched"] = now
+            cached["max_age"] = _max_age(resp.headers)
+            atomic_write_bytes(cache_file, json.dumps(cached).encode())
+            return cached["body"].encode(), cached["content_type"], cached["url"]
+        if resp.status_code == 404:
+            return b"", "404", url
+        if resp.status_code in (401, 403):
+            raise IndexError_(
+                f"{redact(url)} refused access ({resp.status_code})",
+                hint="give credentials in the index URL or ~/.netrc",
+                path=redact(url),
+            )
+        if resp.status_code >= 400:
+            raise IndexError_(f"{redact(url)} answered HTTP {resp.status_code}", path=redact(url))
+        body = resp.content
+        ctype = resp.headers.get("content-type", "text/html").split(";")[0].strip()
+        final = str(resp.url)
+        entry = {
+            "url": final,
+            "content_type": ctype,
+            "etag": resp.headers.get("etag"),
+            "last_modified": resp.headers.get("last-modified"),
+            "fetched": now,
+            "max_age": _max_age(resp.headers),
+            "body": body.decode("utf-8", "replace"),
+        }
+        atomic_write_bytes(cache_file, json.dumps(entry).encode())
+        return body, ctype, final
+
+    # -- projects ----------------------------------------------------------------------------
+    def project_files(self, name: str) -> list[DistFile]:
+        """All files of a project on the first index that has it ([] when none has it)."""
+        return self.prefetch_project(name).result()
+
+    def prefetch_project(self, name: str) -> Future[list[DistFile]]:
+        key = canonicalize_name(name)
+        with self._lock:
+            fut = self._pages.get(key)
+            if fut is None:
+                fut = self.pool.submit(self._load_project, key)
+                self._pages[key] = fut
+        return fut
+
+    def _load_project(self, name: NormalizedName) -> list[DistFile]:
+        for index in self.index_urls:
+            url = f"{index}{name}/"
+            if url.startswith("file://"):
+                files = self._load_file_index(index, name)
+                if files is None:
+                    continue
+                return files
+            body, ctype, final = self._get_page(url)
+            if ctype == "404":
+                continue
+            if ctype == JSON_V1 or ctype.endswith("+json") or ctype == "application/json":
+                return parse_json_page(json.loads(body), final, name, index)
+            return parse_html_page(body.decode("utf-8", "replace"), final, name, index)
+        return []
+
+    def _load_file_index(self, index: str, name: str) -> list[DistFile] | None:
+        from urllib.parse import unquote
+
+        base = Path(unquote(urlsplit(index).path)) / name
+        page = base / "index.html"
+        if not page.exists():
+            return None
+        return parse_html_page(page.read_text(encoding="utf-8"), page.as_uri(), name, index)
+
+    # -- metadata ----------------------------------------------------------------------------
+    def metadata(self, file: DistFile) -> CoreMetadata:
+        """Core metadata of a file: PEP 658 when the index serves it, else out of the file."""
+        return self.prefetch_metadata(file).result()
+
+    def prefetch_metadata(self, file: DistFile) -> Future[CoreMetadata]:
+        with self._lock:
+            fut = self._meta.get(file.url)
+            if fut is None:
+                fut = self.pool.submit(self._load_metadata, file)
+                self._meta[file.url] = fut
+        return fut
+
+    def _load_metadata(self, file: DistFile) -> CoreMetadata:
+        key = f"meta:{file.sha256 or file.url}"
+        path = self.cache.metadata_path(key)
+        if path.exists():
+            return CoreMetadata.parse(path.read_bytes(), file.filename)
+        data: bytes | None = None
+        if file.is_wheel and file.core_metadata:
+            resp = self.request(file.metadata_url)
+            if resp.status_code == 200:
+                data = resp.content
+                expected = file.core_metadata if isinstance(file.core_metadata, str) else None
+                if expected and hashlib.sha256(data).hexdigest() != expected:
+                    log.warning("%s: PEP 658 metadata hash mismatch; reading the wheel", file.filename)
+                    data = None
+        if data is None:
+            local = self.download(file)
+            if file.is_wheel:
+                data = _wheel_metadata(local, file.filename)
+            else:
+                data = _sdist_metadata(local, file.filename)
+                if data is None or not _static_requires(data):
+                    if self._sdist_metadata is None:
+                        raise IndexError_(
+                            f"{file.filename}: dependencies are dynamic and no builder is set",
+                            package=file.project,
+                        )
+                    data = self._sdist_metadata(local, file.filename)
+        atomic_write_bytes(path, data)
+        return CoreMetadata.parse(data, file.filename)
+
+    # -- files -------------------------------------------------------------------------------
+    def download(self, file: DistFile, *, progress: Callable[[int], None] | None = None) -> Path:
+        """The file in the content-addressed cache, downloaded and verified when missing."""
+        if file.sha256:
+            dest = self.cache.artifact_path(file.sha256)
+            if dest.exists():
+                return dest
+        return download_verified(self, file.url, file.sha256, file.size, self.cache, progress=progress,
+                                 label=file.filename)
+
+
+def download_verified(
+    client: IndexClient,
+    url: str,
+    sha256: str | None,
+    size: int | None,
+    cache: Cache,
+    *,
+    progress: Callable[[int], None] | None = None,
+    label: str = "",
+) -> Path:
+    """Download ``url`` to a temporary file, check size and sha256, then move it into the cache."""
+    from wheelport.errors import FetchError
+
+    label = label or url.rsplit("/", 1)[-1]
+    if url.startswith("file://"):
+        from urllib.parse import unquote
+
+        src = Path(unquote(urlsplit(url).path))
+        resp_bytes = src.read_bytes()
+        digest = hashlib.sha256(resp_bytes).hexdigest()
+        if sha256 and digest != sha256:
+            raise FetchError(
+                f"{label}: sha256 mismatch for {url}: expected {sha256}, got {digest}",
+                path=label,
+            )
+        dest = cache.artifact_path(digest)
+        if not dest.exists():
+            atomic_write_bytes(dest, resp_bytes)
+        return dest
+    tmp_dir = cache.artifacts / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    total = 0
+    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+    try:
+        resp = client.request(url, stream=True)
+        try:
+            if resp.status_code != 200:
+                raise FetchError(
+                    f"{label}: download failed with HTTP {resp.status_code} from {redact(url)}",
+                    path=label,
+                )
+            with os.fdopen(fd, "wb") as f:
+                for chunk in resp.iter_bytes(1 << 16):
+                    f.write(chunk)
+                    h.update(chunk)
+                    total += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+        finally:
+            resp.close()
+        digest = h.hexdigest()
+        if sha256 and digest != sha256:
+            raise FetchError(
+                f"{label}: sha256 mismatch for {redact(url)}: expected {sha256}, got {digest}",
+                hint="the index served different bytes than it advertises; nothing was kept",
+                path=label,
+            )
+        if size is not None and total != size:
+            raise FetchError(
+                f"{label}: size mismatch for {redact(url)}: expected {size} bytes, got {total}",
+                path=label,
+            )
+        dest = cache.artifact_path(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_name, dest)
+        return dest
+    except httpx.TransportError as exc:
+        raise FetchError(f"{label}: download from {redact(url)} failed: {_reason(exc)}", path=label) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "refused" in text.lower():
+        return "connection refused"
+    return text.splitlines()[0]
+
+
+def _max_age(headers: httpx.Headers) -> int:
+    cc = headers.get("cache-control", "")
+    if "no-store" in cc or "no-cache" in cc:
+        return 0
+    m = re.search(r"max-age=(\d+)", cc)
+    return min(int(m[1]), MAX_PAGE_AGE) if m else 0
+
+
+def _wheel_metadata(path: Path, filename: str) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        if not names:
+            raise IndexError_(f"{filename}: wheel has no .dist-info/METADATA", path=filename)
+        return zf.read(names[0])
+
+
+def _sdist_metadata(path: Path, filename: str) -> bytes | None:
+    """PKG-INFO of an sdist's top directory, or None."""
+    try:
+        if filename.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                for n in zf.namelist():
+                    if n.count("/") == 1 and n.endswith("/PKG-INFO"):
+                        return zf.read(n)
+            return None
+        with tarfile.open(path) as tf:
+            for m in tf:
+                if m.isfile() and m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"):
+                    fh = tf.extractfile(m)
+                    return fh.read() if fh else None
+    except (tarfile.TarError, zipfile.BadZipFile, OSError):
+        return None
+    return None
+
+
+def _static_requires(pkg_info: bytes) -> bool:
+    """PEP 643: PKG-INFO dependencies are reliable for Metadata-Version >= 2.2 unless Dynamic."""
+    meta = CoreMetadata.parse(pkg_info)
+    try:
+        major, minor = (int(x) for x in meta.metadata_version.split(".")[:2])
+    except ValueError:
+        return False
+    if (major, minor) < (2, 2):
+        return False
+    return "requires-dist" not in meta.dynamic and "requires-python" not in meta.dynamic
+
+
+__all__ = ["CoreMetadata", "IndexClient", "download_verified", "redact"]

@@ -1,0 +1,106 @@
+"""Values the index client produces: distribution files and project pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+SDIST_SUFFIXES = (".tar.gz", ".zip")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistFile:
+    """One file of a project on an index."""
+
+    filename: str
+    url: str
+    project: NormalizedName
+    version: Version
+    is_wheel: bool
+    tags: frozenset[Tag]
+    sha256: str | None
+    requires_python: str | None
+    yanked: str | None  # None: not yanked; "" or a reason: yanked
+    core_metadata: str | bool  # sha256 hex, True (served, no hash), or False
+    size: int | None
+    upload_time: str | None
+    index_url: str
+
+    @property
+    def is_yanked(self) -> bool:
+        return self.yanked is not None
+
+    @cached_property
+    def requires_python_spec(self) -> SpecifierSet | None:
+        if not self.requires_python:
+            return None
+        try:
+            return SpecifierSet(self.requires_python)
+        except InvalidSpecifier:
+            return None  # as pip does: an unparsable requires-python does not exclude
+
+    @property
+    def metadata_url(self) -> str:
+        return self.url.split("#", 1)[0] + ".metadata"
+
+
+def parse_filename(filename: str) -> tuple[NormalizedName, Version, bool, frozenset[Tag]] | None:
+    """(project, version, is_wheel, tags) from a file name; None for files wheelport ignores."""
+    try:
+        if filename.endswith(".whl"):
+            name, version, _build, tags = parse_wheel_filename(filename)
+            return name, version, True, tags
+        if filename.endswith(SDIST_SUFFIXES):
+            name, version = parse_sdist_filename(filename)
+            return name, version, False, frozenset()
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    return None
+
+
+def make_file(
+    *,
+    filename: str,
+    url: str,
+    project: str,
+    index_url: str,
+    sha256: str | None = None,
+    requires_python: str | None = None,
+    yanked: str | None = None,
+    core_metadata: str | bool = False,
+    size: int | None = None,
+    upload_time: str | None = None,
+) -> DistFile | None:
+    parsed = parse_filename(filename)
+    if parsed is None:
+        return None
+    name, version, is_wheel, tags = parsed
+    if name != canonicalize_name(project):
+        return None
+    return DistFile(
+        filename=filename,
+        url=url,
+        project=name,
+        version=version,
+        is_wheel=is_wheel,
+        tags=tags,
+        sha256=sha256,
+        requires_python=requires_python,
+        yanked=yanked,
+        core_metadata=core_metadata if is_wheel else False,
+        size=size,
+        upload_time=upload_time,
+        index_url=index_url,
+    )

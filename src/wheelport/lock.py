@@ -1,0 +1,190 @@
+"""PEP 751 locks: one ``pylock.<target>.toml`` per target.
+
+``build_lock`` is a pure function from a resolution to a ``packaging.pylock.Pylock``; the
+writer validates it with ``packaging`` before anything reaches the disk, and writes all
+locks of a run only after every target resolved (no half-written set).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from packaging.markers import Marker
+from packaging.pylock import Package, PackageSdist, PackageWheel, Pylock, PylockValidationError
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from wheelport import __version__
+from wheelport.errors import UsageError
+from wheelport.index.models import DistFile
+from wheelport.resolve import Pin, Resolution, marker_for
+from wheelport.targets import Target
+from wheelport.wheelhouse import Wheelhouse, atomic_write_text
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CREATED_BY = "wheelport"
+
+
+def environment_marker(target: Target) -> Marker:
+    """The marker that holds exactly on the target's kind of interpreter and platform."""
+    m = target.markers
+    return Marker(
+        f'sys_platform == "{m["sys_platform"]}" and platform_machine == "{m["platform_machine"]}"'
+        f' and python_version == "{m["python_version"]}"'
+        f' and implementation_name == "{m["implementation_name"]}"'
+    )
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _wheel(file: DistFile) -> PackageWheel:
+    return PackageWheel(
+        name=file.filename,
+        url=file.url,
+        path=f"wheels/{file.filename}",
+        upload_time=_time(file.upload_time),
+        size=file.size,
+        hashes={"sha256": file.sha256} if file.sha256 else {},
+    )
+
+
+def _sdist(file: DistFile) -> PackageSdist:
+    return PackageSdist(
+        name=file.filename,
+        url=file.url,
+        path=f"sdists/{file.filename}",
+        upload_time=_time(file.upload_time),
+        size=file.size,
+        hashes={"sha256": file.sha256} if file.sha256 else {},
+    )
+
+
+def _package(pin: Pin) -> Package:
+    is_wheel = pin.file.is_wheel
+    return Package(
+        name=pin.name,
+        version=pin.version,
+        marker=marker_for(pin),
+        requires_python=SpecifierSet(pin.requires_python) if pin.file.requires_python_spec else None,
+        index=pin.file.index_url.rstrip("/"),
+        dependencies=[{"name": d} for d in pin.dependencies] or None,
+        wheels=[_wheel(pin.file)] if is_wheel else None,
+        sdist=None if is_wheel else _sdist(pin.file),
+        tool={"wheelport": {"extras": sorted(pin.extras)}} if pin.extras else None,
+    )
+
+
+def build_lock(resolution: Resolution, *, inputs_digest: str, tools: Sequence[Pin] = ()) -> Pylock:
+    """A validated PEP 751 lock for one target's resolution."""
+    t = resolution.target
+    tool: dict[str, Any] = {
+        "target": t.identifier,
+        "inputs-digest": inputs_digest,
+        "wheelport-version": __version__,
+    }
+    if tools:
+        tool["tools"] = [
+            {
+                "name": p.name,
+                "version": str(p.version),
+                "path": f"wheels/{p.file.filename}",
+                "url": p.file.url,
+                "sha256": p.file.sha256 or "",
+                "size": p.file.size or 0,
+            }
+            for p in tools
+        ]
+    lock = Pylock(
+        lock_version=Version("1.0"),
+        environments=[environment_marker(t)],
+        requires_python=SpecifierSet(f"=={t.python_version[0]}.{t.python_version[1]}.*"),
+        created_by=CREATED_BY,
+        packages=[_package(p) for p in resolution.pins.values()],
+        tool={"wheelport": tool},
+    )
+    lock.validate()
+    return lock
+
+
+def dumps(lock: Pylock) -> str:
+    data = lock.to_dict()
+    return tomli_w.dumps(_drop_none(data))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def read_lock(path: Path) -> Pylock:
+    """Read and validate a lock; a bad one is a :class:`UsageError` naming the file."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+        return Pylock.from_dict(data)
+    except FileNotFoundError:
+        raise UsageError(f"lock not found: {path}", hint="run 'wheelport lock' first", path=str(path)) from None
+    except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
+        raise UsageError(f"{path}: not a valid PEP 751 lock: {exc}", path=str(path)) from None
+
+
+def lock_tool(lock: Pylock) -> dict[str, Any]:
+    return dict((lock.tool or {}).get("wheelport", {}))
+
+
+@dataclass(frozen=True)
+class Staleness:
+    target: str
+    path: Path
+    reason: str | None  # None: current
+
+
+def check_locks(wheelhouse: Wheelhouse, targets: Sequence[Target], inputs_digest: str) -> list[Staleness]:
+    """For each target: is its lock present, valid, and made from the same inputs?"""
+    out = []
+    for t in targets:
+        path = wheelhouse.lock_path(t.identifier)
+        if not path.exists():
+            out.append(Staleness(t.identifier, path, "missing"))
+            continue
+        try:
+            lock = read_lock(path)
+        except UsageError as exc:
+            out.append(Staleness(t.identifier, path, f"invalid: {exc.message}"))
+            continue
+        digest = lock_tool(lock).get("inputs-digest")
+        reason = None if digest == inputs_digest else "inputs changed"
+        out.append(Staleness(t.identifier, path, reason))
+    return out
+
+
+def write_locks(wheelhouse: Wheelhouse, locks: Mapping[str, Pylock]) -> list[Path]:
+    """Write every lock (each atomically) after all were built and validated."""
+    wheelhouse.root.mkdir(parents=True, exist_ok=True)
+    texts = {tid: dumps(lock) for tid, lock in locks.items()}
+    paths = []
+    for tid, text in texts.items():
+        path = wheelhouse.lock_path(tid)
+        atomic_write_text(path, text)
+        paths.append(path)
+    return paths

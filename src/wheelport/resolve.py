@@ -1,0 +1,526 @@
+"""Multi-target resolution with resolvelib.
+
+One resolution per target. The provider evaluates markers and Requires-Python against the
+*target* (never the host), selects each version's best file with the target's tag list,
+and asks the index client for metadata — prefetching project pages and metadata on the
+client's pool so many are fetched concurrently. Targets resolve in parallel threads that
+share one client (and so one cache of pages and metadata).
+
+Rules, as pip and uv apply them:
+- newest satisfying version first; ``prefer_binary`` puts versions with a wheel for the
+  target before newer sdist-only ones; ``only-binary``/``from-source`` per project or ``:all:``;
+- prereleases only with ``pre`` or when a specifier names one, or when nothing else satisfies;
+- yanked files only for an ``==``/``===`` pin (PEP 592);
+- a file whose Requires-Python excludes the target's Python is not a candidate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import resolvelib
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from wheelport.config import Config, SourcedRequirement
+from wheelport.errors import ResolutionError, WheelportError
+from wheelport.index.client import IndexClient, redact
+from wheelport.index.models import DistFile
+from wheelport.targets import Target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: NormalizedName
+    version: Version
+    extras: frozenset[NormalizedName]
+    file: DistFile
+
+    @property
+    def key(self) -> str:
+        return _key(self.name, self.extras)
+
+    def __str__(self) -> str:
+        ex = f"[{','.join(sorted(self.extras))}]" if self.extras else ""
+        return f"{self.name}{ex} {self.version}"
+
+
+@dataclass(frozen=True)
+class Req:
+    name: NormalizedName
+    extras: frozenset[NormalizedName]
+    specifier: SpecifierSet
+    #: the marker written on the edge (None: unconditional); "extra" markers are dropped
+    marker: str | None
+    #: the text the user or a package wrote, for messages
+    text: str
+    origin: str
+
+    @property
+    def key(self) -> str:
+        return _key(self.name, self.extras)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _key(name: str, extras: Iterable[str]) -> str:
+    ex = sorted(extras)
+    return f"{name}[{','.join(ex)}]" if ex else name
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One resolved package of a target."""
+
+    name: NormalizedName
+    version: Version
+    file: DistFile
+    extras: frozenset[NormalizedName]
+    dependencies: tuple[NormalizedName, ...]
+    #: None when some path brings it in unconditionally, else the markers of the edges
+    markers: tuple[str, ...] | None
+    requires_python: str | None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    target: Target
+    pins: Mapping[NormalizedName, Pin]
+
+
+class Reporter(Protocol):
+    """Observes resolution progress (rich progress in the CLI; nothing in tests)."""
+
+    def target_started(self, target: Target) -> None: ...
+    def pinned(self, target: Target, candidate: Candidate) -> None: ...
+    def target_done(self, target: Target, resolution: Resolution) -> None: ...
+
+
+class NullReporter:
+    def target_started(self, target: Target) -> None:
+        pass
+
+    def pinned(self, target: Target, candidate: Candidate) -> None:
+        pass
+
+    def target_done(self, target: Target, resolution: Resolution) -> None:
+        pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    pre: bool = False
+    prefer_binary: bool = False
+    only_binary: frozenset[str] = frozenset()
+    from_source: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_config(cls, config: Config) -> Policy:
+        return cls(
+            pre=config.pre,
+            prefer_binary=config.prefer_binary,
+            only_binary=config.only_binary,
+            from_source=config.from_source,
+        )
+
+    def rule(self, name: str) -> str:
+        if name in self.from_source or (":all:" in self.from_source and name not in self.only_binary):
+            return "from-source"
+        if name in self.only_binary or ":all:" in self.only_binary:
+            return "only-binary"
+        return "any"
+
+
+@dataclass
+class _Why:
+    """Why files of a project were not candidates for a target (for error messages)."""
+
+    versions: set[Version] = field(default_factory=set)
+    requires_python: dict[Version, str] = field(default_factory=dict)
+    no_tag: set[Version] = field(default_factory=set)
+    yanked: set[Version] = field(default_factory=set)
+
+
+def select_file(
+    files: Sequence[DistFile], target: Target, rule: str, *, allow_yanked: bool, why: _Why | None = None
+) -> DistFile | None:
+    """The file of one version that serves a target best: the wheel with the best-ranked tag,
+    else the sdist (unless only-binary). ``from-source`` picks the sdist only. A pure function."""
+    best: tuple[int, DistFile] | None = None
+    sdist: DistFile | None = None
+    py = Version(target.full_version)
+    for f in files:
+        if f.is_yanked and not allow_yanked:
+            if why is not None:
+                why.yanked.add(f.version)
+            continue
+        spec = f.requires_python_spec
+        if spec is not None and not spec.contains(py, prereleases=True):
+            if why is not None:
+                why.requires_python[f.version] = str(spec)
+            continue
+        if f.is_wheel:
+            if rule == "from-source":
+                continue
+            ranks = [target.tag_priority[t] for t in f.tags if t in target.tag_priority]
+            if not ranks:
+                if why is not None:
+                    why.no_tag.add(f.version)
+                continue
+            rank = min(ranks)
+            if best is None or rank < best[0]:
+                best = (rank, f)
+        elif rule != "only-binary" and (sdist is None or f.filename.endswith(".tar.gz")):
+            sdist = f
+    if best is not None:
+        return best[1]
+    return sdist
+
+
+class Provider(resolvelib.AbstractProvider):  # type: ignore[misc]
+    """Answers resolvelib's questions for one target."""
+
+    def __init__(
+        self,
+        client: IndexClient,
+        target: Target,
+        policy: Policy,
+        constraints: Mapping[NormalizedName, Sequence[Req]],
+        reporter: Reporter,
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.policy = policy
+        self.constraints = constraints
+        self.reporter = reporter
+        self.env = dict(target.markers)
+        self.why: dict[NormalizedName, _Why] = defaultdict(_Why)
+        self.unknown: set[NormalizedName] = set()
+        self.edges: dict[tuple[str, str], list[str | None]] = defaultdict(list)
+        self.depth: dict[str, int] = {}
+        self.deps: dict[str, list[Req]] = {}
+
+    # -- resolvelib API ------------------------------------------------------------------------
+    def identify(self, requirement_or_candidate: Req | Candidate) -> str:
+        return requirement_or_candidate.key
+
+    def get_preference(
+        self,
+        identifier: str,
+        resolutions: Mapping[str, Candidate],
+        candidates: Mapping[str, Iterator[Candidate]],
+        information: Mapping[str, Iterator[Any]],
+        backtrack_causes: Sequence[Any],
+    ) -> Any:
+        infos = list(information[identifier])
+        pinned = any(
+            any(s.operator in ("==", "===") and "*" not in s.version for s in info.requirement.specifier)
+            for info in infos
+        )
+        direct = any(info.parent is None for info in infos)
+        causes = {c.requirement.key for c in backtrack_causes}
+        depth = self.depth.get(identifier, 99)
+        return (not direct, not pinned, identifier not in causes, depth, identifier)
+
+    def find_matches(
+        self,
+        identifier: str,
+        requirements: Mapping[str, Iterator[Req]],
+        incompatibilities: Mapping[str, Iterator[Candidate]],
+    ) -> list[Candidate]:
+        reqs = list(requirements[identifier])
+        if not reqs:
+            return []
+        name = reqs[0].name
+        extras = reqs[0].extras
+        spec = SpecifierSet()
+        for r in reqs:
+            spec &= r.specifier
+        for c in self.constraints.get(name, ()):
+            spec &= c.specifier
+        bad = {c.version for c in incompatibilities[identifier]}
+        files = self.client.project_files(name)
+        if not files:
+            self.unknown.add(name)
+            return []
+        by_version: dict[Version, list[DistFile]] = defaultdict(list)
+        for f in files:
+            by_version[f.version].append(f)
+        rule = self.policy.rule(name)
+        exact = {
+            Version(s.version)
+            for s in spec
+            if s.operator in ("==", "===") and "*" not in s.version and _is_version(s.version)
+        }
+        why = self.why[name]
+        usable: dict[Version, DistFile] = {}
+        for version, vfiles in by_version.items():
+            why.versions.add(version)
+            if version in bad:
+                continue
+            chosen = select_file(vfiles, self.target, rule, allow_yanked=version in exact, why=why)
+            if chosen is not None:
+                usable[version] = chosen
+        allowed = list(spec.filter(usable, prereleases=True if self.policy.pre else None))
+        allowed.sort(reverse=True)
+        if self.policy.prefer_binary:
+            allowed.sort(key=lambda v: not usable[v].is_wheel)
+        cands = [Candidate(name, v, extras, usable[v]) for v in allowed]
+        if cands:
+            self.client.prefetch_metadata(cands[0].file)
+        return cands
+
+    def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def get_dependencies(self, candidate: Candidate) -> list[Req]:
+        self.reporter.pinned(self.target, candidate)
+        meta = self.client.metadata(candidate.file)
+        parent_depth = self.depth.get(candidate.key, 0)
+        out: list[Req] = []
+        if candidate.extras:
+            # an extras candidate depends on its own base at the same version
+            out.append(
+                Req(
+                    candidate.name,
+                    frozenset(),
+                    SpecifierSet(f"=={candidate.version}"),
+                    None,
+                    f"{candidate.name}=={candidate.version}",
+                    str(candidate),
+                )
+            )
+        extras_env: list[str] = sorted(candidate.extras) if candidate.extras else [""]
+        for r in meta.requires_dist:
+            if r.marker is not None:
+                if candidate.extras:
+                    # deps for the extras only (the base candidate brings the rest)
+                    hit = any(r.marker.evaluate({**self.env, "extra": e}) for e in extras_env) and not (
+                        r.marker.evaluate({**self.env, "extra": ""})
+                    )
+                else:
+                    hit = r.marker.evaluate({**self.env, "extra": ""})
+                if not hit:
+                    continue
+            elif candidate.extras:
+                continue
+            req = make_req(r, origin=str(candidate))
+            out.append(req)
+            self.edges[(candidate.key, req.key)].append(req.marker)
+            self.depth.setdefault(req.key, parent_depth + 1)
+            self.client.prefetch_project(req.name)
+        self.deps[candidate.key] = out
+        return out
+
+
+def _is_version(text: str) -> bool:
+    try:
+        Version(text)
+    except ValueError:
+        return False
+    return True
+
+
+def make_req(r: Requirement, origin: str) -> Req:
+    marker = str(r.marker) if r.marker is not None and "extra" not in str(r.marker) else None
+    return Req(
+        canonicalize_name(r.name),
+        frozenset(canonicalize_name(e) for e in r.extras),
+        r.specifier,
+        marker,
+        str(r),
+        origin,
+    )
+
+
+def _applies(req: Requirement, env: Mapping[str, str]) -> bool:
+    return req.marker is None or req.marker.evaluate({**env, "extra": ""})
+
+
+def resolve_target(
+    client: IndexClient,
+    target: Target,
+    requirements: Sequence[SourcedRequirement],
+    constraints: Sequence[SourcedRequirement] = (),
+    *,
+    policy: Policy = Policy(),
+    reporter: Reporter | None = None,
+) -> Resolution:
+    """Resolve ``requirements`` for one target. Raises :class:`ResolutionError` with a clear line."""
+    reporter = reporter or NullReporter()
+    reporter.target_started(target)
+    env = target.markers
+    roots = [make_req(s.requirement, s.origin) for s in requirements if _applies(s.requirement, env)]
+    cons: dict[NormalizedName, list[Req]] = defaultdict(list)
+    for s in constraints:
+        if _applies(s.requirement, env):
+            cons[canonicalize_name(s.requirement.name)].append(make_req(s.requirement, s.origin))
+    for r in roots:
+        client.prefetch_project(r.name)
+    provider = Provider(client, target, policy, cons, reporter)
+    for r in roots:
+        provider.depth[r.key] = 0
+        provider.edges[("", r.key)].append(r.marker)
+    resolver: resolvelib.Resolver[Req, Candidate, str] = resolvelib.Resolver(provider, resolvelib.BaseReporter())
+    try:
+        result = resolver.resolve(roots, max_rounds=20000)
+    except resolvelib.ResolutionImpossible as exc:
+        raise explain_impossible(exc.causes, provider, client) from None
+    except resolvelib.ResolutionTooDeep:
+        raise ResolutionError(
+            f"resolution for target {target} did not finish (too many backtracking rounds)",
+            hint="add constraints (-c) to narrow the versions",
+            target=str(target),
+        ) from None
+    resolution = _to_resolution(target, result, provider)
+    reporter.target_done(target, resolution)
+    return resolution
+
+
+def _to_resolution(target: Target, result: Any, provider: Provider) -> Resolution:
+    mapping: Mapping[str, Candidate] = result.mapping
+    base: dict[NormalizedName, Candidate] = {}
+    extras: dict[NormalizedName, set[NormalizedName]] = defaultdict(set)
+    for cand in mapping.values():
+        if not cand.extras:
+            base[cand.name] = cand
+        extras[cand.name] |= set(cand.extras)
+    incoming: dict[NormalizedName, list[str | None]] = defaultdict(list)
+    for (parent, child), markers in provider.edges.items():
+        if parent and parent not in mapping:
+            continue
+        if child not in mapping:
+            continue
+        child_name = mapping[child].name
+        if parent and mapping[parent].name == child_name:
+            continue  # extras → base edge
+        incoming[child_name].extend(markers)
+    pins: dict[NormalizedName, Pin] = {}
+    for name in sorted(base):
+        cand = base[name]
+        deps: set[NormalizedName] = set()
+        for key in [cand.key] + [k for k, c in mapping.items() if c.name == name and c.extras]:
+            for r in provider.deps.get(key, []):
+                if r.name != name:
+                    deps.add(r.name)
+        marks = incoming.get(name, [None])
+        markers: tuple[str, ...] | None
+        if any(m is None for m in marks):
+            markers = None
+        else:
+            markers = tuple(sorted({m for m in marks if m is not None}))
+        pins[name] = Pin(
+            name=name,
+            version=cand.version,
+            file=cand.file,
+            extras=frozenset(extras[name]),
+            dependencies=tuple(sorted(deps)),
+            markers=markers,
+            requires_python=cand.file.requires_python,
+        )
+    return Resolution(target, pins)
+
+
+def explain_impossible(causes: Sequence[Any], provider: Provider, client: IndexClient) -> ResolutionError:
+    """Turn resolvelib's causes into one line: unknown project, nothing matches, or a conflict chain."""
+    target = provider.target
+    names = {c.requirement.name for c in causes}
+    indexes = ", ".join(redact(u) for u in client.index_urls)
+    for name in sorted(names):
+        if name in provider.unknown:
+            return ResolutionError(
+                f"no project named {name!r} on {indexes}",
+                hint="check the spelling or add --index-url",
+                package=name,
+                target=str(target),
+            )
+    if len(names) == 1:
+        name = next(iter(names))
+        why = provider.why.get(name, _Why())
+        wanted = "; ".join(sorted({_describe(c) for c in causes}))
+        if why.versions and why.requires_python and len(why.requires_python) >= len(why.versions - why.yanked):
+            specs = sorted(set(why.requires_python.values()))
+            return ResolutionError(
+                f"no version of {name} supports Python {target.full_version} (target {target}); "
+                f"requires-python of its releases: {', '.join(specs[:4])}",
+                hint="choose another target or an older pin",
+                package=name,
+                target=str(target),
+            )
+        all_parents_root = all(c.parent is None for c in causes)
+        if all_parents_root or len({str(c.requirement.specifier) for c in causes}) == 1:
+            avail = sorted(why.versions)
+            shown = ", ".join(str(v) for v in avail[-12:]) or "none"
+            extra = []
+            if why.no_tag:
+                extra.append(f"{len(why.no_tag)} version(s) have no wheel for {target} and no sdist")
+            if why.requires_python:
+                extra.append(f"{len(why.requires_python)} exclude Python {target.full_version}")
+            return ResolutionError(
+                f"no version of {name} matches {wanted} for target {target} (available: {shown})"
+                + (f"; {'; '.join(extra)}" if extra else ""),
+                package=name,
+                target=str(target),
+            )
+    chain = "; ".join(sorted({_describe(c) for c in causes}))
+    return ResolutionError(
+        f"conflicting requirements for target {target}: {chain}",
+        hint="loosen one of these requirements or add a constraint",
+        package=", ".join(sorted(names)),
+        target=str(target),
+    )
+
+
+def _describe(cause: Any) -> str:
+    parent = cause.parent
+    who = "you" if parent is None else str(parent)
+    verb = "ask for" if parent is None else "requires"
+    return f"{who} {verb} {cause.requirement.text}"
+
+
+def resolve_all(
+    client: IndexClient,
+    targets: Sequence[Target],
+    requirements: Sequence[SourcedRequirement],
+    constraints: Sequence[SourcedRequirement] = (),
+    *,
+    policy: Policy = Policy(),
+    reporter: Reporter | None = None,
+) -> list[Resolution]:
+    """Resolve every target concurrently (one thread each, one shared client)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(targets)), thread_name_prefix="wheelport-resolve") as pool:
+        futures = [
+            pool.submit(
+                resolve_target, client, t, requirements, constraints, policy=policy, reporter=reporter
+            )
+            for t in targets
+        ]
+        results: list[Resolution] = []
+        first_error: WheelportError | None = None
+        for fut in futures:
+            try:
+                results.append(fut.result())
+            except WheelportError as exc:
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+        return results
+
+
+def marker_for(pin: Pin) -> Marker | None:
+    if not pin.markers:
+        return None
+    if len(pin.markers) == 1:
+        return Marker(pin.markers[0])
+    return Marker(" or ".join(f"({m})" for m in pin.markers))
