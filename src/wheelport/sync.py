@@ -1,0 +1,476 @@
+"""``wheelport sync``: lock (if stale) → fetch → build → index, idempotent.
+
+Every stage does only what is missing: fresh locks are not re-resolved, present and
+recorded files are not downloaded, a wheel already built from the same sdist (sha256) for a
+target by the same builder is not rebuilt, and the index only rewrites changed pages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.pylock import PackageWheel, Pylock
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from wheelport import api
+from wheelport.build.native import BUILDER as NATIVE
+from wheelport.build.native import build_native
+from wheelport.build.plan import (
+    BuildNeed,
+    Coverage,
+    is_pure,
+    needs_from_locks,
+    read_sdist_info,
+    served_targets,
+)
+from wheelport.config import Config, SourcedRequirement
+from wheelport.errors import BuildError, JobError, WheelportError
+from wheelport.fetch import Artifact, FetchReporter, FetchResult, fetch, fetch_artifacts
+from wheelport.index.client import IndexClient
+from wheelport.lock import check_locks, dumps, lock_tool, read_lock
+from wheelport.resolve import Policy, Reporter, resolve_target
+from wheelport.targets import Target, host_target, parse_targets
+from wheelport.wheelhouse import Wheelhouse, atomic_write_text, sha256_file
+
+
+@dataclass
+class BuildOutcome:
+    package: str
+    sdist: str
+    builder: str
+    wheel: str | None
+    targets: list[str]
+    skipped: bool = False
+    error: str | None = None
+
+
+@dataclass
+class SyncResult:
+    wheelhouse: Path
+    relocked: bool
+    fetched: FetchResult
+    builds: list[BuildOutcome]
+    coverage: Coverage
+    targets: list[str]
+    index: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.coverage.red()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "wheelhouse": str(self.wheelhouse),
+            "relocked": self.relocked,
+            "targets": self.targets,
+            "fetch": self.fetched.to_json(),
+            "builds": [dataclasses.asdict(b) for b in self.builds],
+            "coverage": self.coverage.to_json(),
+            "missing": [{"package": p, "target": t, "reason": d} for p, t, d in self.coverage.red()],
+            "index": self.index,
+            "ok": self.ok,
+        }
+
+
+#: (sdist, target, wheels dir, out dir, log dir) -> wheel path
+ContainerBuilder = Callable[[Path, Target, Path, Path, Path], Path]
+
+
+@dataclass(frozen=True)
+class Builders:
+    """How sdists become wheels. ``container`` is None when no engine/image is usable."""
+
+    native: bool = True
+    container: ContainerBuilder | None = None
+    container_label: Callable[[Target], str | None] = lambda t: None
+
+
+def sync(
+    config: Config,
+    *,
+    client: IndexClient | None = None,
+    reporter: Reporter | None = None,
+    fetch_reporter: FetchReporter | None = None,
+    builders: Builders | None = None,
+    allow_missing: bool = False,
+    log: Callable[[str], None] = lambda s: None,
+) -> SyncResult:
+    """Make the wheelhouse complete for the config's targets. Raises on failure unless
+    ``allow_missing`` (then red coverage cells are reported, not raised)."""
+    targets = parse_targets(list(config.targets))
+    wh = Wheelhouse(config.output)
+    own = client is None
+    client = client or api.make_client(config)
+    try:
+        digest = config.inputs_digest()
+        stale = [s for s in check_locks(wh, targets, digest) if s.reason]
+        relocked = bool(stale)
+        if stale:
+            log(f"locking {len(targets)} target(s) ({stale[0].reason})")
+            api.lock(config, client=client, reporter=reporter, targets=targets)
+        locks = {t.identifier: read_lock(wh.lock_path(t.identifier)) for t in targets}
+        fetched = fetch(wh, list(locks.values()), client, jobs=config.jobs, reporter=fetch_reporter)
+        builders = builders or default_builders(config)
+        outcomes, coverage = build_stage(wh, targets, locks, client, config, builders, log=log)
+        finish(wh, targets)
+    finally:
+        if own:
+            client.close()
+    from wheelport.index.writer import write_index
+
+    report = write_index(wh.root, manifest=wh.load_manifest())
+    result = SyncResult(
+        wheelhouse=wh.root,
+        relocked=relocked,
+        fetched=fetched,
+        builds=outcomes,
+        coverage=coverage,
+        targets=[t.identifier for t in targets],
+        index=_report_json(report),
+    )
+    if result.coverage.red() and not allow_missing:
+        pkg, tgt, why = result.coverage.red()[0]
+        more = len(result.coverage.red()) - 1
+        err = JobError(
+            f"{pkg} cannot be served for {tgt}: {why}" + (f" (and {more} more missing)" if more else ""),
+            hint="see the coverage table; --allow-missing finishes anyway",
+            package=pkg,
+            target=tgt,
+        )
+        err.result = result  # type: ignore[attr-defined]
+        raise err
+    return result
+
+
+def _report_json(report: object) -> dict[str, Any]:
+    if dataclasses.is_dataclass(report) and not isinstance(report, type):
+        return {k: (v if isinstance(v, int | str | bool) else len(v) if hasattr(v, "__len__") else str(v))
+                for k, v in dataclasses.asdict(report).items()}
+    return {}
+
+
+def default_builders(config: Config) -> Builders:
+    """The native builder, plus the container builder when an engine is installed."""
+    try:
+        from wheelport.build import container, images
+    except ImportError:  # pragma: no cover
+        return Builders()
+    engine = container.detect_engine()
+    if engine is None:
+        return Builders()
+    overrides = dict(config.images)
+
+    def label(target: Target) -> str | None:
+        if not target.is_linux or target.os == "linux":
+            return None
+        try:
+            return images.policy_image(target, overrides)
+        except WheelportError:
+            return None
+
+    def run(sdist: Path, target: Target, wheels: Path, out: Path, logs: Path) -> Path:
+        image = images.policy_image(target, overrides)
+        if image.startswith("localhost/wheelport-manylinux") and not images_exists(engine, image):
+            image = images.ensure_local_base_image(engine)
+        pkgs = config.build_system_packages.get(canonicalize_name(_sdist_project(sdist)), ())
+        if pkgs:
+            image = images.ensure_builder_image(image, pkgs, engine)
+        return container.build_in_container(
+            sdist, target, image=image, deps_dir=wheels, out_dir=out, log_dir=logs, engine=engine
+        )
+
+    return Builders(native=True, container=run, container_label=label)
+
+
+def images_exists(engine: str, image: str) -> bool:
+    import subprocess
+
+    from wheelport.build.container import engine_env
+
+    return subprocess.run([engine, "image", "exists", image], env={**os.environ, **engine_env()}, capture_output=True).returncode == 0
+
+
+def _sdist_project(sdist: Path) -> str:
+    from packaging.utils import parse_sdist_filename
+
+    try:
+        return str(parse_sdist_filename(sdist.name)[0])
+    except Exception:
+        return sdist.name.split("-")[0]
+
+
+# -- build stage --------------------------------------------------------------------------------
+
+
+def _prior_builds(manifest: Mapping[str, Any], sdist_sha: str) -> dict[str, tuple[str, str]]:
+    """target → (wheel path, builder) for wheels already built from this sdist."""
+    out: dict[str, tuple[str, str]] = {}
+    for path, rec in manifest.get("artifacts", {}).items():
+        origin = rec.get("origin", {})
+        if origin.get("kind") == "build" and origin.get("sdist_sha256") == sdist_sha:
+            for t in origin.get("targets", []):
+                out[t] = (path, origin.get("builder", ""))
+    return out
+
+
+def build_stage(
+    wh: Wheelhouse,
+    targets: Sequence[Target],
+    locks: dict[str, Pylock],
+    client: IndexClient,
+    config: Config,
+    builders: Builders,
+    *,
+    log: Callable[[str], None] = lambda s: None,
+) -> tuple[list[BuildOutcome], Coverage]:
+    """Build every sdist some target needs; rewrite those targets' locks to the built wheels."""
+    by_id = {t.identifier: t for t in targets}
+    coverage = Coverage()
+    for tid, lock in locks.items():
+        for pkg in lock.packages:
+            if pkg.wheels:
+                w = pkg.wheels[0]
+                coverage.set(str(pkg.name), tid, "downloaded" if w.url else "built", w.name or "")
+    needs = needs_from_locks(locks)
+    outcomes: list[BuildOutcome] = []
+    if not needs:
+        return outcomes, coverage
+    manifest = wh.load_manifest()
+    host = host_target()
+    jobs: list[tuple[BuildNeed, str, list[Target]]] = []  # (need, builder, targets it is for)
+    for need in needs:
+        prior = _prior_builds(manifest, need.sdist_sha256)
+        pending: list[Target] = []
+        for tid in need.targets:
+            if tid in prior and (wh.root / prior[tid][0]).exists():
+                _point_lock_at(wh, locks, tid, need, wh.root / prior[tid][0])
+                coverage.set(need.name, tid, "built", f"{Path(prior[tid][0]).name} ({prior[tid][1]})")
+                outcomes.append(BuildOutcome(need.name, need.sdist_path, prior[tid][1], prior[tid][0], [tid], skipped=True))
+            else:
+                pending.append(by_id[tid])
+        if not pending:
+            continue
+        info = read_sdist_info(wh.root / need.sdist_path)
+        native_for: list[Target] = []
+        for t in pending:
+            label = builders.container_label(t) if builders.container else None
+            if info.compiled and label and not _host_serves(host, t):
+                jobs.append((need, f"container:{label}", [t]))
+            elif not info.compiled or _host_serves(host, t):
+                native_for.append(t)
+            elif t.is_linux:
+                coverage.set(need.name, t.identifier, "missing",
+                             "compiled sdist; needs a container build for this Linux target (no engine or image available)")
+            else:
+                kind = {"windows": "Windows", "macos": "macOS"}.get(t.os, t.os)
+                coverage.set(need.name, t.identifier, "missing",
+                             f"compiled sdist; needs a native build host for {kind} ({t.platform})")
+        if native_for:
+            jobs.append((need, NATIVE, native_for))
+    if not jobs:
+        return outcomes, coverage
+    _prepare_build_deps(wh, jobs, client, host, log=log)
+    workers = max(1, min(len(jobs), os.cpu_count() or 2))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelport-build") as pool:
+        futures = [(job, pool.submit(_run_build, wh, job, builders, log)) for job in jobs]
+        results = []
+        for (need, builder, job_targets), fut in futures:
+            try:
+                results.append((need, builder, job_targets, fut.result(), None))
+            except BuildError as exc:
+                results.append((need, builder, job_targets, None, exc))
+    manifest = wh.load_manifest()
+    for need, builder, job_targets, wheel, err in results:
+        if wheel is None:
+            for t in job_targets:
+                coverage.set(need.name, t.identifier, "missing", f"build failed: {err}")
+            outcomes.append(BuildOutcome(need.name, need.sdist_path, builder, None, [t.identifier for t in job_targets], error=str(err)))
+            continue
+        serves = served_targets(wheel.name, job_targets) if not is_pure(wheel.name) else list(job_targets)
+        rel = wh.relative(wheel)
+        rec = manifest["artifacts"].get(rel, {})
+        prev_targets = rec.get("origin", {}).get("targets", []) if rec.get("origin", {}).get("kind") == "build" else []
+        manifest["artifacts"][rel] = {
+            "sha256": sha256_file(wheel),
+            "size": wheel.stat().st_size,
+            "origin": {
+                "kind": "build",
+                "builder": builder,
+                "sdist": need.sdist_path,
+                "sdist_sha256": need.sdist_sha256,
+                "targets": sorted(set(prev_targets) | {t.identifier for t in serves}),
+            },
+        }
+        for t in job_targets:
+            if t in serves:
+                _point_lock_at(wh, locks, t.identifier, need, wheel, sha=manifest["artifacts"][rel]["sha256"])
+                coverage.set(need.name, t.identifier, "built", f"{wheel.name} ({builder})")
+            else:
+                coverage.set(need.name, t.identifier, "missing",
+                             f"built {wheel.name} on this host, which does not fit {t}; needs a container or native build host")
+        outcomes.append(BuildOutcome(need.name, need.sdist_path, builder, rel, [t.identifier for t in serves]))
+    wh.save_manifest(manifest)
+    return outcomes, coverage
+
+
+def _host_serves(host: Target, target: Target) -> bool:
+    """Can a wheel built on this host be honest for ``target``? Same interpreter and OS family."""
+    if host.python_version != target.python_version or host.free_threaded != target.free_threaded:
+        return False
+    if not target.is_linux or not host.is_linux:
+        return host.os == target.os and host.arch == target.arch
+    if host.arch != target.arch or (host.os == "musllinux" and target.os != "musllinux"):
+        return False
+    if target.os == "linux":
+        return True
+    if host.os != target.os:
+        return False
+    return (host.policy_version is not None and target.policy_version is not None and host.policy_version <= target.policy_version) or target == host
+
+
+def _run_build(wh: Wheelhouse, job: tuple[BuildNeed, str, list[Target]], builders: Builders, log: Callable[[str], None]) -> Path:
+    need, builder, targets = job
+    sdist = wh.root / need.sdist_path
+    log(f"building {need.name} {need.version} ({builder}) for {', '.join(t.identifier for t in targets)}")
+    with tempfile.TemporaryDirectory(prefix="wheelport-out-") as tmp:
+        if builder == NATIVE:
+            wheel = build_native(sdist, wheels_dir=wh.wheels, out_dir=Path(tmp), log_dir=wh.logs)
+        else:
+            assert builders.container is not None
+            wheel = builders.container(sdist, targets[0], wh.wheels, Path(tmp), wh.logs)
+        dest = wh.wheels / wheel.name
+        wh.wheels.mkdir(parents=True, exist_ok=True)
+        tmp_dest = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        shutil.copyfile(wheel, tmp_dest)
+        os.replace(tmp_dest, dest)
+        return dest
+
+
+def _point_lock_at(wh: Wheelhouse, locks: dict[str, Pylock], tid: str, need: BuildNeed, wheel: Path, sha: str | None = None) -> None:
+    """Rewrite a target's lock so the package installs from the built wheel (real hash)."""
+    lock = locks[tid]
+    sha = sha or sha256_file(wheel)
+    pkgs = []
+    changed = False
+    for pkg in lock.packages:
+        if pkg.sdist is not None and pkg.sdist.hashes.get("sha256") == need.sdist_sha256:
+            w = PackageWheel(name=wheel.name, path=f"wheels/{wheel.name}", size=wheel.stat().st_size, hashes={"sha256": sha})
+            if not pkg.wheels or pkg.wheels[0].hashes.get("sha256") != sha:
+                pkg = dataclasses.replace(pkg, wheels=[w])
+                changed = True
+        pkgs.append(pkg)
+    if changed:
+        new = dataclasses.replace(lock, packages=pkgs)
+        new.validate()
+        locks[tid] = new
+        atomic_write_text(wh.lock_path(tid), dumps(new))
+
+
+def _prepare_build_deps(
+    wh: Wheelhouse,
+    jobs: Sequence[tuple[BuildNeed, str, list[Target]]],
+    client: IndexClient,
+    host: Target,
+    *,
+    log: Callable[[str], None],
+) -> None:
+    """Resolve each build's ``build-system.requires`` for the interpreter that runs the build
+    (binary only) and fetch them into ``wheels/`` so the build installs them with no index."""
+    manifest = wh.load_manifest()
+    build_deps: dict[str, Any] = manifest.setdefault("build_deps", {})
+    wanted: list[Artifact] = []
+    seen: set[tuple[str, str]] = set()
+    for need, builder, targets in jobs:
+        build_target = host if builder == NATIVE else targets[0]
+        key = (need.sdist_sha256, build_target.identifier)
+        if key in seen:
+            continue
+        seen.add(key)
+        info = read_sdist_info(wh.root / need.sdist_path)
+        recorded = build_deps.get(need.sdist_sha256, {}).get(build_target.identifier)
+        if recorded and all((wh.root / r["path"]).exists() for r in recorded):
+            continue
+        reqs = [SourcedRequirement(Requirement(r), f"{need.sdist_path} build-system.requires") for r in info.build_requires]
+        try:
+            res = resolve_target(client, build_target, reqs, policy=Policy(only_binary=frozenset({":all:"})))
+        except WheelportError as exc:
+            raise BuildError(
+                f"{need.name}: cannot resolve its build requirements for {build_target}: {exc.message}",
+                package=need.name,
+                target=build_target.identifier,
+            ) from None
+        entries = []
+        for pin in res.pins.values():
+            f = pin.file
+            if not f.sha256:
+                continue
+            wanted.append(Artifact(f"wheels/{f.filename}", f.url, f.sha256, f.size))
+            entries.append({"name": pin.name, "version": str(pin.version), "path": f"wheels/{f.filename}", "sha256": f.sha256})
+        build_deps.setdefault(need.sdist_sha256, {})[build_target.identifier] = entries
+        log(f"build requirements of {need.name}: {', '.join(e['name'] + ' ' + e['version'] for e in entries)}")
+    wh.save_manifest(manifest)
+    if wanted:
+        seen_paths: dict[str, Artifact] = {a.path: a for a in wanted}
+        fetch_artifacts(wh, list(seen_paths.values()), client)
+
+
+# -- finishing ----------------------------------------------------------------------------------
+
+
+def finish(wh: Wheelhouse, targets: Sequence[Target]) -> None:
+    """Write bootstrap.py and the manifest's ``locks`` section (what bootstrap.py reads)."""
+    manifest = wh.load_manifest()
+    manifest["targets"] = sorted(set(manifest.get("targets", [])) | {t.identifier for t in targets})
+    locks_section: dict[str, Any] = manifest.setdefault("locks", {})
+    for t in targets:
+        path = wh.lock_path(t.identifier)
+        lock = read_lock(path)
+        locks_section[t.identifier] = lock_summary(t, lock, path)
+    manifest["inputs_digest"] = manifest.get("inputs_digest")
+    wh.save_manifest(manifest)
+    install_bootstrap(wh)
+
+
+def lock_summary(target: Target, lock: Pylock, path: Path) -> dict[str, Any]:
+    """The part of a lock an installer needs, in JSON (docs/lock-format.md)."""
+    m = target.markers
+    packages = []
+    tags: set[str] = set()
+    from wheelport.build.plan import wheel_tags
+
+    for pkg in lock.packages:
+        if not pkg.wheels:
+            continue
+        w = pkg.wheels[0]
+        packages.append({"name": str(pkg.name), "version": str(pkg.version), "path": w.path, "sha256": w.hashes["sha256"]})
+        tags |= {str(t) for t in wheel_tags(w.name or Path(str(w.path)).name)}
+    libc = {"manylinux": "glibc", "musllinux": "musl"}.get(target.os)
+    return {
+        "file": path.name,
+        "python_version": m["python_version"],
+        "sys_platform": m["sys_platform"],
+        "platform_machine": m["platform_machine"],
+        "libc": libc,
+        "policy": list(target.policy_version) if target.policy_version else None,
+        "tags": sorted(tags),
+        "packages": packages,
+        "unbuilt": [str(p.name) for p in lock.packages if not p.wheels],
+        "tools": [{k: v for k, v in tool.items() if k in ("name", "version", "path", "sha256")} for tool in lock_tool(lock).get("tools", [])],
+    }
+
+
+def install_bootstrap(wh: Wheelhouse) -> None:
+    from wheelport import bootstrap
+
+    src = Path(bootstrap.__file__).read_text(encoding="utf-8")
+    if not wh.bootstrap_path.exists() or wh.bootstrap_path.read_text(encoding="utf-8") != src:
+        atomic_write_text(wh.bootstrap_path, src)

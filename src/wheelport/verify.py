@@ -1,0 +1,119 @@
+"""``wheelport verify``: re-hash every file against the manifest and the locks.
+
+Reports files that are missing (named by the manifest or a lock, not on disk), tampered
+(on disk with another sha256 or size) and extra (in ``wheels/`` or ``sdists/`` but known to
+neither). Hashing runs on a small thread pool (hashlib releases the GIL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wheelport.errors import UsageError, VerifyError
+from wheelport.lock import lock_tool, read_lock
+from wheelport.wheelhouse import Wheelhouse, sha256_file
+
+
+@dataclass
+class VerifyReport:
+    wheelhouse: Path
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    tampered: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.tampered or self.extra)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "wheelhouse": str(self.wheelhouse),
+            "checked": self.checked,
+            "missing": self.missing,
+            "tampered": self.tampered,
+            "extra": self.extra,
+            "ok": self.ok,
+        }
+
+    def error(self) -> VerifyError:
+        parts = []
+        if self.tampered:
+            parts.append(f"tampered: {', '.join(self.tampered)}")
+        if self.missing:
+            parts.append(f"missing: {', '.join(self.missing)}")
+        if self.extra:
+            parts.append(f"extra: {', '.join(self.extra)}")
+        first = (self.tampered or self.missing or self.extra)[0].split(" ", 1)[0]
+        return VerifyError(
+            f"wheelhouse {self.wheelhouse} does not verify — {'; '.join(parts)}",
+            hint="re-run 'wheelport sync' to restore it",
+            path=first,
+        )
+
+
+def expected_files(wh: Wheelhouse) -> Iterator[tuple[str, str, int | None, str]]:
+    """(relative path, sha256, size, who expects it) for every file the manifest and locks name."""
+    manifest = wh.load_manifest()
+    for rel, rec in manifest.get("artifacts", {}).items():
+        yield rel, rec["sha256"], rec.get("size"), "manifest"
+    for path in wh.lock_paths():
+        lock = read_lock(path)
+        for pkg in lock.packages:
+            for w in pkg.wheels or []:
+                if w.path:
+                    yield w.path, w.hashes["sha256"], w.size, path.name
+            if pkg.sdist is not None and pkg.sdist.path and not pkg.wheels:
+                yield pkg.sdist.path, pkg.sdist.hashes["sha256"], pkg.sdist.size, path.name
+        for tool in lock_tool(lock).get("tools", []):
+            yield tool["path"], tool["sha256"], tool.get("size") or None, path.name
+
+
+def verify(root: Path, *, jobs: int = 4) -> VerifyReport:
+    """Check the wheelhouse at ``root``; a report, never an exception for bad files."""
+    wh = Wheelhouse(root)
+    if not root.is_dir() or not (wh.manifest_path.exists() or wh.lock_paths()):
+        raise UsageError(f"not a wheelhouse: {root}", hint="run 'wheelport sync' first", path=str(root))
+    report = VerifyReport(root)
+    expected: dict[str, tuple[str, int | None, str]] = {}
+    conflicts: list[str] = []
+    for rel, sha, size, who in expected_files(wh):
+        old = expected.get(rel)
+        if old and old[0] != sha:
+            conflicts.append(f"{rel} ({who} says {sha[:12]}…, {old[2]} says {old[0][:12]}…)")
+        expected.setdefault(rel, (sha, size, who))
+
+    def check(item: tuple[str, tuple[str, int | None, str]]) -> tuple[str, str | None]:
+        rel, (sha, size, who) = item
+        p = root / rel
+        if not p.is_file():
+            return rel, "missing"
+        if size is not None and p.stat().st_size != size:
+            return rel, f"tampered (size {p.stat().st_size}, expected {size}; {who})"
+        actual = sha256_file(p)
+        if actual != sha:
+            return rel, f"tampered (sha256 {actual}, expected {sha}; {who})"
+        return rel, None
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for rel, problem in pool.map(check, sorted(expected.items())):
+            report.checked += 1
+            if problem == "missing":
+                report.missing.append(rel)
+            elif problem:
+                report.tampered.append(f"{rel} {problem}")
+    report.tampered.extend(f"{c} (conflicting records)" for c in conflicts)
+    for d in (wh.wheels, wh.sdists):
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if p.name.endswith(".metadata") or p.name.startswith("."):
+                continue
+            rel = wh.relative(p)
+            if rel not in expected:
+                report.extra.append(rel)
+    return report

@@ -1,0 +1,45 @@
+"""Shared fixtures: a hermetic local index, generated distributions and a scrubbed environment."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Make ``support`` importable however pytest is invoked (rootdir conftest, plain ``pytest``).
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from support import scrubbed_env  # noqa: E402
+from support.dists import make_backend_wheel  # noqa: E402
+from support.server import IndexServer  # noqa: E402
+
+
+@pytest.fixture
+def index_server() -> Iterator[IndexServer]:
+    """A started local PEP 691/503/658 index on 127.0.0.1 (stopped after the test)."""
+    with IndexServer() as server:
+        yield server
+
+
+@pytest.fixture
+def dists_dir(tmp_path: Path) -> Path:
+    """An empty directory for generated wheels and sdists."""
+    path = tmp_path / "dists"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tinybackend_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of the tinybackend PEP 517 backend (built once per session)."""
+    return make_backend_wheel(tmp_path_factory.mktemp("tinybackend"))
+
+
+@pytest.fixture
+def clean_env() -> dict[str, str]:
+    """An environment dict for subprocesses with no ``PIP_*``/``UV_*`` leakage from this machine."""
+    return scrubbed_env()
