@@ -91,7 +91,7 @@ def inputs(func: F) -> F:
         click.option("--prefer-binary/--no-prefer-binary", default=None, help="Prefer an older version with a wheel to a newer sdist."),
         click.option("--only-binary", multiple=True, help="Never use sdists for NAME (or :all:)."),
         click.option("--from-source", multiple=True, help="Build NAME (or :all:) from its sdist."),
-        click.option("--tool", "tools", multiple=True, help="Installer wheels to carry per target (default: pip; add uv)."),
+        click.option("--tool", "tools", multiple=True, help="Installer wheels to carry per target (default: pip; add uv; 'none' for none)."),
     ]  # fmt: skip
     for opt in reversed(opts):
         func = opt(func)

@@ -335,8 +335,13 @@ def build_config(
         jobs=jobs or int(table.get("jobs", 8)),
         build_system_packages={canonicalize_name(k): tuple(v) for k, v in bsp.items()},
         images=dict(table.get("images", {})),
-        tools=tuple(tools) or tuple(as_list("tools")) or ("pip",),
+        tools=_tools(tuple(tools) or tuple(as_list("tools")) or ("pip",)),
     )
+
+
+def _tools(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Installer wheels to carry; ``none`` carries none."""
+    return () if values in (("none",), ("",)) else values
 
 
 def with_targets(config: Config, targets: Sequence[str]) -> Config:
