@@ -43,3 +43,26 @@ def tinybackend_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clean_env() -> dict[str, str]:
     """An environment dict for subprocesses with no ``PIP_*``/``UV_*`` leakage from this machine."""
     return scrubbed_env()
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own wheelport cache (cold), so tests never see each other's downloads."""
+    path = tmp_path_factory.mktemp("wheelport-cache")
+    monkeypatch.setenv("WHEELPORT_CACHE_DIR", str(path))
+    return path
+
+
+def _bundled_pip() -> Path:
+    bundled = sorted(Path(sys.base_prefix).glob("lib/python3*/ensurepip/_bundled/pip-*.whl"))
+    if not bundled:
+        bundled = sorted(Path("/root/.pyenv/versions").glob("3.11*/lib/python3.11/ensurepip/_bundled/pip-*.whl"))
+    if not bundled:
+        pytest.skip("no bundled pip wheel on this machine")
+    return bundled[-1]
+
+
+@pytest.fixture(scope="session")
+def pip_wheel() -> Path:
+    """A real pip wheel (the one ensurepip ships), for wheelhouses that provision."""
+    return _bundled_pip()

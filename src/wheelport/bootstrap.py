@@ -2,14 +2,15 @@
 
 This file is copied verbatim into every wheelhouse as ``bootstrap.py`` and run as::
 
-    python3 wheelhouse/bootstrap.py .venv [--target ID] [--python-check-only]
+    python3 wheelhouse/bootstrap.py .venv [--target ID]
 
 on a machine that has Python (3.8 or newer) but not wheelport. It reads the ``locks``
 section of ``wheelport.json`` beside itself, picks the lock that fits the running
 interpreter (or ``--target``), verifies the sha256 of every file it will install before
-creating anything, creates the venv without pip, installs pip from the pip wheel in the
-wheelhouse by running pip out of that wheel, installs the lock's wheels with the venv's
-pip (isolated, no index, hashes required, a scrubbed environment), then runs ``pip check``.
+creating anything, creates the venv without pip, then runs pip out of the wheelhouse's pip
+wheel with the venv's interpreter (isolated, no index, no deps, hashes required, a scrubbed
+environment) to install pip itself and the lock's wheels in one go, then runs the venv's
+``pip check``. A failed install removes the venv it created.
 
 Exit codes: 0 success, 1 the job failed (tampered or missing file, failed install),
 2 bad usage (no lock fits, unknown target, no manifest).
@@ -259,29 +260,19 @@ def venv_command(python: str, venv: str) -> list[str]:
     return [python, "-m", "venv", "--without-pip", venv]
 
 
-def pip_self_install_command(venv: str, pip_wheel: str) -> list[str]:
-    """Install pip into ``venv`` by running pip out of its own wheel."""
+def pip_install_command(
+    venv: str, requirements: str, find_links: str, pip_wheel: str | None = None
+) -> list[str]:
+    """Install exactly the pinned, hashed ``requirements`` from ``find_links`` into ``venv``.
+
+    With ``pip_wheel`` pip runs out of that wheel (``VENV/bin/python pip.whl/pip install``),
+    which is how pip gets into a venv created ``--without-pip``: list pip itself in
+    ``requirements`` and one pip run installs pip and the lock. Without it, the venv's pip runs.
+    """
+    runner = [os.path.join(pip_wheel, "pip")] if pip_wheel else ["-m", "pip"]
     return [
         venv_python(venv),
-        os.path.join(pip_wheel, "pip"),
-        "install",
-        "--isolated",
-        "--no-index",
-        "--no-deps",
-        "--no-cache-dir",
-        "--disable-pip-version-check",
-        "--no-warn-script-location",
-        "-q",
-        pip_wheel,
-    ]
-
-
-def pip_install_command(venv: str, requirements: str, find_links: str) -> list[str]:
-    """Install exactly the pinned, hashed ``requirements`` from ``find_links`` with the venv's pip."""
-    return [
-        venv_python(venv),
-        "-m",
-        "pip",
+        *runner,
         "install",
         "--isolated",
         "--no-index",
@@ -305,9 +296,7 @@ def pip_check_command(venv: str) -> list[str]:
 
 def requirements_text(entries: Sequence[Entry]) -> str:
     """``name==version --hash=sha256:…`` lines for ``entries`` (dicts with name/version/sha256)."""
-    return "".join(
-        "{}=={} --hash=sha256:{}\n".format(e["name"], e["version"], e["sha256"]) for e in entries
-    )
+    return "".join(f"{e['name']}=={e['version']} --hash=sha256:{e['sha256']}\n" for e in entries)
 
 
 def link_files(root: str, entries: Sequence[Entry], directory: str) -> None:
@@ -390,20 +379,21 @@ def install_lock(
     env = scrubbed_env(environ)
     venv = os.path.abspath(venv)
     existed = os.path.isdir(venv)
+    wanted = list(packages)
+    if not any(p["name"] == "pip" for p in wanted):
+        wanted.append(pip_wheel)
     work = tempfile.mkdtemp(prefix="wheelport-provision-")
     try:
         links = os.path.join(work, "wheels")
         os.mkdir(links)
-        link_files(root, packages, links)
+        link_files(root, wanted, links)
         req = os.path.join(work, "requirements.txt")
         with open(req, "w", encoding="utf-8") as f:
-            f.write(requirements_text(packages))
+            f.write(requirements_text(wanted))
         wheel_path = os.path.abspath(os.path.join(root, *pip_wheel["path"].split("/")))
         try:
             _run(runner, venv_command(python, venv), env, "creating the venv")
-            _run(runner, pip_self_install_command(venv, wheel_path), env, "installing pip")
-            if packages:
-                _run(runner, pip_install_command(venv, req, links), env, "installing the lock")
+            _run(runner, pip_install_command(venv, req, links, wheel_path), env, "pip install")
         except BaseException:
             if not existed:
                 shutil.rmtree(venv, ignore_errors=True)

@@ -373,21 +373,21 @@ def verify_cmd(out: Output, wheelhouse: Path) -> None:
 @common
 def provision_cmd(out: Output, venv: Path, wheelhouse: Path, python: str | None, target: str | None, installer: str) -> None:
     """Create VENV and install a target's lock from the wheelhouse only (no network)."""
+    from wheelport.errors import ProvisionError
     from wheelport.provision import provision
 
     report = provision(venv, wheelhouse=wheelhouse, python=python, target=target, installer=installer)
-    data = report.to_json() if hasattr(report, "to_json") else dataclasses_asdict(report)
-    out.result(data, lambda: out.console.print(_provision_text(report)))
 
+    def human() -> None:
+        out.console.print(
+            f"provisioned {report.venv} ({report.python}, target {report.target}, {report.installer}): "
+            f"{len(report.packages)} packages in {report.seconds:.1f} s"
+        )
+        out.console.print("pip check: " + ("[green]ok[/green]" if report.check_ok else f"[red]{report.check_output.strip()}[/red]"))
 
-def dataclasses_asdict(obj: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(obj).items()}
-
-
-def _provision_text(report: Any) -> str:
-    return str(report.summary()) if hasattr(report, "summary") else str(report)
+    out.result(report.to_json(), human)
+    if not report.check_ok:
+        raise ProvisionError(f"{report.venv}: installed, but 'pip check' reports problems: {report.check_output.strip().splitlines()[0] if report.check_output.strip() else ''}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

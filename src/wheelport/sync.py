@@ -237,10 +237,10 @@ def build_stage(
     coverage = Coverage()
     for tid, lock in locks.items():
         for pkg in lock.packages:
-            if pkg.wheels:
+            if pkg.wheels and (pkg.wheels[0].url or (wh.root / str(pkg.wheels[0].path)).is_file()):
                 w = pkg.wheels[0]
                 coverage.set(str(pkg.name), tid, "downloaded" if w.url else "built", w.name or "")
-    needs = needs_from_locks(locks)
+    needs = needs_from_locks(locks, present=lambda rel: (wh.root / rel).is_file())
     outcomes: list[BuildOutcome] = []
     if not needs:
         return outcomes, coverage

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import tarfile
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 #: files whose presence in an sdist means it compiles something
-COMPILED_MARKERS = (".c", ".cc", ".cpp", ".cxx", ".pyx", ".f90", ".rs", "Cargo.toml", "CMakeLists.txt", "meson.build")
+COMPILED_MARKERS = (
+    ".c",
+    ".cc",
+    ".cpp",
+    ".cxx",
+    ".pyx",
+    ".f90",
+    ".rs",
+    "Cargo.toml",
+    "CMakeLists.txt",
+    "meson.build",
+)
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0",)
 
 
@@ -48,17 +59,27 @@ class SdistInfo:
     compiled: bool
 
 
-def needs_from_locks(locks: Mapping[str, object]) -> list[BuildNeed]:
-    """Every (sdist → targets) pair where a lock's package has an sdist and no wheel."""
+def needs_from_locks(
+    locks: Mapping[str, object], present: Callable[[str], bool] = lambda path: True
+) -> list[BuildNeed]:
+    """Every (sdist → targets) pair where a lock's package has an sdist and no wheel — or a
+    wheel wheelport built (no URL) that is no longer ``present``."""
     by_sdist: dict[str, dict[str, object]] = {}
     for target_id, lock in locks.items():
         for pkg in lock.packages:  # type: ignore[attr-defined]
-            if pkg.wheels or pkg.sdist is None or not pkg.sdist.path:
+            if pkg.sdist is None or not pkg.sdist.path:
+                continue
+            if pkg.wheels and (pkg.wheels[0].url or present(str(pkg.wheels[0].path))):
                 continue
             sha = pkg.sdist.hashes["sha256"]
             entry = by_sdist.setdefault(
                 sha,
-                {"name": str(pkg.name), "version": str(pkg.version), "path": pkg.sdist.path, "targets": []},
+                {
+                    "name": str(pkg.name),
+                    "version": str(pkg.version),
+                    "path": pkg.sdist.path,
+                    "targets": [],
+                },
             )
             entry["targets"].append(target_id)  # type: ignore[attr-defined]
     return [
@@ -96,7 +117,9 @@ def read_sdist_info(sdist: Path) -> SdistInfo:
         if "requires" in bs:
             requires = tuple(str(r) for r in bs["requires"])
             backend = str(bs.get("build-backend", "setuptools.build_meta:__legacy__"))
-    compiled = any(n.endswith(COMPILED_MARKERS) or n.rsplit("/", 1)[-1] in COMPILED_MARKERS for n in names)
+    compiled = any(
+        n.endswith(COMPILED_MARKERS) or n.rsplit("/", 1)[-1] in COMPILED_MARKERS for n in names
+    )
     return SdistInfo(requires, backend, compiled)
 
 
@@ -106,7 +129,10 @@ def wheel_tags(filename: str) -> frozenset[Tag]:
 
 def is_pure(filename: str) -> bool:
     """A wheel any Python 3 on any platform installs (py3-none-any, py2.py3-none-any)."""
-    return all(t.abi == "none" and t.platform == "any" and t.interpreter.startswith("py") for t in wheel_tags(filename))
+    return all(
+        t.abi == "none" and t.platform == "any" and t.interpreter.startswith("py")
+        for t in wheel_tags(filename)
+    )
 
 
 def served_targets(filename: str, targets: Iterable[Target]) -> list[Target]:
