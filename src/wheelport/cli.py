@@ -164,9 +164,9 @@ def summary_table(resolutions: Sequence[Resolution]) -> Table:
         table.add_column(r.target.identifier)
     names = sorted({n for r in resolutions for n in r.pins})
     for name in names:
-        row = [name]
+        row: list[str] = [name]
         for r in resolutions:
-            pin = r.pins.get(name)  # type: ignore[call-overload]
+            pin = r.pins.get(name)
             if pin is None:
                 row.append("[dim]—[/dim]")
             else:
@@ -194,12 +194,12 @@ def lock_cmd(out: Output, check: bool, **kwargs: Any) -> None:
         stale = [s for s in states if s.reason]
         data = {"stale": {s.target: s.reason for s in stale}, "current": [s.target for s in states if not s.reason]}
 
-        def human() -> None:
+        def show_states() -> None:
             for s in states:
                 mark = "[green]current[/green]" if not s.reason else f"[red]stale[/red] ({s.reason})"
                 out.console.print(f"{s.path}: {mark}")
 
-        out.result(data, human)
+        out.result(data, show_states)
         if stale:
             raise SystemExit(1)
         return
@@ -325,8 +325,11 @@ def index_cmd(out: Output, wheelhouse: Path) -> None:
     if not wheelhouse.is_dir():
         raise UsageError(f"wheelhouse not found: {wheelhouse}", hint="run 'wheelport sync' first")
     report = write_index(wheelhouse, manifest=Wheelhouse(wheelhouse).load_manifest())
-    data = report.to_json() if hasattr(report, "to_json") else {"report": str(report)}
-    out.result(data, lambda: out.console.print(f"indexed {wheelhouse / 'simple'}: {report}"))
+    data = {"projects": report.projects, "files": report.files, "pages_written": list(report.pages_written),
+            "metadata_written": list(report.metadata_written), "removed": list(report.removed)}
+    out.result(data, lambda: out.console.print(
+        f"indexed {wheelhouse / 'simple'}: {report.projects} projects, {report.files} files, "
+        f"{len(report.pages_written)} pages written"))
 
 
 @cli.command("serve")

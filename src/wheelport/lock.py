@@ -82,7 +82,7 @@ def _package(pin: Pin) -> Package:
         name=pin.name,
         version=pin.version,
         marker=marker_for(pin),
-        requires_python=SpecifierSet(pin.requires_python) if pin.file.requires_python_spec else None,
+        requires_python=pin.file.requires_python_spec,
         index=pin.file.index_url.rstrip("/"),
         dependencies=[{"name": d} for d in pin.dependencies] or None,
         wheels=[_wheel(pin.file)] if is_wheel else None,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -188,7 +188,7 @@ def select_file(
     return sdist
 
 
-class Provider(resolvelib.AbstractProvider):  # type: ignore[misc]
+class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
     """Answers resolvelib's questions for one target."""
 
     def __init__(
@@ -415,24 +415,24 @@ def _to_resolution(target: Target, result: Any, provider: Provider) -> Resolutio
                 if r.name != name:
                     deps.add(r.name)
         marks = incoming.get(name, [None])
-        markers: tuple[str, ...] | None
+        edge_markers: tuple[str, ...] | None
         if any(m is None for m in marks):
-            markers = None
+            edge_markers = None
         else:
-            markers = tuple(sorted({m for m in marks if m is not None}))
+            edge_markers = tuple(sorted({m for m in marks if m is not None}))
         pins[name] = Pin(
             name=name,
             version=cand.version,
             file=cand.file,
             extras=frozenset(extras[name]),
             dependencies=tuple(sorted(deps)),
-            markers=markers,
+            markers=edge_markers,
             requires_python=cand.file.requires_python,
         )
     return Resolution(target, pins)
 
 
-def explain_impossible(causes: Sequence[Any], provider: Provider, client: IndexClient) -> ResolutionError:
+def explain_impossible(causes: Collection[Any], provider: Provider, client: IndexClient) -> ResolutionError:
     """Turn resolvelib's causes into one line: unknown project, nothing matches, or a conflict chain."""
     target = provider.target
     names = {c.requirement.name for c in causes}

