@@ -56,7 +56,9 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 def _bundled_pip() -> Path:
     bundled = sorted(Path(sys.base_prefix).glob("lib/python3*/ensurepip/_bundled/pip-*.whl"))
     if not bundled:
-        bundled = sorted(Path("/root/.pyenv/versions").glob("3.11*/lib/python3.11/ensurepip/_bundled/pip-*.whl"))
+        bundled = sorted(
+            Path("/root/.pyenv/versions").glob("3.11*/lib/python3.11/ensurepip/_bundled/pip-*.whl")
+        )
     if not bundled:
         pytest.skip("no bundled pip wheel on this machine")
     return bundled[-1]

@@ -22,7 +22,9 @@ from wheelport.wheelhouse import sha256_file
 HOST_PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-def wheelport(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def wheelport(
+    *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*prefix, sys.executable, "-m", "wheelport", *args],
         capture_output=True,
@@ -33,7 +35,10 @@ def wheelport(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, 
 
 
 def can_unshare() -> bool:
-    return shutil.which("unshare") is not None and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+    return (
+        shutil.which("unshare") is not None
+        and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+    )
 
 
 needs_unshare = pytest.mark.skipif(not can_unshare(), reason="unshare -n is not permitted here")
@@ -49,16 +54,32 @@ def source_index(dists_dir: Path, tinybackend_wheel: Path, pip_wheel: Path) -> I
     srv.add(make_wheel(dists_dir, "olddep", "1.0"))
     # static PKG-INFO deps (metadata 2.2) and dynamic deps (PEP 517 prepare_metadata needed)
     srv.add(make_sdist(dists_dir, "puresrc", "1.0", deps=["dep"]))
-    srv.add(make_sdist(dists_dir, "dynsrc", "2.0", deps=['olddep; python_version < "3.12"'], dynamic_deps=True))
+    srv.add(
+        make_sdist(
+            dists_dir, "dynsrc", "2.0", deps=['olddep; python_version < "3.12"'], dynamic_deps=True
+        )
+    )
     yield srv
     if srv._httpd is not None:
         srv.stop()
 
 
-def test_sync_builds_sdists_offline_and_provisions_offline(source_index: IndexServer, tmp_path: Path) -> None:
+def test_sync_builds_sdists_offline_and_provisions_offline(
+    source_index: IndexServer, tmp_path: Path
+) -> None:
     wh = tmp_path / "wh"
     targets = ["-t", "host", "-t", "cp312-win_amd64"]
-    r = wheelport("sync", "puresrc", "dynsrc", "--index-url", source_index.url, *targets, "-o", str(wh), "--json")
+    r = wheelport(
+        "sync",
+        "puresrc",
+        "dynsrc",
+        "--index-url",
+        source_index.url,
+        *targets,
+        "-o",
+        str(wh),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     built = {b["package"]: b for b in result["builds"]}
@@ -88,7 +109,18 @@ def test_sync_builds_sdists_offline_and_provisions_offline(source_index: IndexSe
     for p in list((wh / "wheels").glob("puresrc-*")) + list((wh / "wheels").glob("dynsrc-*")):
         p.unlink()
     if can_unshare():
-        r = wheelport("sync", "puresrc", "dynsrc", "--index-url", url, *targets, "-o", str(wh), "--json", prefix=("unshare", "-n"))
+        r = wheelport(
+            "sync",
+            "puresrc",
+            "dynsrc",
+            "--index-url",
+            url,
+            *targets,
+            "-o",
+            str(wh),
+            "--json",
+            prefix=("unshare", "-n"),
+        )
         assert r.returncode == 0, r.stderr
         rebuilt = {b["package"] for b in json.loads(r.stdout)["builds"] if not b["skipped"]}
         assert rebuilt == {"puresrc", "dynsrc"}
@@ -100,7 +132,15 @@ def test_sync_builds_sdists_offline_and_provisions_offline(source_index: IndexSe
     prefix = ("unshare", "-n") if can_unshare() else ()
     r = wheelport("provision", str(venv), "-w", str(wh), env=env, prefix=prefix)
     assert r.returncode == 0, r.stderr
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import puresrc, dynsrc, dep; print(puresrc.__version__, dynsrc.__version__)"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import puresrc, dynsrc, dep; print(puresrc.__version__, dynsrc.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.stdout.split() == ["1.0", "2.0"], out.stderr
 
 
@@ -124,7 +164,18 @@ def hostile_env(tmp_path: Path) -> dict[str, str]:
 
 def test_rerun_does_nothing(source_index: IndexServer, tmp_path: Path) -> None:
     wh = tmp_path / "wh"
-    args = ("sync", "puresrc", "dep", "--index-url", source_index.url, "-t", "cp310-macosx_11_0_arm64", "-o", str(wh), "--json")
+    args = (
+        "sync",
+        "puresrc",
+        "dep",
+        "--index-url",
+        source_index.url,
+        "-t",
+        "cp310-macosx_11_0_arm64",
+        "-o",
+        str(wh),
+        "--json",
+    )
     assert wheelport(*args).returncode == 0
     before = {p.name: p.stat().st_mtime_ns for p in wh.rglob("*") if p.is_file()}
     n_requests = len(source_index.requests)
@@ -140,7 +191,9 @@ def test_rerun_does_nothing(source_index: IndexServer, tmp_path: Path) -> None:
     assert len(source_index.requests) == n_requests  # not a single request to the index
 
 
-def test_tampered_wheel_fails_verify_and_provision(source_index: IndexServer, tmp_path: Path) -> None:
+def test_tampered_wheel_fails_verify_and_provision(
+    source_index: IndexServer, tmp_path: Path
+) -> None:
     wh = tmp_path / "wh"
     assert wheelport("sync", "dep", "--index-url", source_index.url, "-o", str(wh)).returncode == 0
     target = wh / "wheels" / "dep-1.0-py3-none-any.whl"
@@ -162,10 +215,31 @@ def test_kill_during_downloads_leaves_no_partial_file(dists_dir: Path, tmp_path:
     try:
         for i in range(12):
             # big enough that a download takes a moment
-            srv.add(make_wheel(dists_dir, f"big{i}", "1.0", files={f"big{i}/blob.bin": os.urandom(2_000_000).hex()}))
+            srv.add(
+                make_wheel(
+                    dists_dir,
+                    f"big{i}",
+                    "1.0",
+                    files={f"big{i}/blob.bin": os.urandom(2_000_000).hex()},
+                )
+            )
         reqs = [f"big{i}" for i in range(12)]
         wh = tmp_path / "wh"
-        args = [sys.executable, "-m", "wheelport", "sync", *reqs, "--index-url", srv.url, "-o", str(wh), "--tool", "none", "-j", "2"]
+        args = [
+            sys.executable,
+            "-m",
+            "wheelport",
+            "sync",
+            *reqs,
+            "--index-url",
+            srv.url,
+            "-o",
+            str(wh),
+            "--tool",
+            "none",
+            "-j",
+            "2",
+        ]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -181,7 +255,7 @@ def test_kill_during_downloads_leaves_no_partial_file(dists_dir: Path, tmp_path:
             assert p.name in expected, f"unexpected file {p.name}"
             assert sha256_file(p) == expected[p.name], f"partial file {p.name}"
         assert len(wheels) < 12  # it really was interrupted
-        r = subprocess.run(args + ["--json"], capture_output=True, text=True)
+        r = subprocess.run([*args, "--json"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert wheelport("verify", str(wh)).returncode == 0
         assert {p.name for p in (wh / "wheels").glob("*.whl")} == set(expected)
@@ -203,7 +277,9 @@ def test_one_wheelhouse_two_interpreters(dists_dir: Path, tmp_path: Path, pip_wh
 
         host = host_target()
         other = f"cp312-{host.platform}"
-        r = wheelport("sync", "app", "--index-url", srv.url, "-t", "host", "-t", other, "-o", str(wh))
+        r = wheelport(
+            "sync", "app", "--index-url", srv.url, "-t", "host", "-t", other, "-o", str(wh)
+        )
         assert r.returncode == 0, r.stderr
     finally:
         srv.stop()
@@ -216,13 +292,28 @@ def test_one_wheelhouse_two_interpreters(dists_dir: Path, tmp_path: Path, pip_wh
         assert "app" in names
 
 
-def test_compiled_sdist_for_windows_is_a_red_cell(dists_dir: Path, tmp_path: Path, tinybackend_wheel: Path) -> None:
+def test_compiled_sdist_for_windows_is_a_red_cell(
+    dists_dir: Path, tmp_path: Path, tinybackend_wheel: Path
+) -> None:
     srv = IndexServer().start()
     try:
         srv.add(tinybackend_wheel)
         srv.add(make_sdist(dists_dir, "cext", "0.1", c_extension=True))
         wh = tmp_path / "wh"
-        base = ("sync", "cext", "--index-url", srv.url, "-t", "host", "-t", "cp312-win_amd64", "-o", str(wh), "--tool", "none")
+        base = (
+            "sync",
+            "cext",
+            "--index-url",
+            srv.url,
+            "-t",
+            "host",
+            "-t",
+            "cp312-win_amd64",
+            "-o",
+            str(wh),
+            "--tool",
+            "none",
+        )
         r = wheelport(*base, "--json")
         assert r.returncode == 1
         assert "needs a native build host for Windows" in r.stderr
@@ -231,7 +322,7 @@ def test_compiled_sdist_for_windows_is_a_red_cell(dists_dir: Path, tmp_path: Pat
         assert r.returncode == 0, r.stderr
         result = json.loads(r.stdout)
         cells = result["coverage"]["cext"]
-        host_id = [t for t in result["targets"] if t != "cp312-win_amd64"][0]
+        host_id = next(t for t in result["targets"] if t != "cp312-win_amd64")
         assert cells[host_id]["state"] == "built"
         assert "manylinux" in cells[host_id]["detail"]  # auditwheel gave it an honest tag
         assert cells["cp312-win_amd64"]["state"] == "missing"

@@ -7,6 +7,7 @@ a reporter) are parameters.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,12 @@ from packaging.requirements import Requirement
 from wheelport.build.isolated import sdist_metadata_online
 from wheelport.cache import Cache
 from wheelport.config import Config, SourcedRequirement
+from wheelport.errors import ResolutionError
 from wheelport.index.client import IndexClient
 from wheelport.lock import Staleness, build_lock, check_locks, write_locks
 from wheelport.resolve import Pin, Policy, Reporter, Resolution, resolve_all
 from wheelport.targets import Target, parse_targets
-from wheelport.wheelhouse import Wheelhouse
+from wheelport.wheelhouse import Wheelhouse, sha256_file
 
 
 def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
@@ -31,6 +33,7 @@ def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
         cache=cache,
         concurrency=max(4, config.jobs * 2),
         sdist_metadata=sdist_metadata_online(config.index_urls),  # type: ignore[arg-type]
+        refresh=config.refresh,
     )
 
 
@@ -75,9 +78,16 @@ def lock(
     try:
         policy = Policy.from_config(config)
         resolutions = resolve_all(
-            client, targets, config.requirements, config.constraints, policy=policy, reporter=reporter
+            client,
+            targets,
+            config.requirements,
+            config.constraints,
+            policy=policy,
+            reporter=reporter,
         )
         tools = resolve_tools(client, targets, config.tools)
+        resolutions = [_with_hashes(client, r) for r in resolutions]
+        tools = {tid: list(_with_hashes_pins(client, pins)) for tid, pins in tools.items()}
     finally:
         if own:
             client.close()
@@ -91,14 +101,45 @@ def lock(
     return LockResult(config.output, resolutions, tools, paths)
 
 
-def resolve_tools(client: IndexClient, targets: Sequence[Target], names: Sequence[str]) -> dict[str, list[Pin]]:
+def _with_hashes_pins(client: IndexClient, pins: Sequence[Pin]) -> list[Pin]:
+    """Pins whose index gave no sha256 (PEP 503 makes it optional) get one by downloading the
+    file into the cache: a PEP 751 lock needs a hash for every artifact."""
+    out = []
+    for pin in pins:
+        f = pin.file
+        if not f.sha256:
+            path = client.download(f)
+            f = dataclasses.replace(f, sha256=sha256_file(path), size=path.stat().st_size)
+            pin = dataclasses.replace(pin, file=f)
+        out.append(pin)
+    return out
+
+
+def _with_hashes(client: IndexClient, resolution: Resolution) -> Resolution:
+    pins = _with_hashes_pins(client, list(resolution.pins.values()))
+    return dataclasses.replace(resolution, pins={p.name: p for p in pins})
+
+
+def resolve_tools(
+    client: IndexClient, targets: Sequence[Target], names: Sequence[str]
+) -> dict[str, list[Pin]]:
     """The installer wheels (pip, and uv when asked) per target, binary only."""
     out: dict[str, list[Pin]] = {t.identifier: [] for t in targets}
     if not names:
         return out
     reqs = [SourcedRequirement(Requirement(n), "tools") for n in names]
     policy = Policy(only_binary=frozenset({":all:"}))
-    for res in resolve_all(client, targets, reqs, policy=policy):
+    try:
+        results = resolve_all(client, targets, reqs, policy=policy)
+    except ResolutionError as exc:
+        raise ResolutionError(
+            f"cannot carry the installer {exc.package or ', '.join(names)} for target {exc.target}: {exc.message}",
+            hint="wheelport puts a pip wheel in every wheelhouse for offline provisioning; "
+            "make it available on the index or pass --tool none",
+            package=exc.package,
+            target=exc.target,
+        ) from None
+    for res in results:
         out[res.target.identifier] = list(res.pins.values())
     return out
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
+import io
 import json
 import os
 import platform
@@ -404,6 +405,279 @@ def install_lock(
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ===================================================================== stdlib only (bootstrap)
+# Bundles (``--from-bundle``): stdlib only, Python 3.8+. ``wheelport.export.bundle`` imports
+# these, so the archive format is read by one piece of code on both sides of the air gap.
+
+
+class BundleError(Exception):
+    """A bundle that cannot be used: corrupt, truncated, tampered or unsafe. One line."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _ProcReader(io.RawIOBase):
+    """The stdout of a decompressor process as a file; raises if the process fails at EOF."""
+
+    def __init__(self, proc: Any, what: str) -> None:
+        self._proc = proc
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        data = self._proc.stdout.read(len(buf))
+        if not data:
+            rc = self._proc.wait()
+            if rc != 0:
+                err = self._proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
+                raise BundleError(
+                    "%s: zstd failed: %s" % (self._what, err[-1] if err else "exit %d" % rc)
+                )
+            return 0
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for stream in (self._proc.stdout, self._proc.stderr):
+            if stream is not None:
+                stream.close()
+        super().close()
+
+
+def open_bundle_stream(path: str) -> Any:
+    """Open ``path`` and return a binary file of its decompressed tar stream.
+
+    The compression is detected from the first bytes (zstd, gzip, or a plain tar). zstd uses
+    the ``zstandard`` module, ``compression.zstd`` (Python 3.14) or the ``zstd`` program,
+    whichever is present. Integrity errors of the compressed stream surface as
+    :class:`BundleError` at the latest when the stream is read to its end.
+    """
+    import gzip
+
+    with open(path, "rb") as probe:
+        head = probe.read(4)
+    if head.startswith(_GZIP_MAGIC):
+        return gzip.open(path, "rb")
+    raw = open(path, "rb")
+    if head != _ZSTD_MAGIC:
+        return raw
+    try:
+        import zstandard  # type: ignore[import-not-found,unused-ignore]
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+    except ImportError:
+        pass
+    try:
+        from compression import zstd  # type: ignore[import-not-found,unused-ignore]
+
+        return zstd.ZstdFile(raw, mode="rb")
+    except ImportError:
+        pass
+    import shutil as _shutil
+    import subprocess as _subprocess
+
+    exe = _shutil.which("zstd")
+    if exe is None:
+        raw.close()
+        raise BundleError(
+            "%s is zstd-compressed but neither the zstandard module nor the zstd program is "
+            "available; install zstd, or make the bundle with --compression gzip" % path
+        )
+    proc = _subprocess.Popen(
+        [exe, "-dc", "-q"], stdin=raw, stdout=_subprocess.PIPE, stderr=_subprocess.PIPE
+    )
+    raw.close()
+    return io.BufferedReader(_ProcReader(proc, path), buffer_size=1 << 20)
+
+
+def _safe_member_path(name: str) -> bool:
+    if not name or name.startswith(("/", "\\")) or "\\" in name or "\x00" in name:
+        return False
+    parts = name.split("/")
+    return all(p not in ("", ".", "..") for p in parts) and ":" not in parts[0]
+
+
+def _read_bundle_manifest(tar: Any, member: Any, where: str) -> dict:  # type: ignore[type-arg]
+    name = "BUNDLE-MANIFEST.json"
+    if member is None or member.name != name or not member.isreg():
+        raise BundleError(
+            "%s is not a wheelport bundle (its first member is not %s)" % (where, name)
+        )
+    if member.size > 256 * 1024 * 1024:
+        raise BundleError("%s: %s is implausibly large" % (where, name))
+    f = tar.extractfile(member)
+    data = f.read() if f is not None else b""
+    if len(data) != member.size:
+        raise BundleError("%s is truncated (in %s)" % (where, name), name)
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except ValueError:
+        raise BundleError("%s: %s is not valid JSON" % (where, name), name) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "wheelport-bundle":
+        raise BundleError("%s: %s is not a wheelport bundle manifest" % (where, name), name)
+    if manifest.get("version") != 1:
+        raise BundleError(
+            "%s: bundle format version %r is not supported by this program"
+            % (where, manifest.get("version")),
+            name,
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise BundleError("%s: %s has no file list" % (where, name), name)
+    for rel, rec in files.items():
+        if not _safe_member_path(rel):
+            raise BundleError("%s: unsafe path %r in %s" % (where, rel, name), rel)
+        if not (isinstance(rec, dict) and isinstance(rec.get("sha256"), str)
+                and isinstance(rec.get("size"), int)):  # fmt: skip
+            raise BundleError("%s: bad record for %s in %s" % (where, rel, name), rel)
+    return manifest
+
+
+def _extract_into(bundle: str, workdir: str) -> dict:  # type: ignore[type-arg]
+    """Stream ``bundle`` into the existing empty directory ``workdir``, verifying everything."""
+    import hashlib as _hashlib
+    import tarfile as _tarfile
+    import zlib as _zlib
+
+    where = bundle
+    current = "BUNDLE-MANIFEST.json"
+    stream = open_bundle_stream(bundle)
+    try:
+        try:
+            tar = _tarfile.open(fileobj=stream, mode="r|")
+            manifest = _read_bundle_manifest(tar, tar.next(), where)
+            files = manifest["files"]
+            seen = set()
+            while True:
+                member = tar.next()
+                if member is None:
+                    break
+                current = member.name
+                if not _safe_member_path(member.name):
+                    raise BundleError(
+                        "%s: refusing unsafe member path %r" % (where, member.name), member.name
+                    )
+                if not member.isreg():
+                    raise BundleError(
+                        "%s: refusing %s: not a regular file (links and devices are not allowed)"
+                        % (where, member.name),
+                        member.name,
+                    )
+                rec = files.get(member.name)
+                if rec is None:
+                    raise BundleError(
+                        "%s: %s is not listed in the bundle manifest" % (where, member.name),
+                        member.name,
+                    )
+                if member.name in seen:
+                    raise BundleError(
+                        "%s: %s appears twice in the bundle" % (where, member.name), member.name
+                    )
+                seen.add(member.name)
+                if member.size != rec["size"]:
+                    raise BundleError(
+                        "%s: %s has size %d, the manifest says %d (tampered bundle)"
+                        % (where, member.name, member.size, rec["size"]),
+                        member.name,
+                    )
+                dest = os.path.join(workdir, *member.name.split("/"))
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                h = _hashlib.sha256()
+                got = 0
+                src = tar.extractfile(member)
+                with open(dest, "xb") as out:
+                    while True:
+                        chunk = src.read(1 << 20) if src is not None else b""
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                        h.update(chunk)
+                        out.write(chunk)
+                if got != rec["size"]:
+                    raise BundleError("%s is truncated (in %s)" % (where, member.name), member.name)
+                if h.hexdigest() != rec["sha256"]:
+                    raise BundleError(
+                        "%s: %s does not match its sha256 (got %s, manifest says %s): the bundle "
+                        "was tampered with or damaged"
+                        % (where, member.name, h.hexdigest(), rec["sha256"]),
+                        member.name,
+                    )
+            current = "the end of the archive"
+            # read to the very end so the decompressor checks its own checksum
+            while stream.read(1 << 20):
+                pass
+        except BundleError as exc:
+            if exc.path is None:  # the decompressor failed: say where in the archive
+                raise BundleError("%s (at %s)" % (exc.message, current), current) from None
+            raise
+        except (_tarfile.TarError, EOFError, OSError, _zlib.error, ValueError) as exc:
+            raise BundleError(
+                "%s is truncated or corrupt (at %s): %s"
+                % (where, current, exc or type(exc).__name__),
+                current,
+            ) from None
+        except Exception as exc:  # zstandard.ZstdError and friends
+            raise BundleError(
+                "%s is corrupt (at %s): %s" % (where, current, exc), current
+            ) from None
+    finally:
+        stream.close()
+    missing = sorted(set(files) - seen)
+    if missing:
+        raise BundleError(
+            "%s is truncated: %s (and %d more) missing" % (where, missing[0], len(missing) - 1)
+            if len(missing) > 1
+            else "%s is truncated: %s missing" % (where, missing[0]),
+            missing[0],
+        )
+    return manifest
+
+
+def extract_bundle(bundle: str, dest: str, check: Any = None) -> dict:  # type: ignore[type-arg]
+    """Verify and extract the bundle file ``bundle`` into the new directory ``dest``.
+
+    ``dest`` must not exist or be an empty directory. Files are written into a temporary
+    directory beside ``dest``; ``check(tempdir)`` (if given) runs after every member
+    verified; only then is the directory renamed to ``dest``. On any failure nothing is left
+    behind and :class:`BundleError` names the file. Returns the bundle manifest.
+    """
+    import shutil as _shutil
+    import tempfile as _tempfile
+
+    dest = os.path.abspath(dest)
+    if os.path.lexists(dest) and not (os.path.isdir(dest) and not os.listdir(dest)):
+        raise BundleError("%s already exists and is not empty; choose a new directory" % dest, dest)
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    work = _tempfile.mkdtemp(prefix=".%s.unbundle-" % os.path.basename(dest), dir=parent)
+    try:
+        manifest = _extract_into(bundle, work)
+        if check is not None:
+            check(work)
+        if os.path.isdir(dest):
+            os.rmdir(dest)
+        os.rename(work, dest)
+    except BaseException:
+        _shutil.rmtree(work, ignore_errors=True)
+        raise
+    return manifest
+
+
+# ===================================================================== END stdlib only
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run bootstrap.py: pick a lock, verify, create the venv, install, check. Returns the exit code."""
     parser = argparse.ArgumentParser(
@@ -414,9 +688,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--wheelhouse", default=os.path.dirname(os.path.abspath(__file__)), help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--from-bundle",
+        metavar="BUNDLE",
+        help="verify and unpack a wheelport bundle first, then install from it",
+    )
+    parser.add_argument(
+        "--unpack-to",
+        metavar="DIR",
+        help="where --from-bundle unpacks the wheelhouse (default: ./wheelhouse)",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
+        if args.from_bundle:
+            dest = args.unpack_to or os.path.join(os.getcwd(), "wheelhouse")
+            try:
+                extract_bundle(args.from_bundle, dest)
+            except BundleError as exc:
+                raise BootstrapError(exc.message, 1, exc.path) from None
+            except OSError as exc:
+                raise BootstrapError(
+                    "cannot read bundle {}: {}".format(args.from_bundle, exc), 2
+                ) from None
+            args.wheelhouse = dest
         locks = load_locks(args.wheelhouse)
         name = select_lock(locks, interpreter_env(), args.target)
         lock = locks[name]

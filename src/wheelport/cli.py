@@ -92,6 +92,7 @@ def inputs(func: F) -> F:
         click.option("--only-binary", multiple=True, help="Never use sdists for NAME (or :all:)."),
         click.option("--from-source", multiple=True, help="Build NAME (or :all:) from its sdist."),
         click.option("--tool", "tools", multiple=True, help="Installer wheels to carry per target (default: pip; add uv; 'none' for none)."),
+        click.option("--refresh", is_flag=True, help="Revalidate every cached index page."),
     ]  # fmt: skip
     for opt in reversed(opts):
         func = opt(func)
@@ -115,6 +116,7 @@ def config_from(kwargs: dict[str, Any]) -> Config:
         from_source=kwargs.pop("from_source", ()),
         jobs=kwargs.pop("jobs", None),
         tools=kwargs.pop("tools", ()),
+        refresh=kwargs.pop("refresh", False),
     )
 
 
@@ -130,7 +132,9 @@ class ProgressReporter:
     def target_started(self, target: Target) -> None:
         if self.progress:
             with self.lock:
-                self.tasks[target.identifier] = self.progress.add_task(f"{target} resolving", total=None)
+                self.tasks[target.identifier] = self.progress.add_task(
+                    f"{target} resolving", total=None
+                )
                 self.counts[target.identifier] = 0
 
     def pinned(self, target: Target, candidate: Candidate) -> None:
@@ -138,7 +142,9 @@ class ProgressReporter:
             with self.lock:
                 self.counts[target.identifier] += 1
                 n = self.counts[target.identifier]
-            self.progress.update(self.tasks[target.identifier], description=f"{target} {n} pinned: {candidate}")
+            self.progress.update(
+                self.tasks[target.identifier], description=f"{target} {n} pinned: {candidate}"
+            )
 
     def target_done(self, target: Target, resolution: Resolution) -> None:
         if self.progress and target.identifier in self.tasks:
@@ -153,7 +159,13 @@ class ProgressReporter:
 def _progress(out: Output) -> Progress | None:
     if out.quiet or not out.console.is_terminal:
         return None
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out.console, transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=out.console,
+        transient=True,
+    )
 
 
 def summary_table(resolutions: Sequence[Resolution]) -> Table:
@@ -183,7 +195,11 @@ def cli() -> None:
 
 @cli.command("lock")
 @inputs
-@click.option("--check", is_flag=True, help="Exit 1 if the locks are missing or stale for these inputs; write nothing.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 if the locks are missing or stale for these inputs; write nothing.",
+)
 @common
 def lock_cmd(out: Output, check: bool, **kwargs: Any) -> None:
     """Resolve for every target and write pylock.<target>.toml (PEP 751)."""
@@ -192,11 +208,16 @@ def lock_cmd(out: Output, check: bool, **kwargs: Any) -> None:
     if check:
         states = api.check(config, targets)
         stale = [s for s in states if s.reason]
-        data = {"stale": {s.target: s.reason for s in stale}, "current": [s.target for s in states if not s.reason]}
+        data = {
+            "stale": {s.target: s.reason for s in stale},
+            "current": [s.target for s in states if not s.reason],
+        }
 
         def show_states() -> None:
             for s in states:
-                mark = "[green]current[/green]" if not s.reason else f"[red]stale[/red] ({s.reason})"
+                mark = (
+                    "[green]current[/green]" if not s.reason else f"[red]stale[/red] ({s.reason})"
+                )
                 out.console.print(f"{s.path}: {mark}")
 
         out.result(data, show_states)
@@ -228,8 +249,12 @@ class FetchProgress:
         self.progress: Progress | None = None
         if not out.quiet and out.console.is_terminal:
             self.progress = Progress(
-                TextColumn("fetch {task.fields[files]}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), console=out.console, transient=True,
+                TextColumn("fetch {task.fields[files]}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=out.console,
+                transient=True,
             )
         self.task: Any = None
         self.files = 0
@@ -239,7 +264,9 @@ class FetchProgress:
         self.total_files = files
         if self.progress and files:
             self.progress.start()
-            self.task = self.progress.add_task("fetch", total=total_bytes or None, files=f"0/{files}")
+            self.task = self.progress.add_task(
+                "fetch", total=total_bytes or None, files=f"0/{files}"
+            )
 
     def advance(self, nbytes: int) -> None:
         if self.progress and self.task is not None:
@@ -278,7 +305,11 @@ def coverage_table(coverage: Any, targets: Sequence[str]) -> Table:
 
 @cli.command("sync")
 @inputs
-@click.option("--allow-missing", is_flag=True, help="Finish with exit 0 even when a package cannot be served for a target.")
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="Finish with exit 0 even when a package cannot be served for a target.",
+)
 @click.option("-j", "--jobs", type=int, default=None, help="Concurrent downloads (default 8).")
 @common
 def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
@@ -292,9 +323,13 @@ def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
     try:
         if progress:
             with progress:
-                result = sync(config, reporter=reporter, fetch_reporter=fp, allow_missing=True, log=out.info)
+                result = sync(
+                    config, reporter=reporter, fetch_reporter=fp, allow_missing=True, log=out.info
+                )
         else:
-            result = sync(config, reporter=reporter, fetch_reporter=fp, allow_missing=True, log=out.info)
+            result = sync(
+                config, reporter=reporter, fetch_reporter=fp, allow_missing=True, log=out.info
+            )
     finally:
         fp.stop()
 
@@ -311,7 +346,9 @@ def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
     if red and not allow_missing:
         pkg, tgt, why = red[0]
         more = f" (and {len(red) - 1} more)" if len(red) > 1 else ""
-        raise WheelportError(f"{pkg} cannot be served for {tgt}: {why}{more}", hint="--allow-missing finishes anyway")
+        raise WheelportError(
+            f"{pkg} cannot be served for {tgt}: {why}{more}", hint="--allow-missing finishes anyway"
+        )
 
 
 @cli.command("index")
@@ -325,11 +362,20 @@ def index_cmd(out: Output, wheelhouse: Path) -> None:
     if not wheelhouse.is_dir():
         raise UsageError(f"wheelhouse not found: {wheelhouse}", hint="run 'wheelport sync' first")
     report = write_index(wheelhouse, manifest=Wheelhouse(wheelhouse).load_manifest())
-    data = {"projects": report.projects, "files": report.files, "pages_written": list(report.pages_written),
-            "metadata_written": list(report.metadata_written), "removed": list(report.removed)}
-    out.result(data, lambda: out.console.print(
-        f"indexed {wheelhouse / 'simple'}: {report.projects} projects, {report.files} files, "
-        f"{len(report.pages_written)} pages written"))
+    data = {
+        "projects": report.projects,
+        "files": report.files,
+        "pages_written": list(report.pages_written),
+        "metadata_written": list(report.metadata_written),
+        "removed": list(report.removed),
+    }
+    out.result(
+        data,
+        lambda: out.console.print(
+            f"indexed {wheelhouse / 'simple'}: {report.projects} projects, {report.files} files, "
+            f"{len(report.pages_written)} pages written"
+        ),
+    )
 
 
 @cli.command("serve")
@@ -342,7 +388,9 @@ def serve_cmd(out: Output, wheelhouse: Path, host: str, port: int) -> None:
     from wheelport.serve import serve
 
     if not (wheelhouse / "simple").is_dir():
-        raise UsageError(f"no index in {wheelhouse}", hint="run 'wheelport sync' or 'wheelport index' first")
+        raise UsageError(
+            f"no index in {wheelhouse}", hint="run 'wheelport sync' or 'wheelport index' first"
+        )
     out.info(f"serving {wheelhouse} on http://{host}:{port}/simple/ (Ctrl-C stops)")
     serve(wheelhouse, host, port)
 
@@ -360,7 +408,9 @@ def verify_cmd(out: Output, wheelhouse: Path) -> None:
         for kind in ("tampered", "missing", "extra"):
             for item in getattr(report, kind):
                 out.console.print(f"[red]{kind}[/red] {item}")
-        out.console.print(f"{report.checked} files checked" + ("" if report.ok else ": [red]problems found[/red]"))
+        out.console.print(
+            f"{report.checked} files checked" + ("" if report.ok else ": [red]problems found[/red]")
+        )
 
     out.result(report.to_json(), human)
     if not report.ok:
@@ -369,28 +419,99 @@ def verify_cmd(out: Output, wheelhouse: Path) -> None:
 
 @cli.command("provision")
 @click.argument("venv", type=click.Path(path_type=Path))
-@click.option("-w", "--wheelhouse", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
-@click.option("--python", "python", default=None, help="Interpreter: a version like 3.12 or a path (default: this one).")
-@click.option("-t", "--target", default=None, help="Use pylock.<target>.toml (default: inferred from the interpreter).")
+@click.option(
+    "-w",
+    "--wheelhouse",
+    type=click.Path(path_type=Path),
+    default=Path("wheelhouse"),
+    show_default=True,
+)
+@click.option(
+    "--python",
+    "python",
+    default=None,
+    help="Interpreter: a version like 3.12 or a path (default: this one).",
+)
+@click.option(
+    "-t",
+    "--target",
+    default=None,
+    help="Use pylock.<target>.toml (default: inferred from the interpreter).",
+)
 @click.option("--installer", type=click.Choice(["pip", "uv"]), default="pip", show_default=True)
 @common
-def provision_cmd(out: Output, venv: Path, wheelhouse: Path, python: str | None, target: str | None, installer: str) -> None:
+def provision_cmd(
+    out: Output,
+    venv: Path,
+    wheelhouse: Path,
+    python: str | None,
+    target: str | None,
+    installer: str,
+) -> None:
     """Create VENV and install a target's lock from the wheelhouse only (no network)."""
     from wheelport.errors import ProvisionError
     from wheelport.provision import provision
 
-    report = provision(venv, wheelhouse=wheelhouse, python=python, target=target, installer=installer)
+    report = provision(
+        venv, wheelhouse=wheelhouse, python=python, target=target, installer=installer
+    )
 
     def human() -> None:
         out.console.print(
             f"provisioned {report.venv} ({report.python}, target {report.target}, {report.installer}): "
             f"{len(report.packages)} packages in {report.seconds:.1f} s"
         )
-        out.console.print("pip check: " + ("[green]ok[/green]" if report.check_ok else f"[red]{report.check_output.strip()}[/red]"))
+        out.console.print(
+            "pip check: "
+            + (
+                "[green]ok[/green]"
+                if report.check_ok
+                else f"[red]{report.check_output.strip()}[/red]"
+            )
+        )
 
     out.result(report.to_json(), human)
     if not report.check_ok:
-        raise ProvisionError(f"{report.venv}: installed, but 'pip check' reports problems: {report.check_output.strip().splitlines()[0] if report.check_output.strip() else ''}")
+        raise ProvisionError(
+            f"{report.venv}: installed, but 'pip check' reports problems: {report.check_output.strip().splitlines()[0] if report.check_output.strip() else ''}"
+        )
+
+
+@cli.group("image")
+def image_group() -> None:
+    """Container images for manylinux builds."""
+
+
+@image_group.command("build-local")
+@click.option("--tag", default=None, help="An extra tag for the image.")
+@click.option("--engine", default=None, help="podman or docker (default: detected).")
+@common
+def image_build_local_cmd(out: Output, tag: str | None, engine: str | None) -> None:
+    """Build the manylinux-compatible base image from this Debian release's own packages
+    (debootstrap + import), for machines that cannot pull quay.io images."""
+    from wheelport.build import container, images
+
+    engine = engine or container.detect_engine()
+    if engine is None:
+        raise UsageError(
+            "no container engine found", hint="install podman (apt-get install podman runc)"
+        )
+    out.info("building the local base image (debootstrap; takes a few minutes the first time)")
+    image = images.ensure_local_base_image(engine, extra_tag=tag)
+    out.result(
+        {"image": image, "tag": tag},
+        lambda: out.console.print(f"image {image}" + (f" (also {tag})" if tag else "")),
+    )
+
+
+def _register_exports() -> None:
+    from wheelport.export.commands import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_exports()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -419,7 +540,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:
         if verbose:
             raise
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", err=True)
+        click.echo(
+            f"error: internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
+            err=True,
+        )
         raise SystemExit(1) from None
 
 

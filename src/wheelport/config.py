@@ -57,6 +57,8 @@ class Config:
     #: per-policy container image overrides (e.g. manylinux_2_28 → an image)
     images: Mapping[str, str] = field(default_factory=dict)
     tools: tuple[str, ...] = ("pip",)
+    #: revalidate every cached index page (not part of the inputs)
+    refresh: bool = False
 
     def inputs_digest(self) -> str:
         """A digest of everything that changes a resolution (not the output dir or job count)."""
@@ -73,7 +75,7 @@ class Config:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def binary_rule(self, name: str) -> str:
-        """"only-binary", "from-source" or "any" for a project."""
+        """ "only-binary", "from-source" or "any" for a project."""
         n = canonicalize_name(name)
         if n in self.from_source or (":all:" in self.from_source and n not in self.only_binary):
             return "from-source"
@@ -204,7 +206,9 @@ _KNOWN_KEYS = {
 }  # fmt: skip
 
 
-def _dependency_group(pyproject: Mapping[str, Any], name: str, origin: str, stack: tuple[str, ...] = ()) -> list[str]:
+def _dependency_group(
+    pyproject: Mapping[str, Any], name: str, origin: str, stack: tuple[str, ...] = ()
+) -> list[str]:
     groups = pyproject.get("dependency-groups", {})
     norm = {canonicalize_name(k): v for k, v in groups.items()}
     key = canonicalize_name(name)
@@ -243,6 +247,7 @@ def build_config(
     from_source: Sequence[str] = (),
     jobs: int | None = None,
     tools: Sequence[str] = (),
+    refresh: bool = False,
 ) -> Config:
     """Merge the project's config file with command-line values (flags win) into a :class:`Config`."""
     cfg_path, table, pyproject = find_config(directory)
@@ -291,7 +296,9 @@ def build_config(
                 hint="run from the project directory",
             )
         reqs.extend(parse_requirement(t, pp_origin) for t in project.get("dependencies", []))
-        optional = {canonicalize_name(k): v for k, v in project.get("optional-dependencies", {}).items()}
+        optional = {
+            canonicalize_name(k): v for k, v in project.get("optional-dependencies", {}).items()
+        }
         for extra in extras:
             key = canonicalize_name(extra)
             if key not in optional:
@@ -318,6 +325,12 @@ def build_config(
     out = output or Path(table.get("output", "wheelhouse"))
     if not out.is_absolute() and output is None and cfg_path:
         out = base / out
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"output {out} exists and is not a directory",
+            hint="pass -o with a directory for the wheelhouse",
+            path=str(out),
+        )
 
     def names(values: Sequence[str]) -> frozenset[str]:
         return frozenset(v if v == ":all:" else canonicalize_name(v) for v in values)
@@ -330,13 +343,16 @@ def build_config(
         index_urls=tuple(dict.fromkeys(u.rstrip("/") for u in ix)),
         output=out,
         pre=bool(table.get("pre", False)) if pre is None else pre,
-        prefer_binary=bool(table.get("prefer-binary", False)) if prefer_binary is None else prefer_binary,
+        prefer_binary=bool(table.get("prefer-binary", False))
+        if prefer_binary is None
+        else prefer_binary,
         only_binary=names(list(only_binary) or as_list("only-binary")),
         from_source=names(list(from_source) or as_list("from-source")),
         jobs=jobs or int(table.get("jobs", 8)),
         build_system_packages={canonicalize_name(k): tuple(v) for k, v in bsp.items()},
         images=dict(table.get("images", {})),
         tools=_tools(tuple(tools) or tuple(as_list("tools")) or ("pip",)),
+        refresh=refresh,
     )
 
 

@@ -82,10 +82,14 @@ def artifacts_of(lock: Pylock) -> list[Artifact]:
             if w.url and w.path:
                 out.append(Artifact(w.path, w.url, w.hashes["sha256"], w.size))
         if pkg.sdist is not None and pkg.sdist.url and pkg.sdist.path:
-            out.append(Artifact(pkg.sdist.path, pkg.sdist.url, pkg.sdist.hashes["sha256"], pkg.sdist.size))
+            out.append(
+                Artifact(pkg.sdist.path, pkg.sdist.url, pkg.sdist.hashes["sha256"], pkg.sdist.size)
+            )
     for tool in lock_tool(lock).get("tools", []):
         if tool.get("url"):
-            out.append(Artifact(tool["path"], tool["url"], tool["sha256"], tool.get("size") or None))
+            out.append(
+                Artifact(tool["path"], tool["url"], tool["sha256"], tool.get("size") or None)
+            )
     return out
 
 
@@ -162,7 +166,12 @@ def fetch_artifacts(
     for a in wanted:
         dest = wheelhouse.root / a.path
         rec = arts.get(a.path)
-        if dest.exists() and rec and rec.get("sha256") == a.sha256 and dest.stat().st_size == rec.get("size"):
+        if (
+            dest.exists()
+            and rec
+            and rec.get("sha256") == a.sha256
+            and dest.stat().st_size == rec.get("size")
+        ):
             result.present.append(a.path)
             continue
         todo.append(a)
@@ -175,7 +184,19 @@ def fetch_artifacts(
             return a, cached, True
         from wheelport.index.client import download_verified
 
-        return a, download_verified(client, a.url, a.sha256, a.size, client.cache, progress=reporter.advance, label=a.filename), False
+        return (
+            a,
+            download_verified(
+                client,
+                a.url,
+                a.sha256,
+                a.size,
+                client.cache,
+                progress=reporter.advance,
+                label=a.filename,
+            ),
+            False,
+        )
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelport-fetch") as pool:
         futures = [pool.submit(one, a) for a in todo]

@@ -143,7 +143,9 @@ def read_lock(path: Path) -> Pylock:
             data = tomllib.load(f)
         return Pylock.from_dict(data)
     except FileNotFoundError:
-        raise UsageError(f"lock not found: {path}", hint="run 'wheelport lock' first", path=str(path)) from None
+        raise UsageError(
+            f"lock not found: {path}", hint="run 'wheelport lock' first", path=str(path)
+        ) from None
     except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
         raise UsageError(f"{path}: not a valid PEP 751 lock: {exc}", path=str(path)) from None
 
@@ -159,7 +161,9 @@ class Staleness:
     reason: str | None  # None: current
 
 
-def check_locks(wheelhouse: Wheelhouse, targets: Sequence[Target], inputs_digest: str) -> list[Staleness]:
+def check_locks(
+    wheelhouse: Wheelhouse, targets: Sequence[Target], inputs_digest: str
+) -> list[Staleness]:
     """For each target: is its lock present, valid, and made from the same inputs?"""
     out = []
     for t in targets:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import resolvelib
 from packaging.markers import Marker
 from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
@@ -74,9 +74,30 @@ class Req:
         return self.text
 
 
+#: identifier of the target's interpreter, which a candidate's metadata Requires-Python constrains
+PYTHON = "<python>"
+
+
 def _key(name: str, extras: Iterable[str]) -> str:
     ex = sorted(extras)
     return f"{name}[{','.join(ex)}]" if ex else name
+
+
+_PYTHON_FILE = DistFile(
+    filename="python",
+    url="",
+    project=NormalizedName(PYTHON),
+    version=Version("0"),
+    is_wheel=True,
+    tags=frozenset(),
+    sha256=None,
+    requires_python=None,
+    yanked=None,
+    core_metadata=False,
+    size=None,
+    upload_time=None,
+    index_url="",
+)
 
 
 @dataclass(frozen=True)
@@ -135,7 +156,9 @@ class Policy:
         )
 
     def rule(self, name: str) -> str:
-        if name in self.from_source or (":all:" in self.from_source and name not in self.only_binary):
+        if name in self.from_source or (
+            ":all:" in self.from_source and name not in self.only_binary
+        ):
             return "from-source"
         if name in self.only_binary or ":all:" in self.only_binary:
             return "only-binary"
@@ -150,10 +173,16 @@ class _Why:
     requires_python: dict[Version, str] = field(default_factory=dict)
     no_tag: set[Version] = field(default_factory=set)
     yanked: set[Version] = field(default_factory=set)
+    sdist_only: set[Version] = field(default_factory=set)
 
 
 def select_file(
-    files: Sequence[DistFile], target: Target, rule: str, *, allow_yanked: bool, why: _Why | None = None
+    files: Sequence[DistFile],
+    target: Target,
+    rule: str,
+    *,
+    allow_yanked: bool,
+    why: _Why | None = None,
 ) -> DistFile | None:
     """The file of one version that serves a target best: the wheel with the best-ranked tag,
     else the sdist (unless only-binary). ``from-source`` picks the sdist only. A pure function."""
@@ -185,6 +214,13 @@ def select_file(
             sdist = f
     if best is not None:
         return best[1]
+    if (
+        sdist is None
+        and rule == "only-binary"
+        and why is not None
+        and any(not f.is_wheel for f in files)
+    ):
+        why.sdist_only.add(files[0].version)
     return sdist
 
 
@@ -210,6 +246,9 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         self.edges: dict[tuple[str, str], list[str | None]] = defaultdict(list)
         self.depth: dict[str, int] = {}
         self.deps: dict[str, list[Req]] = {}
+        self._python = Candidate(
+            NormalizedName(PYTHON), Version(target.full_version), frozenset(), _PYTHON_FILE
+        )
 
     # -- resolvelib API ------------------------------------------------------------------------
     def identify(self, requirement_or_candidate: Req | Candidate) -> str:
@@ -225,7 +264,10 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
     ) -> Any:
         infos = list(information[identifier])
         pinned = any(
-            any(s.operator in ("==", "===") and "*" not in s.version for s in info.requirement.specifier)
+            any(
+                s.operator in ("==", "===") and "*" not in s.version
+                for s in info.requirement.specifier
+            )
             for info in infos
         )
         direct = any(info.parent is None for info in infos)
@@ -241,6 +283,11 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
     ) -> list[Candidate]:
         reqs = list(requirements[identifier])
         if not reqs:
+            return []
+        if identifier == PYTHON:
+            py = Version(self.target.full_version)
+            if all(r.specifier.contains(py, prereleases=True) for r in reqs):
+                return [self._python]
             return []
         name = reqs[0].name
         extras = reqs[0].extras
@@ -285,10 +332,24 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         return requirement.specifier.contains(candidate.version, prereleases=True)
 
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
+        if candidate.key == PYTHON:
+            return []
         self.reporter.pinned(self.target, candidate)
         meta = self.client.metadata(candidate.file)
         parent_depth = self.depth.get(candidate.key, 0)
         out: list[Req] = []
+        if meta.requires_python and not candidate.file.requires_python:
+            # the index did not say; the metadata does (pip checks it too)
+            try:
+                spec = SpecifierSet(meta.requires_python)
+            except InvalidSpecifier:
+                spec = None
+            if spec is not None:
+                text = f"Python{spec}"
+                out.append(
+                    Req(NormalizedName(PYTHON), frozenset(), spec, None, text, str(candidate))
+                )
+                self.why[candidate.name].requires_python[candidate.version] = str(spec)
         if candidate.extras:
             # an extras candidate depends on its own base at the same version
             out.append(
@@ -306,9 +367,9 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             if r.marker is not None:
                 if candidate.extras:
                     # deps for the extras only (the base candidate brings the rest)
-                    hit = any(r.marker.evaluate({**self.env, "extra": e}) for e in extras_env) and not (
-                        r.marker.evaluate({**self.env, "extra": ""})
-                    )
+                    hit = any(
+                        r.marker.evaluate({**self.env, "extra": e}) for e in extras_env
+                    ) and not (r.marker.evaluate({**self.env, "extra": ""}))
                 else:
                     hit = r.marker.evaluate({**self.env, "extra": ""})
                 if not hit:
@@ -332,8 +393,52 @@ def _is_version(text: str) -> bool:
     return True
 
 
+def strip_extra(marker: Marker | None) -> str | None:
+    """The marker without its ``extra == …`` clauses (None when nothing else is left).
+
+    A lock serves one target and lists the extras' packages already; what remains of the
+    marker (``sys_platform == "win32"``) is what brought the package in.
+    """
+    if marker is None:
+        return None
+    if "extra" not in str(marker):
+        return str(marker)
+
+    def is_extra(item: Any) -> bool:
+        return isinstance(item, tuple) and any(
+            getattr(x, "value", None) == "extra" and type(x).__name__ == "Variable" for x in item
+        )
+
+    def clean(items: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for item in items:
+            if isinstance(item, list):
+                item = clean(item)
+                if not item:
+                    continue
+            elif is_extra(item):
+                continue
+            if isinstance(item, str) and (not out or isinstance(out[-1], str)):  # "and" / "or"
+                continue
+            out.append(item)
+        while out and isinstance(out[-1], str):
+            out.pop()
+        return out
+
+    from packaging.markers import _format_marker
+
+    cleaned = clean(list(marker._markers))
+    if not cleaned:
+        return None
+    text = str(_format_marker(cleaned))
+    try:
+        return str(Marker(text))
+    except Exception:
+        return None
+
+
 def make_req(r: Requirement, origin: str) -> Req:
-    marker = str(r.marker) if r.marker is not None and "extra" not in str(r.marker) else None
+    marker = strip_extra(r.marker)
     return Req(
         canonicalize_name(r.name),
         frozenset(canonicalize_name(e) for e in r.extras),
@@ -361,7 +466,9 @@ def resolve_target(
     reporter = reporter or NullReporter()
     reporter.target_started(target)
     env = target.markers
-    roots = [make_req(s.requirement, s.origin) for s in requirements if _applies(s.requirement, env)]
+    roots = [
+        make_req(s.requirement, s.origin) for s in requirements if _applies(s.requirement, env)
+    ]
     cons: dict[NormalizedName, list[Req]] = defaultdict(list)
     for s in constraints:
         if _applies(s.requirement, env):
@@ -372,7 +479,9 @@ def resolve_target(
     for r in roots:
         provider.depth[r.key] = 0
         provider.edges[("", r.key)].append(r.marker)
-    resolver: resolvelib.Resolver[Req, Candidate, str] = resolvelib.Resolver(provider, resolvelib.BaseReporter())
+    resolver: resolvelib.Resolver[Req, Candidate, str] = resolvelib.Resolver(
+        provider, resolvelib.BaseReporter()
+    )
     try:
         result = resolver.resolve(roots, max_rounds=20000)
     except resolvelib.ResolutionImpossible as exc:
@@ -393,6 +502,8 @@ def _to_resolution(target: Target, result: Any, provider: Provider) -> Resolutio
     base: dict[NormalizedName, Candidate] = {}
     extras: dict[NormalizedName, set[NormalizedName]] = defaultdict(set)
     for cand in mapping.values():
+        if cand.key == PYTHON:
+            continue
         if not cand.extras:
             base[cand.name] = cand
         extras[cand.name] |= set(cand.extras)
@@ -400,7 +511,7 @@ def _to_resolution(target: Target, result: Any, provider: Provider) -> Resolutio
     for (parent, child), markers in provider.edges.items():
         if parent and parent not in mapping:
             continue
-        if child not in mapping:
+        if child not in mapping or child == PYTHON:
             continue
         child_name = mapping[child].name
         if parent and mapping[parent].name == child_name:
@@ -432,7 +543,9 @@ def _to_resolution(target: Target, result: Any, provider: Provider) -> Resolutio
     return Resolution(target, pins)
 
 
-def explain_impossible(causes: Collection[Any], provider: Provider, client: IndexClient) -> ResolutionError:
+def explain_impossible(
+    causes: Collection[Any], provider: Provider, client: IndexClient
+) -> ResolutionError:
     """Turn resolvelib's causes into one line: unknown project, nothing matches, or a conflict chain."""
     target = provider.target
     names = {c.requirement.name for c in causes}
@@ -448,8 +561,12 @@ def explain_impossible(causes: Collection[Any], provider: Provider, client: Inde
     if len(names) == 1:
         name = next(iter(names))
         why = provider.why.get(name, _Why())
-        wanted = "; ".join(sorted({_describe(c) for c in causes}))
-        if why.versions and why.requires_python and len(why.requires_python) >= len(why.versions - why.yanked):
+        wanted = ", ".join(sorted({c.requirement.text for c in causes}))
+        if (
+            why.versions
+            and why.requires_python
+            and len(why.requires_python) >= len(why.versions - why.yanked)
+        ):
             specs = sorted(set(why.requires_python.values()))
             return ResolutionError(
                 f"no version of {name} supports Python {target.full_version} (target {target}); "
@@ -464,11 +581,17 @@ def explain_impossible(causes: Collection[Any], provider: Provider, client: Inde
             shown = ", ".join(str(v) for v in avail[-12:]) or "none"
             extra = []
             if why.no_tag:
-                extra.append(f"{len(why.no_tag)} version(s) have no wheel for {target} and no sdist")
+                extra.append(
+                    f"{len(why.no_tag)} version(s) have no wheel for {target} and no sdist"
+                )
             if why.requires_python:
                 extra.append(f"{len(why.requires_python)} exclude Python {target.full_version}")
+            if why.sdist_only:
+                extra.append(
+                    f"{len(why.sdist_only)} have only an sdist, which --only-binary excludes"
+                )
             return ResolutionError(
-                f"no version of {name} matches {wanted} for target {target} (available: {shown})"
+                f"no version of {name} satisfies {wanted} for target {target} (available: {shown})"
                 + (f"; {'; '.join(extra)}" if extra else ""),
                 package=name,
                 target=str(target),
@@ -499,10 +622,18 @@ def resolve_all(
     reporter: Reporter | None = None,
 ) -> list[Resolution]:
     """Resolve every target concurrently (one thread each, one shared client)."""
-    with ThreadPoolExecutor(max_workers=max(1, len(targets)), thread_name_prefix="wheelport-resolve") as pool:
+    with ThreadPoolExecutor(
+        max_workers=max(1, len(targets)), thread_name_prefix="wheelport-resolve"
+    ) as pool:
         futures = [
             pool.submit(
-                resolve_target, client, t, requirements, constraints, policy=policy, reporter=reporter
+                resolve_target,
+                client,
+                t,
+                requirements,
+                constraints,
+                policy=policy,
+                reporter=reporter,
             )
             for t in targets
         ]

@@ -75,11 +75,19 @@ class SyncResult:
             "fetch": self.fetched.to_json(),
             "builds": [dataclasses.asdict(b) for b in self.builds],
             "coverage": self.coverage.to_json(),
-            "missing": [{"package": p, "target": t, "reason": d} for p, t, d in self.coverage.red()],
+            "missing": [
+                {"package": p, "target": t, "reason": d} for p, t, d in self.coverage.red()
+            ],
             "index": self.index,
             "ok": self.ok,
         }
 
+
+#: System packages (Debian names, for the local base image) that well-known sdists need in
+#: their container build; ``[tool.wheelport] build-system-packages`` overrides per project.
+DEFAULT_SYSTEM_PACKAGES: dict[str, tuple[str, ...]] = {
+    "lxml": ("libxml2-dev", "libxslt1-dev"),
+}
 
 #: (sdist, target, wheels dir, out dir, log dir) -> wheel path
 ContainerBuilder = Callable[[Path, Target, Path, Path, Path], Path]
@@ -121,7 +129,7 @@ def sync(
         fetched = fetch(wh, list(locks.values()), client, jobs=config.jobs, reporter=fetch_reporter)
         builders = builders or default_builders(config)
         outcomes, coverage = build_stage(wh, targets, locks, client, config, builders, log=log)
-        finish(wh, targets)
+        finish(wh, targets, inputs_digest=digest)
     finally:
         if own:
             client.close()
@@ -141,7 +149,8 @@ def sync(
         pkg, tgt, why = result.coverage.red()[0]
         more = len(result.coverage.red()) - 1
         err = JobError(
-            f"{pkg} cannot be served for {tgt}: {why}" + (f" (and {more} more missing)" if more else ""),
+            f"{pkg} cannot be served for {tgt}: {why}"
+            + (f" (and {more} more missing)" if more else ""),
             hint="see the coverage table; --allow-missing finishes anyway",
             package=pkg,
             target=tgt,
@@ -153,8 +162,16 @@ def sync(
 
 def _report_json(report: object) -> dict[str, Any]:
     if dataclasses.is_dataclass(report) and not isinstance(report, type):
-        return {k: (v if isinstance(v, int | str | bool) else len(v) if hasattr(v, "__len__") else str(v))
-                for k, v in dataclasses.asdict(report).items()}
+        return {
+            k: (
+                v
+                if isinstance(v, int | str | bool)
+                else len(v)
+                if hasattr(v, "__len__")
+                else str(v)
+            )
+            for k, v in dataclasses.asdict(report).items()
+        }
     return {}
 
 
@@ -179,24 +196,17 @@ def default_builders(config: Config) -> Builders:
 
     def run(sdist: Path, target: Target, wheels: Path, out: Path, logs: Path) -> Path:
         image = images.policy_image(target, overrides)
-        if image.startswith("localhost/wheelport-manylinux") and not images_exists(engine, image):
-            image = images.ensure_local_base_image(engine)
-        pkgs = config.build_system_packages.get(canonicalize_name(_sdist_project(sdist)), ())
+        if images.is_local_base(image):
+            image = images.ensure_local_base_image(engine, log_dir=logs)
+        project = canonicalize_name(_sdist_project(sdist))
+        pkgs = config.build_system_packages.get(project, DEFAULT_SYSTEM_PACKAGES.get(project, ()))
         if pkgs:
-            image = images.ensure_builder_image(image, pkgs, engine)
+            image = images.ensure_builder_image(image, pkgs, engine, log_dir=logs)
         return container.build_in_container(
             sdist, target, image=image, deps_dir=wheels, out_dir=out, log_dir=logs, engine=engine
         )
 
     return Builders(native=True, container=run, container_label=label)
-
-
-def images_exists(engine: str, image: str) -> bool:
-    import subprocess
-
-    from wheelport.build.container import engine_env
-
-    return subprocess.run([engine, "image", "exists", image], env={**os.environ, **engine_env()}, capture_output=True).returncode == 0
 
 
 def _sdist_project(sdist: Path) -> str:
@@ -253,8 +263,19 @@ def build_stage(
         for tid in need.targets:
             if tid in prior and (wh.root / prior[tid][0]).exists():
                 _point_lock_at(wh, locks, tid, need, wh.root / prior[tid][0])
-                coverage.set(need.name, tid, "built", f"{Path(prior[tid][0]).name} ({prior[tid][1]})")
-                outcomes.append(BuildOutcome(need.name, need.sdist_path, prior[tid][1], prior[tid][0], [tid], skipped=True))
+                coverage.set(
+                    need.name, tid, "built", f"{Path(prior[tid][0]).name} ({prior[tid][1]})"
+                )
+                outcomes.append(
+                    BuildOutcome(
+                        need.name,
+                        need.sdist_path,
+                        prior[tid][1],
+                        prior[tid][0],
+                        [tid],
+                        skipped=True,
+                    )
+                )
             else:
                 pending.append(by_id[tid])
         if not pending:
@@ -268,12 +289,20 @@ def build_stage(
             elif not info.compiled or _host_serves(host, t):
                 native_for.append(t)
             elif t.is_linux:
-                coverage.set(need.name, t.identifier, "missing",
-                             "compiled sdist; needs a container build for this Linux target (no engine or image available)")
+                coverage.set(
+                    need.name,
+                    t.identifier,
+                    "missing",
+                    "compiled sdist; needs a container build for this Linux target (no engine or image available)",
+                )
             else:
                 kind = {"windows": "Windows", "macos": "macOS"}.get(t.os, t.os)
-                coverage.set(need.name, t.identifier, "missing",
-                             f"compiled sdist; needs a native build host for {kind} ({t.platform})")
+                coverage.set(
+                    need.name,
+                    t.identifier,
+                    "missing",
+                    f"compiled sdist; needs a native build host for {kind} ({t.platform})",
+                )
         if native_for:
             jobs.append((need, NATIVE, native_for))
     if not jobs:
@@ -293,12 +322,29 @@ def build_stage(
         if wheel is None:
             for t in job_targets:
                 coverage.set(need.name, t.identifier, "missing", f"build failed: {err}")
-            outcomes.append(BuildOutcome(need.name, need.sdist_path, builder, None, [t.identifier for t in job_targets], error=str(err)))
+            outcomes.append(
+                BuildOutcome(
+                    need.name,
+                    need.sdist_path,
+                    builder,
+                    None,
+                    [t.identifier for t in job_targets],
+                    error=str(err),
+                )
+            )
             continue
-        serves = served_targets(wheel.name, job_targets) if not is_pure(wheel.name) else list(job_targets)
+        serves = (
+            served_targets(wheel.name, job_targets)
+            if not is_pure(wheel.name)
+            else list(job_targets)
+        )
         rel = wh.relative(wheel)
         rec = manifest["artifacts"].get(rel, {})
-        prev_targets = rec.get("origin", {}).get("targets", []) if rec.get("origin", {}).get("kind") == "build" else []
+        prev_targets = (
+            rec.get("origin", {}).get("targets", [])
+            if rec.get("origin", {}).get("kind") == "build"
+            else []
+        )
         manifest["artifacts"][rel] = {
             "sha256": sha256_file(wheel),
             "size": wheel.stat().st_size,
@@ -312,12 +358,20 @@ def build_stage(
         }
         for t in job_targets:
             if t in serves:
-                _point_lock_at(wh, locks, t.identifier, need, wheel, sha=manifest["artifacts"][rel]["sha256"])
+                _point_lock_at(
+                    wh, locks, t.identifier, need, wheel, sha=manifest["artifacts"][rel]["sha256"]
+                )
                 coverage.set(need.name, t.identifier, "built", f"{wheel.name} ({builder})")
             else:
-                coverage.set(need.name, t.identifier, "missing",
-                             f"built {wheel.name} on this host, which does not fit {t}; needs a container or native build host")
-        outcomes.append(BuildOutcome(need.name, need.sdist_path, builder, rel, [t.identifier for t in serves]))
+                coverage.set(
+                    need.name,
+                    t.identifier,
+                    "missing",
+                    f"built {wheel.name} on this host, which does not fit {t}; needs a container or native build host",
+                )
+        outcomes.append(
+            BuildOutcome(need.name, need.sdist_path, builder, rel, [t.identifier for t in serves])
+        )
     wh.save_manifest(manifest)
     return outcomes, coverage
 
@@ -334,13 +388,24 @@ def _host_serves(host: Target, target: Target) -> bool:
         return True
     if host.os != target.os:
         return False
-    return (host.policy_version is not None and target.policy_version is not None and host.policy_version <= target.policy_version) or target == host
+    return (
+        host.policy_version is not None
+        and target.policy_version is not None
+        and host.policy_version <= target.policy_version
+    ) or target == host
 
 
-def _run_build(wh: Wheelhouse, job: tuple[BuildNeed, str, list[Target]], builders: Builders, log: Callable[[str], None]) -> Path:
+def _run_build(
+    wh: Wheelhouse,
+    job: tuple[BuildNeed, str, list[Target]],
+    builders: Builders,
+    log: Callable[[str], None],
+) -> Path:
     need, builder, targets = job
     sdist = wh.root / need.sdist_path
-    log(f"building {need.name} {need.version} ({builder}) for {', '.join(t.identifier for t in targets)}")
+    log(
+        f"building {need.name} {need.version} ({builder}) for {', '.join(t.identifier for t in targets)}"
+    )
     with tempfile.TemporaryDirectory(prefix="wheelport-out-") as tmp:
         if builder == NATIVE:
             wheel = build_native(sdist, wheels_dir=wh.wheels, out_dir=Path(tmp), log_dir=wh.logs)
@@ -355,7 +420,14 @@ def _run_build(wh: Wheelhouse, job: tuple[BuildNeed, str, list[Target]], builder
         return dest
 
 
-def _point_lock_at(wh: Wheelhouse, locks: dict[str, Pylock], tid: str, need: BuildNeed, wheel: Path, sha: str | None = None) -> None:
+def _point_lock_at(
+    wh: Wheelhouse,
+    locks: dict[str, Pylock],
+    tid: str,
+    need: BuildNeed,
+    wheel: Path,
+    sha: str | None = None,
+) -> None:
     """Rewrite a target's lock so the package installs from the built wheel (real hash)."""
     lock = locks[tid]
     sha = sha or sha256_file(wheel)
@@ -363,7 +435,12 @@ def _point_lock_at(wh: Wheelhouse, locks: dict[str, Pylock], tid: str, need: Bui
     changed = False
     for pkg in lock.packages:
         if pkg.sdist is not None and pkg.sdist.hashes.get("sha256") == need.sdist_sha256:
-            w = PackageWheel(name=wheel.name, path=f"wheels/{wheel.name}", size=wheel.stat().st_size, hashes={"sha256": sha})
+            w = PackageWheel(
+                name=wheel.name,
+                path=f"wheels/{wheel.name}",
+                size=wheel.stat().st_size,
+                hashes={"sha256": sha},
+            )
             if not pkg.wheels or pkg.wheels[0].hashes.get("sha256") != sha:
                 pkg = dataclasses.replace(pkg, wheels=[w])
                 changed = True
@@ -399,9 +476,14 @@ def _prepare_build_deps(
         recorded = build_deps.get(need.sdist_sha256, {}).get(build_target.identifier)
         if recorded and all((wh.root / r["path"]).exists() for r in recorded):
             continue
-        reqs = [SourcedRequirement(Requirement(r), f"{need.sdist_path} build-system.requires") for r in info.build_requires]
+        reqs = [
+            SourcedRequirement(Requirement(r), f"{need.sdist_path} build-system.requires")
+            for r in info.build_requires
+        ]
         try:
-            res = resolve_target(client, build_target, reqs, policy=Policy(only_binary=frozenset({":all:"})))
+            res = resolve_target(
+                client, build_target, reqs, policy=Policy(only_binary=frozenset({":all:"}))
+            )
         except WheelportError as exc:
             raise BuildError(
                 f"{need.name}: cannot resolve its build requirements for {build_target}: {exc.message}",
@@ -414,9 +496,18 @@ def _prepare_build_deps(
             if not f.sha256:
                 continue
             wanted.append(Artifact(f"wheels/{f.filename}", f.url, f.sha256, f.size))
-            entries.append({"name": pin.name, "version": str(pin.version), "path": f"wheels/{f.filename}", "sha256": f.sha256})
+            entries.append(
+                {
+                    "name": pin.name,
+                    "version": str(pin.version),
+                    "path": f"wheels/{f.filename}",
+                    "sha256": f.sha256,
+                }
+            )
         build_deps.setdefault(need.sdist_sha256, {})[build_target.identifier] = entries
-        log(f"build requirements of {need.name}: {', '.join(e['name'] + ' ' + e['version'] for e in entries)}")
+        log(
+            f"build requirements of {need.name}: {', '.join(e['name'] + ' ' + e['version'] for e in entries)}"
+        )
     wh.save_manifest(manifest)
     if wanted:
         seen_paths: dict[str, Artifact] = {a.path: a for a in wanted}
@@ -426,16 +517,17 @@ def _prepare_build_deps(
 # -- finishing ----------------------------------------------------------------------------------
 
 
-def finish(wh: Wheelhouse, targets: Sequence[Target]) -> None:
+def finish(wh: Wheelhouse, targets: Sequence[Target], inputs_digest: str | None = None) -> None:
     """Write bootstrap.py and the manifest's ``locks`` section (what bootstrap.py reads)."""
     manifest = wh.load_manifest()
+    if inputs_digest is not None:
+        manifest["inputs_digest"] = inputs_digest
     manifest["targets"] = sorted(set(manifest.get("targets", [])) | {t.identifier for t in targets})
     locks_section: dict[str, Any] = manifest.setdefault("locks", {})
     for t in targets:
         path = wh.lock_path(t.identifier)
         lock = read_lock(path)
         locks_section[t.identifier] = lock_summary(t, lock, path)
-    manifest["inputs_digest"] = manifest.get("inputs_digest")
     wh.save_manifest(manifest)
     install_bootstrap(wh)
 
@@ -451,7 +543,14 @@ def lock_summary(target: Target, lock: Pylock, path: Path) -> dict[str, Any]:
         if not pkg.wheels:
             continue
         w = pkg.wheels[0]
-        packages.append({"name": str(pkg.name), "version": str(pkg.version), "path": w.path, "sha256": w.hashes["sha256"]})
+        packages.append(
+            {
+                "name": str(pkg.name),
+                "version": str(pkg.version),
+                "path": w.path,
+                "sha256": w.hashes["sha256"],
+            }
+        )
         tags |= {str(t) for t in wheel_tags(w.name or Path(str(w.path)).name)}
     libc = {"manylinux": "glibc", "musllinux": "musl"}.get(target.os)
     return {
@@ -464,7 +563,10 @@ def lock_summary(target: Target, lock: Pylock, path: Path) -> dict[str, Any]:
         "tags": sorted(tags),
         "packages": packages,
         "unbuilt": [str(p.name) for p in lock.packages if not p.wheels],
-        "tools": [{k: v for k, v in tool.items() if k in ("name", "version", "path", "sha256")} for tool in lock_tool(lock).get("tools", [])],
+        "tools": [
+            {k: v for k, v in tool.items() if k in ("name", "version", "path", "sha256")}
+            for tool in lock_tool(lock).get("tools", [])
+        ],
     }
 
 

@@ -84,9 +84,7 @@ class Target:
             return self.explicit_tags
         platforms = list(self.platform_tags)
         out: list[_tags.Tag] = []
-        out.extend(
-            _tags.cpython_tags(self.python_version, abis=[self.abi], platforms=platforms)
-        )
+        out.extend(_tags.cpython_tags(self.python_version, abis=[self.abi], platforms=platforms))
         if self.free_threaded:
             # abi3 is not usable from a free-threaded interpreter
             out = [t for t in out if t.abi != "abi3"]
@@ -257,7 +255,9 @@ def host_target() -> Target:
     markers = default_environment()
     system = platform.system()
     if system == "Linux":
-        best = next((t.platform for t in tags if t.platform.startswith(("manylinux_", "musllinux_"))), None)
+        best = next(
+            (t.platform for t in tags if t.platform.startswith(("manylinux_", "musllinux_"))), None
+        )
         arch = platform.machine()
         if best:
             os_ = best.split("_", 1)[0]
@@ -298,12 +298,18 @@ def target_for_interpreter(info: dict[str, object]) -> Target:
     its tags (best first), marker environment, version and platform.
     """
     tag_list = tuple(
-        t for s in info["tags"] for t in _tags.parse_tag(str(s))  # type: ignore[attr-defined]
+        t
+        for s in info["tags"]
+        for t in _tags.parse_tag(str(s))  # type: ignore[attr-defined]
     )
     markers = {str(k): str(v) for k, v in dict(info["markers"]).items()}  # type: ignore[call-overload]
     version = tuple(int(x) for x in str(markers["python_version"]).split("."))[:2]
     plat = next(
-        (t.platform for t in tag_list if t.platform.startswith(("manylinux_", "musllinux_", "macosx_", "win"))),
+        (
+            t.platform
+            for t in tag_list
+            if t.platform.startswith(("manylinux_", "musllinux_", "macosx_", "win"))
+        ),
         tag_list[0].platform,
     )
     if plat.startswith(("manylinux_", "musllinux_")):

@@ -77,7 +77,9 @@ def verify(root: Path, *, jobs: int = 4) -> VerifyReport:
     """Check the wheelhouse at ``root``; a report, never an exception for bad files."""
     wh = Wheelhouse(root)
     if not root.is_dir() or not (wh.manifest_path.exists() or wh.lock_paths()):
-        raise UsageError(f"not a wheelhouse: {root}", hint="run 'wheelport sync' first", path=str(root))
+        raise UsageError(
+            f"not a wheelhouse: {root}", hint="run 'wheelport sync' first", path=str(root)
+        )
     report = VerifyReport(root)
     expected: dict[str, tuple[str, int | None, str]] = {}
     conflicts: list[str] = []

@@ -139,6 +139,23 @@ def image_exists(engine: str, image: str, runner: Runner = subprocess_runner) ->
     return runner(argv, env=_engine_environ()).returncode == 0
 
 
+def image_id(engine: str, image: str, runner: Runner = subprocess_runner) -> str | None:
+    """The engine's content ID of ``image`` (``sha256:…``), or None when it is not present.
+
+    For the build cache: a wheel built from the same sdist for the same target by an image
+    with the same ID need not be built again.
+    """
+    result = runner(
+        [engine, "image", "inspect", "--format", "{{.Id}}", image], env=_engine_environ()
+    )
+    if result.returncode != 0:
+        return None
+    value = result.output.strip().splitlines()[-1].strip() if result.output.strip() else ""
+    if not value:
+        return None
+    return value if value.startswith("sha256:") else f"sha256:{value}"
+
+
 def ensure_local_base_image(
     engine: str = "podman",
     *,

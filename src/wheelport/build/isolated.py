@@ -77,9 +77,18 @@ class IsolatedBuild:
     """One sdist unpacked into a temporary directory with its own build venv."""
 
     def __init__(
-        self, sdist: Path, *, pip_args: Sequence[str], command_prefix: Sequence[str] = ()
+        self,
+        sdist: Path,
+        *,
+        pip_args: Sequence[str],
+        command_prefix: Sequence[str] = (),
+        label: str | None = None,
+        missing_hint: str = "add it to the wheelhouse (it is resolved with the build's requirements)",
     ) -> None:
         self.sdist = sdist
+        #: the sdist's own file name (the path may be a content-addressed cache file)
+        self.label = label or sdist.name
+        self.missing_hint = missing_hint
         self.pip_args = list(pip_args)
         #: e.g. ``unshare -n`` so the hooks and the install run with no network at all
         self.prefix = list(command_prefix)
@@ -111,6 +120,9 @@ class IsolatedBuild:
         extra_environ: Mapping[str, str] | None = None,
     ) -> None:
         env = scrubbed_env(extra_environ)
+        # reproducible wheels (zip timestamps): the same sdist gives the same bytes on any machine,
+        # so wheelhouses built apart merge without conflicts
+        env.setdefault("SOURCE_DATE_EPOCH", "315532800")
         env["PATH"] = str(Path(self.env_python).parent) + os.pathsep + env.get("PATH", "")
         res = subprocess.run(
             list(cmd), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -139,10 +151,8 @@ class IsolatedBuild:
                 else "installing build dependencies failed"
             )
             raise BuildError(
-                f"{self.sdist.name}: {what}",
-                hint="add it to the wheelhouse (it is resolved with the build's requirements)"
-                if missing
-                else "see the build log",
+                f"{self.label}: {what}",
+                hint=self.missing_hint if missing else "see the build log",
                 path=str(self.sdist),
             )
 
@@ -152,7 +162,7 @@ class IsolatedBuild:
             extra = self.builder.get_requires_for_build(distribution)
         except Exception as exc:
             raise BuildError(
-                f"{self.sdist.name}: get_requires_for_build_{distribution} failed: {exc}"
+                f"{self.label}: get_requires_for_build_{distribution} failed: {exc}"
             ) from None
         self.install(sorted(extra))
 
@@ -164,7 +174,7 @@ class IsolatedBuild:
             path = self.builder.metadata_path(out)
         except Exception as exc:
             raise BuildError(
-                f"{self.sdist.name}: preparing metadata failed: {_short(exc)}", path=str(self.sdist)
+                f"{self.label}: preparing metadata failed: {_short(exc)}", path=str(self.sdist)
             ) from None
         return (Path(path) / "METADATA").read_bytes()
 
@@ -174,7 +184,7 @@ class IsolatedBuild:
             built = self.builder.build("wheel", self._tmp / "dist")
         except Exception as exc:
             raise BuildError(
-                f"{self.sdist.name}: building the wheel failed: {_short(exc)}", path=str(self.sdist)
+                f"{self.label}: building the wheel failed: {_short(exc)}", path=str(self.sdist)
             ) from None
         out_dir.mkdir(parents=True, exist_ok=True)
         dest = out_dir / Path(built).name
@@ -200,7 +210,12 @@ def sdist_metadata_online(index_urls: Sequence[str]) -> object:
         args += ["--index-url" if i == 0 else "--extra-index-url", url]
 
     def build_metadata(sdist: Path, filename: str) -> bytes:
-        with IsolatedBuild(sdist, pip_args=args) as b:
+        with IsolatedBuild(
+            sdist,
+            pip_args=args,
+            label=filename,
+            missing_hint="it is not on the index; wheelport needs it to read this sdist's dependencies",
+        ) as b:
             return b.metadata()
 
     return build_metadata

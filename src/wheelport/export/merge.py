@@ -194,7 +194,9 @@ def read_source(root: Path) -> Source:
     try:
         manifest = wh.load_manifest()
     except ValueError as exc:
-        raise UsageError(f"{wh.manifest_path} is not valid JSON: {exc}", path=str(wh.manifest_path)) from None
+        raise UsageError(
+            f"{wh.manifest_path} is not valid JSON: {exc}", path=str(wh.manifest_path)
+        ) from None
     locks = {p.name: p.read_bytes() for p in wh.lock_paths()}
     return Source(root=wh.root, manifest=manifest, locks=locks)
 
@@ -239,7 +241,9 @@ def merge(sources: Sequence[Path], output: Path) -> MergeReport:
         raise UsageError(f"{output} exists and is not a directory", path=str(output))
     if output.is_dir() and any(output.iterdir()) and not out_wh.manifest_path.is_file():
         raise UsageError(
-            f"{output} is not empty and not a wheelhouse", hint="choose a new directory", path=str(output)
+            f"{output} is not empty and not a wheelhouse",
+            hint="choose a new directory",
+            path=str(output),
         )
     resolved_out = output.resolve()
     inputs = [r for r in roots if r.resolve() != resolved_out]
@@ -261,7 +265,11 @@ def merge(sources: Sequence[Path], output: Path) -> MergeReport:
     output.mkdir(parents=True, exist_ok=True)
     for rel, (root, sha) in sorted(plan.files.items()):
         dest = output / rel
-        if dest.is_file() and dest.stat().st_size == (root / rel).stat().st_size and sha256_file(dest) == sha:
+        if (
+            dest.is_file()
+            and dest.stat().st_size == (root / rel).stat().st_size
+            and sha256_file(dest) == sha
+        ):
             present += 1
             continue
         if _place(root / rel, dest) == "linked":

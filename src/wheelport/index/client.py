@@ -57,8 +57,12 @@ def redact(url: str) -> str:
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    netloc = f"{user}:***@{host}" if user else host
+    # a user name alone is often a token (https://<token>@host/): hide it as pip does
+    netloc = (
+        f"{parts.username}:***@{host}"
+        if parts.password is not None and parts.username
+        else f"***@{host}"
+    )
     return urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -104,7 +108,9 @@ class CoreMetadata:
             version=str(msg.get("Version", "")),
             requires_dist=tuple(reqs),
             requires_python=(str(msg["Requires-Python"]) if msg.get("Requires-Python") else None),
-            provides_extra=tuple(canonicalize_name(str(e)) for e in msg.get_all("Provides-Extra") or []),
+            provides_extra=tuple(
+                canonicalize_name(str(e)) for e in msg.get_all("Provides-Extra") or []
+            ),
             dynamic=tuple(str(d).lower() for d in msg.get_all("Dynamic") or []),
             metadata_version=str(msg.get("Metadata-Version", "1.0")),
         )
@@ -163,7 +169,9 @@ def parse_html_page(text: str, page_url: str, project: str, index_url: str) -> l
     return out
 
 
-def parse_json_page(data: dict[str, Any], page_url: str, project: str, index_url: str) -> list[DistFile]:
+def parse_json_page(
+    data: dict[str, Any], page_url: str, project: str, index_url: str
+) -> list[DistFile]:
     """Files of a PEP 691 project page."""
     out = []
     for item in data.get("files", []):
@@ -214,6 +222,7 @@ class IndexClient:
         backoff: float = 0.5,
         sdist_metadata: SdistMetadataBuilder | None = None,
         offline_ok: bool = False,
+        refresh: bool = False,
     ) -> None:
         self.index_urls: list[str] = []
         self._auth: dict[str, tuple[str, str]] = {}
@@ -232,13 +241,17 @@ class IndexClient:
         )
         self.retries = retries
         self.backoff = backoff
-        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="wheelport-index")
+        self.pool = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="wheelport-index"
+        )
         self._lock = threading.Lock()
         self._pages: dict[str, Future[list[DistFile]]] = {}
         self._meta: dict[str, Future[CoreMetadata]] = {}
         self._sdist_metadata = sdist_metadata
         self._netrc: netrc.netrc | bool | None = False
         self.offline_ok = offline_ok
+        #: revalidate every page even when the cache says it is fresh
+        self.refresh = refresh
         self.stats = {"requests": 0, "cached": 0, "revalidated": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -271,7 +284,9 @@ class IndexClient:
                 return entry[0] or "", entry[2] or ""
         return None
 
-    def request(self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False) -> httpx.Response:
+    def request(
+        self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False
+    ) -> httpx.Response:
         """GET with retries on connection errors, 429 and 5xx (exponential backoff)."""
         auth = self._auth_for(url)
         last: Exception | None = None
@@ -281,7 +296,9 @@ class IndexClient:
             try:
                 self.stats["requests"] += 1
                 req = self.http.build_request("GET", url, headers=headers)
-                resp = self.http.send(req, auth=auth if auth else httpx.USE_CLIENT_DEFAULT, stream=stream)
+                resp = self.http.send(
+                    req, auth=auth if auth else httpx.USE_CLIENT_DEFAULT, stream=stream
+                )
             except httpx.TransportError as exc:
                 last = exc
                 continue
@@ -307,7 +324,7 @@ class IndexClient:
             except (ValueError, OSError):
                 cached = None
         now = time.time()
-        if cached and now - cached["fetched"] < cached.get("max_age", 0):
+        if cached and not self.refresh and now - cached["fetched"] < cached.get("max_age", 0):
             self.stats["cached"] += 1
             return cached["body"].encode(), cached["content_type"], cached["url"]
         headers = {"Accept": ACCEPT}
@@ -417,7 +434,9 @@ class IndexClient:
                 data = resp.content
                 expected = file.core_metadata if isinstance(file.core_metadata, str) else None
                 if expected and hashlib.sha256(data).hexdigest() != expected:
-                    log.warning("%s: PEP 658 metadata hash mismatch; reading the wheel", file.filename)
+                    log.warning(
+                        "%s: PEP 658 metadata hash mismatch; reading the wheel", file.filename
+                    )
                     data = None
         if data is None:
             local = self.download(file)
@@ -442,8 +461,15 @@ class IndexClient:
             dest = self.cache.artifact_path(file.sha256)
             if dest.exists():
                 return dest
-        return download_verified(self, file.url, file.sha256, file.size, self.cache, progress=progress,
-                                 label=file.filename)
+        return download_verified(
+            self,
+            file.url,
+            file.sha256,
+            file.size,
+            self.cache,
+            progress=progress,
+            label=file.filename,
+        )
 
 
 def download_verified(
@@ -480,6 +506,7 @@ def download_verified(
     h = hashlib.sha256()
     total = 0
     fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+    sink = os.fdopen(fd, "wb")  # owns fd from here on: never close the number twice
     try:
         resp = client.request(url, stream=True)
         try:
@@ -488,7 +515,7 @@ def download_verified(
                     f"{label}: download failed with HTTP {resp.status_code} from {redact(url)}",
                     path=label,
                 )
-            with os.fdopen(fd, "wb") as f:
+            with sink as f:
                 for chunk in resp.iter_bytes(1 << 16):
                     f.write(chunk)
                     h.update(chunk)
@@ -514,10 +541,11 @@ def download_verified(
         os.replace(tmp_name, dest)
         return dest
     except httpx.TransportError as exc:
-        raise FetchError(f"{label}: download from {redact(url)} failed: {_reason(exc)}", path=label) from None
+        raise FetchError(
+            f"{label}: download from {redact(url)} failed: {_reason(exc)}", path=label
+        ) from None
     finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        sink.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
 
@@ -530,16 +558,29 @@ def _reason(exc: BaseException) -> str:
 
 
 def _max_age(headers: httpx.Headers) -> int:
+    """How long a page stays fresh: its ``max-age`` (capped), or — for a response with no caching
+    headers at all — PyPI's own 600 s, as HTTP allows heuristic freshness (RFC 9111 §4.2.2)."""
     cc = headers.get("cache-control", "")
     if "no-store" in cc or "no-cache" in cc:
         return 0
     m = re.search(r"max-age=(\d+)", cc)
-    return min(int(m[1]), MAX_PAGE_AGE) if m else 0
+    if m:
+        return min(int(m[1]), MAX_PAGE_AGE)
+    if (
+        not cc
+        and "etag" not in headers
+        and "last-modified" not in headers
+        and "expires" not in headers
+    ):
+        return MAX_PAGE_AGE
+    return 0
 
 
 def _wheel_metadata(path: Path, filename: str) -> bytes:
     with zipfile.ZipFile(path) as zf:
-        names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        names = [
+            n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
+        ]
         if not names:
             raise IndexError_(f"{filename}: wheel has no .dist-info/METADATA", path=filename)
         return zf.read(names[0])

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what wheelport's container builds need on a Debian host: podman (run with runc,
+# see docker/containers.conf), runc, debootstrap (for `wheelport image build-local`),
+# uidmap and fuse-overlayfs. Idempotent: installs only what is missing.
+set -euo pipefail
+
+need=()
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
+command -v fuse-overlayfs >/dev/null 2>&1 || need+=(fuse-overlayfs)
+
+if ((${#need[@]})); then
+    echo "setup-containers: installing ${need[*]}"
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CONTAINERS_CONF="$here/docker/containers.conf"
+podman --version
+runc --version | head -n 1

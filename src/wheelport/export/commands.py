@@ -1,0 +1,237 @@
+"""Click commands of the export verbs: ``docker``, ``publish``, ``bundle``, ``unbundle``, ``merge``.
+
+The CLI adds them with ``cli.add_command(...)``. They parse, call one library function and
+print; ``wheelport.cli.common`` (``--json -q -v`` and the ``Output``) is imported at call time,
+so this module and ``wheelport.cli`` may import each other in any order.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from wheelport.errors import UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+WH_HELP = "Wheelhouse directory."
+
+
+def _common(func: F) -> F:
+    """``--json``, ``-q``, ``-v`` as ``wheelport.cli.common`` gives them, resolved at call time."""
+
+    @click.option("--json", "json_mode", is_flag=True, help="Print a JSON result on stdout.")
+    @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+    @click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, json_mode: bool, quiet: bool, verbose: int, **kwargs: Any) -> Any:
+        from wheelport.cli import common
+
+        return common(func)(*args, json_mode=json_mode, quiet=quiet, verbose=verbose, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _wh_option(func: F) -> F:
+    return click.option("-w", "--wheelhouse", type=click.Path(path_type=Path), default=Path("wheelhouse"),
+                        show_default=True, help=WH_HELP)(func)  # fmt: skip
+
+
+@click.command("docker")
+@_wh_option
+@click.option(
+    "-t",
+    "--target",
+    default=None,
+    help="Lock to install (default: inferred from the base image's Python).",
+)
+@click.option("--base-image", required=True, help="Image to build on (it must have Python).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Build context directory to write (default ./docker-context; a temporary one with --build).",
+)
+@click.option("--build", is_flag=True, help="Build the image (podman or docker, --network=none).")
+@click.option(
+    "--tag", default=None, help="Image name for --build (default localhost/wheelport-app:<target>)."
+)
+@click.option(
+    "--venv", "venv", default="/opt/venv", show_default=True, help="Venv path in the image."
+)
+@click.option(
+    "--python",
+    "python",
+    default="python3",
+    show_default=True,
+    help="Interpreter in the base image.",
+)
+@click.option(
+    "--copy",
+    "copies",
+    multiple=True,
+    metavar="SRC:DEST",
+    help="Also COPY SRC into the image at DEST (repeatable).",
+)
+@click.option("--workdir", default=None, help="WORKDIR of the final image.")
+@click.option("--cmd", default=None, help="CMD of the final image (a shell-quoted command line).")
+@click.option(
+    "--engine",
+    type=click.Choice(["podman", "docker"]),
+    default=None,
+    help="Container engine (default: podman, else docker).",
+)
+@_common
+def docker_cmd(out: Any, wheelhouse: Path, target: str | None, base_image: str, output: Path | None, build: bool,
+               tag: str | None, venv: str, python: str, copies: tuple[str, ...], workdir: str | None,
+               cmd: str | None, engine: str | None) -> None:  # fmt: skip
+    """Write a Docker/Podman build context that installs one lock with no index; --build builds it."""
+    from wheelport.export.docker import build_image, parse_copy, write_context
+
+    app = [parse_copy(c) for c in copies]
+    command = shlex.split(cmd) if cmd else None
+    with tempfile.TemporaryDirectory(prefix="wheelport-docker-") as tmp:
+        context_dir = output or (Path(tmp) / "context" if build else Path("docker-context"))
+        ctx = write_context(wheelhouse, context_dir, base_image=base_image, target=target, venv=venv,
+                            python=python, app=app, workdir=workdir, cmd=command, engine=engine)  # fmt: skip
+        out.info(f"wrote {ctx.directory} for {ctx.target} ({len(ctx.packages)} packages)")
+        image = None
+        if build:
+            image = tag or f"localhost/wheelport-app:{ctx.target}"
+            out.info(f"building {image} (network off) ...")
+            build_image(ctx, tag=image, engine=engine)
+        data = ctx.to_json() | {"image": image}
+        if not output and build:
+            data["context"] = None
+    out.result(
+        data,
+        lambda: out.console.print(
+            f"image {image} built"
+            if image
+            else f"build it with: podman build --network=none -t NAME {ctx.directory}"
+        ),
+    )
+
+
+@click.command("publish")
+@_wh_option
+@click.option(
+    "--repository-url",
+    default=None,
+    help="Upload API URL of a PyPI-compatible server (e.g. http://host:8080/).",
+)
+@click.option(
+    "--to-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Mirror the static index tree into DIR.",
+)
+@click.option(
+    "--simple-url",
+    default=None,
+    help="The server's simple index (default: derived from --repository-url).",
+)
+@click.option(
+    "-u",
+    "--username",
+    default=None,
+    help="Upload user (else WHEELPORT_PUBLISH_USERNAME, TWINE_USERNAME, keyring, ~/.netrc).",
+)
+@click.option(
+    "-p",
+    "--password",
+    default=None,
+    help="Upload password or token (else WHEELPORT_PUBLISH_PASSWORD, TWINE_PASSWORD, ...).",
+)
+@click.option(
+    "--delete", is_flag=True, help="With --to-dir: remove files the wheelhouse no longer has."
+)
+@_common
+def publish_cmd(out: Any, wheelhouse: Path, repository_url: str | None, to_dir: Path | None, simple_url: str | None,
+                username: str | None, password: str | None, delete: bool) -> None:  # fmt: skip
+    """Upload the wheelhouse to a package server, or mirror its static index into a directory."""
+    from wheelport.export.publish import publish_to_dir, publish_to_repository
+
+    if (repository_url is None) == (to_dir is None):
+        raise UsageError("give exactly one of --repository-url URL and --to-dir DIR")
+    if to_dir is not None:
+        if simple_url or username or password:
+            raise UsageError("--simple-url/--username/--password apply to --repository-url only")
+        report = publish_to_dir(
+            wheelhouse, to_dir, delete=delete, log=out.info if out.verbose else lambda s: None
+        )
+        human = f"{to_dir}: {len(report.uploaded)} files and {len(report.pages)} pages written, {len(report.skipped)} unchanged" + (
+            f", {len(report.removed)} removed" if report.removed else "")  # fmt: skip
+    else:
+        assert repository_url is not None
+        if delete:
+            raise UsageError("--delete applies to --to-dir only")
+        report = publish_to_repository(wheelhouse, repository_url, username=username, password=password,
+                                       simple_url=simple_url, log=out.info)  # fmt: skip
+        human = f"{report.destination}: {len(report.uploaded)} uploaded, {len(report.skipped)} already there"
+    out.result(report.to_json(), lambda: out.console.print(human))
+
+
+@click.command("bundle")
+@_wh_option
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Bundle file to write."
+)
+@click.option("--compression", type=click.Choice(["auto", "zstd", "gzip", "none"]), default="auto", show_default=True,
+              help="auto: zstd when available, else gzip.")  # fmt: skip
+@_common
+def bundle_cmd(out: Any, wheelhouse: Path, output: Path, compression: str) -> None:
+    """Pack the wheelhouse into one archive with a sha256 manifest, to carry across an air gap."""
+    from wheelport.export.bundle import create_bundle
+
+    report = create_bundle(wheelhouse, output, compression=compression)
+    out.result(report.to_json(), lambda: out.console.print(
+        f"wrote {report.bundle} ({report.files} files, {report.compression}, {report.size} bytes, sha256 {report.sha256})"))  # fmt: skip
+
+
+@click.command("unbundle")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="New wheelhouse directory.",
+)
+@_common
+def unbundle_cmd(out: Any, bundle: Path, output: Path) -> None:
+    """Verify every file of a bundle, then unpack it into a new wheelhouse directory."""
+    from wheelport.export.bundle import unbundle
+
+    report = unbundle(bundle, output)
+    out.result(report.to_json(), lambda: out.console.print(
+        f"unpacked and verified {report.files} files into {report.directory} (targets: {', '.join(report.targets) or '-'})"))  # fmt: skip
+
+
+@click.command("merge")
+@click.argument("wheelhouses", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Merged wheelhouse directory.",
+)
+@_common
+def merge_cmd(out: Any, wheelhouses: tuple[Path, ...], output: Path) -> None:
+    """Combine wheelhouses (e.g. one per CI platform) into one, refusing conflicting files."""
+    from wheelport.export.merge import merge
+
+    report = merge(list(wheelhouses), output)
+    out.result(report.to_json(), lambda: out.console.print(
+        f"merged {len(report.sources)} wheelhouses into {report.output}: {report.artifacts} files, "
+        f"targets {', '.join(report.targets)}"))  # fmt: skip
+
+
+COMMANDS = (docker_cmd, publish_cmd, bundle_cmd, unbundle_cmd, merge_cmd)

@@ -1,0 +1,380 @@
+"""``wheelport lock`` as users run it: a subprocess against a real local index.
+
+Checks the written PEP 751 files, ``--check``, ``--json``, and that every bad input gives one
+clear line on stderr, the right exit code and no lock at all.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.pylock import Pylock
+
+from support.dists import make_sdist, make_wheel
+from support.server import IndexServer
+
+LINUX312 = "cp312-manylinux_2_28_x86_64"
+WIN312 = "cp312-win_amd64"
+LINUX310 = "cp310-manylinux_2_28_x86_64"
+UPLOAD = "2024-05-06T07:08:09Z"
+PIP_WHEELS = sorted(
+    Path("/root/.pyenv/versions/3.11.7/lib/python3.11/ensurepip/_bundled").glob("pip-*.whl")
+)
+
+
+def run(
+    tmp_path: Path, env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wheelport", "lock", *args],
+        capture_output=True,
+        text=True,
+        env={**env, "WHEELPORT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"},
+        cwd=tmp_path,
+        timeout=timeout,
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def read(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = tomllib.loads(path.read_text())
+    Pylock.from_dict(data)
+    return data
+
+
+@pytest.fixture
+def srv(index_server: IndexServer, dists_dir: Path) -> IndexServer:
+    index_server.add(make_wheel(dists_dir, "app", "1.0", deps=["lib>=1", 'winonly; sys_platform == "win32"']),
+                     upload_time=UPLOAD)  # fmt: skip
+    index_server.add(make_wheel(dists_dir, "lib", "1.0"))
+    index_server.add(make_sdist(dists_dir, "lib", "2.0"))
+    index_server.add(make_wheel(dists_dir, "winonly", "1.0", tag="py3-none-win_amd64"))
+    return index_server
+
+
+def test_lock_writes_valid_pylock_per_target(
+    tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
+) -> None:
+    out = tmp_path / "wh"
+    proc = run(tmp_path, clean_env, "app", "-t", LINUX312, "-t", WIN312, "--index-url", srv.url,
+               "-o", str(out), "--tool", "none")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    linux = read(out / f"pylock.{LINUX312}.toml")
+    win = read(out / f"pylock.{WIN312}.toml")
+    assert linux["lock-version"] == "1.0"
+    assert linux["created-by"] == "wheelport"
+    assert linux["requires-python"] == "==3.12.*"
+    assert linux["tool"]["wheelport"]["target"] == LINUX312
+    env = linux["environments"][0]
+    assert 'sys_platform == "linux"' in env and 'python_version == "3.12"' in env
+    assert 'sys_platform == "win32"' in win["environments"][0]
+    pk = {p["name"]: p for p in linux["packages"]}
+    assert {n: p["version"] for n, p in pk.items()} == {"app": "1.0", "lib": "2.0"}
+    (wheel,) = pk["app"]["wheels"]
+    info = srv.file("app-1.0-py3-none-any.whl")
+    assert info is not None
+    assert wheel["name"] == "app-1.0-py3-none-any.whl"
+    assert wheel["url"] == srv.file_url("app-1.0-py3-none-any.whl")
+    assert wheel["path"] == "wheels/app-1.0-py3-none-any.whl"
+    assert wheel["hashes"] == {"sha256": info.sha256}
+    assert wheel["size"] == info.size
+    assert wheel["upload-time"].isoformat() == "2024-05-06T07:08:09+00:00"
+    assert "upload-time" not in pk["lib"]["sdist"]  # the index gave none
+    assert pk["lib"]["sdist"]["path"] == "sdists/lib-2.0.tar.gz"
+    assert pk["app"]["index"] == srv.url.rstrip("/")
+    wpk = {p["name"]: p for p in win["packages"]}
+    assert set(wpk) == {"app", "lib", "winonly"}
+    assert wpk["winonly"]["marker"] == 'sys_platform == "win32"'
+    assert "tools" not in linux["tool"]["wheelport"]
+
+
+@pytest.mark.skipif(not PIP_WHEELS, reason="no bundled pip wheel")
+def test_lock_carries_pip_per_target(
+    tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
+) -> None:
+    srv.add(PIP_WHEELS[-1])
+    out = tmp_path / "wh"
+    proc = run(tmp_path, clean_env, "app", "-t", WIN312, "--index-url", srv.url, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lock = read(out / f"pylock.{WIN312}.toml")
+    (tool,) = lock["tool"]["wheelport"]["tools"]
+    assert tool["name"] == "pip"
+    assert tool["path"] == f"wheels/{PIP_WHEELS[-1].name}"
+    assert tool["sha256"] == srv.file(PIP_WHEELS[-1].name).sha256  # type: ignore[union-attr]
+    assert "pip" not in {p["name"] for p in lock["packages"]}
+
+
+def test_check_current_stale_missing(
+    tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
+) -> None:
+    out = tmp_path / "wh"
+    base = ["--index-url", srv.url, "-o", str(out), "--tool", "none", "-t", WIN312]
+    missing = run(tmp_path, clean_env, "app", *base, "--check")
+    assert missing.returncode == 1
+    assert not out.exists()
+    assert run(tmp_path, clean_env, "app", *base).returncode == 0
+    before = (out / f"pylock.{WIN312}.toml").read_bytes()
+    current = run(tmp_path, clean_env, "app", *base, "--check", "--json")
+    assert current.returncode == 0, current.stderr
+    assert json.loads(current.stdout) == {"stale": {}, "current": [WIN312]}
+    stale = run(tmp_path, clean_env, "app", "lib<2", *base, "--check", "--json")
+    assert stale.returncode == 1
+    assert json.loads(stale.stdout)["stale"] == {WIN312: "inputs changed"}
+    other_target = run(tmp_path, clean_env, "app", *base, "-t", LINUX310, "--check")
+    assert other_target.returncode == 1  # the second target has no lock yet
+    assert (out / f"pylock.{WIN312}.toml").read_bytes() == before  # --check writes nothing
+    assert not (out / f"pylock.{LINUX310}.toml").exists()
+
+
+def test_json_output(tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]) -> None:
+    out = tmp_path / "wh"
+    proc = run(tmp_path, clean_env, "app", "-t", WIN312, "-t", LINUX312, "--index-url", srv.url,
+               "-o", str(out), "--tool", "none", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert sorted(Path(p).name for p in data["locks"]) == sorted(
+        [f"pylock.{WIN312}.toml", f"pylock.{LINUX312}.toml"]
+    )
+    assert data["targets"][WIN312]["winonly"]["version"] == "1.0"
+    assert "winonly" not in data["targets"][LINUX312]
+    assert data["targets"][LINUX312]["lib"]["kind"] == "sdist"
+
+
+# -- bad input: one line, right exit code, no lock ----------------------------------------------
+
+
+def assert_no_lock(out: Path) -> None:
+    assert not out.exists() or not list(out.glob("pylock.*.toml"))
+
+
+def test_malformed_requirement_in_file(
+    tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
+) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("# deps\napp\nlib >= = 2\n")
+    proc = run(tmp_path, clean_env, "-r", str(req), "--index-url", srv.url, "-o", str(tmp_path / "wh"),
+               "--tool", "none", "-t", WIN312)  # fmt: skip
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "requirements.txt:3" in line
+    assert_no_lock(tmp_path / "wh")
+    assert srv.requests == []  # nothing asked of the index
+
+
+def test_missing_requirements_file(
+    tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
+) -> None:
+    proc = run(tmp_path, clean_env, "-r", "nope.txt", "--index-url", srv.url, "-o", str(tmp_path / "wh"),
+               "-t", WIN312)  # fmt: skip
+    assert proc.returncode == 2
+    assert "nope.txt" in one_error_line(proc)
+    assert not (tmp_path / "wh").exists()
+
+
+def test_unknown_project(tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]) -> None:
+    proc = run(tmp_path, clean_env, "app", "no-such-thing", "--index-url", srv.url, "-o", str(tmp_path / "wh"),
+               "--tool", "none", "-t", WIN312)  # fmt: skip
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert "no-such-thing" in line
+    assert f"127.0.0.1:{srv.port}" in line
+    assert not (tmp_path / "wh").exists()
+
+
+def test_no_version_satisfies(tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]) -> None:
+    proc = run(tmp_path, clean_env, "lib>=3", "--index-url", srv.url, "-o", str(tmp_path / "wh"),
+               "--tool", "none", "-t", WIN312)  # fmt: skip
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert "lib>=3" in line
+    assert "1.0" in line and "2.0" in line  # shows what exists
+    assert not (tmp_path / "wh").exists()
+
+
+def test_conflict_shows_who_wants_what(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path, clean_env: dict[str, str]
+) -> None:
+    index_server.add(make_wheel(dists_dir, "a", "1.0", deps=["c<2"]))
+    index_server.add(make_wheel(dists_dir, "b", "1.0", deps=["c>=2"]))
+    index_server.add(make_wheel(dists_dir, "c", "1.0"))
+    index_server.add(make_wheel(dists_dir, "c", "2.0"))
+    proc = run(tmp_path, clean_env, "a", "b", "--index-url", index_server.url, "-o", str(tmp_path / "wh"),
+               "--tool", "none", "-t", WIN312)  # fmt: skip
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert "a 1.0 requires c<2" in line
+    assert "b 1.0 requires c>=2" in line
+    assert WIN312 in line
+    assert not (tmp_path / "wh").exists()
+
+
+def test_unreachable_index(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = run(tmp_path, clean_env, "app", "--index-url", f"http://127.0.0.1:{port}/simple/",
+               "-o", str(tmp_path / "wh"), "--tool", "none", "-t", WIN312)  # fmt: skip
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert f"127.0.0.1:{port}" in line
+    assert not (tmp_path / "wh").exists()
+
+
+def test_requires_python_excludes_target(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path, clean_env: dict[str, str]
+) -> None:
+    index_server.add(make_wheel(dists_dir, "modern", "1.0", requires_python=">=3.12"))
+    index_server.add(make_wheel(dists_dir, "modern", "2.0", requires_python=">=3.13"))
+    proc = run(tmp_path, clean_env, "modern", "--index-url", index_server.url, "-o", str(tmp_path / "wh"),
+               "--tool", "none", "-t", LINUX312, "-t", LINUX310)  # fmt: skip
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert LINUX310 in line and "modern" in line
+    # one target failing means no lock at all, not even for the target that resolved
+    assert not (tmp_path / "wh").exists()
+
+
+def test_unknown_target_form(tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]) -> None:
+    proc = run(tmp_path, clean_env, "app", "--index-url", srv.url, "-o", str(tmp_path / "wh"),
+               "-t", WIN312, "-t", "cp312-amiga_m68k")  # fmt: skip
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "cp312-amiga_m68k" in line and "accepted forms" in line
+    assert not (tmp_path / "wh").exists()
+    assert srv.requests == []
+
+
+def test_one_failing_target_writes_no_lock_even_over_old_ones(
+    tmp_path: Path, srv: IndexServer, dists_dir: Path, clean_env: dict[str, str]
+) -> None:
+    out = tmp_path / "wh"
+    common = [
+        "--index-url",
+        srv.url,
+        "-o",
+        str(out),
+        "--tool",
+        "none",
+        "-t",
+        LINUX312,
+        "-t",
+        WIN312,
+    ]
+    assert run(tmp_path, clean_env, "app", *common).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.glob("pylock.*.toml")}
+    assert len(before) == 2
+    # a project with a Linux-only wheel: resolves for Linux, fails for Windows
+    srv.add(make_wheel(dists_dir, "linuxonly", "1.0", tag="py3-none-manylinux_2_17_x86_64"))
+    proc = run(tmp_path, clean_env, "app", "linuxonly", *common)
+    assert proc.returncode == 1
+    assert WIN312 in one_error_line(proc)
+    assert {p.name: p.read_bytes() for p in out.glob("pylock.*.toml")} == before
+
+
+def test_no_traceback_with_broken_config(
+    tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
+) -> None:
+    (tmp_path / "wheelport.toml").write_text("targets = [\n")
+    proc = run(tmp_path, clean_env, "app", "--index-url", srv.url, "-o", str(tmp_path / "wh"))
+    assert proc.returncode == 2
+    assert "wheelport.toml" in one_error_line(proc)
+
+
+def test_json_error_on_stdout(tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]) -> None:
+    proc = run(tmp_path, clean_env, "no-such-thing", "--index-url", srv.url, "-o",
+               str(tmp_path / "wh"), "--tool", "none", "-t", WIN312, "--json")  # fmt: skip
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert data["error"] == "ResolutionError"
+    assert data["exit_code"] == 1
+    assert data["package"] == "no-such-thing"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: an output path that is an existing file gives 'internal error: FileExistsError' "
+    "(exit 1) after resolving, instead of a usage error (exit 2) naming the path",
+)
+def test_output_is_a_file(tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]) -> None:
+    target = tmp_path / "afile"
+    target.write_text("not a directory")
+    proc = run(tmp_path, clean_env, "app", "--index-url", srv.url, "-o", str(target),
+               "--tool", "none", "-t", WIN312)  # fmt: skip
+    line = one_error_line(proc)
+    assert "internal error" not in line
+    assert str(target) in line
+    assert proc.returncode == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: when an sdist's metadata build fails, the message names the cache file "
+    "(a sha256 fragment) instead of the sdist, e.g. '7e79…: build dependency tinybackend is "
+    "not available — add it to the wheelhouse'",
+)
+def test_failed_metadata_build_names_the_sdist(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path, clean_env: dict[str, str]
+) -> None:
+    # dynamic deps need the backend, which this index does not have
+    index_server.add(make_sdist(dists_dir, "dyn", "1.0", deps=["lib"], dynamic_deps=True))
+    proc = run(tmp_path, clean_env, "dyn", "--index-url", index_server.url, "-o",
+               str(tmp_path / "wh"), "--tool", "none", "-t", WIN312)  # fmt: skip
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert not (tmp_path / "wh").exists()
+    assert "dyn-1.0.tar.gz" in line
+    assert "tinybackend" in line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: with --only-binary the error says 'no version of sd matches you ask for sd "
+    "(available: 1.0)' and not that 1.0 has only an sdist",
+)
+def test_only_binary_failure_says_why(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path, clean_env: dict[str, str]
+) -> None:
+    index_server.add(make_sdist(dists_dir, "sd", "1.0"))
+    proc = run(tmp_path, clean_env, "sd", "--only-binary", ":all:", "--index-url", index_server.url,
+               "-o", str(tmp_path / "wh"), "--tool", "none", "-t", WIN312)  # fmt: skip
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert "sdist" in line or "only-binary" in line or "no wheel" in line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: when the index lacks pip (the default installer tool) the error is "
+    "\"no project named 'pip' … check the spelling\" — it should say pip is the installer "
+    "wheelport carries and point at --tool none",
+)
+def test_missing_installer_tool_says_so(
+    tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
+) -> None:
+    proc = run(tmp_path, clean_env, "app", "--index-url", srv.url, "-o", str(tmp_path / "wh"),
+               "-t", WIN312)  # fmt: skip
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert "'pip'" in line
+    assert not (tmp_path / "wh").exists()
+    assert "--tool" in line
