@@ -13,7 +13,7 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-from support import scrubbed_env  # noqa: E402
+from support import bundled_pip_wheel, scrubbed_env  # noqa: E402
 from support.dists import make_backend_wheel  # noqa: E402
 from support.server import IndexServer  # noqa: E402
 
@@ -53,18 +53,10 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     return path
 
 
-def _bundled_pip() -> Path:
-    bundled = sorted(Path(sys.base_prefix).glob("lib/python3*/ensurepip/_bundled/pip-*.whl"))
-    if not bundled:
-        bundled = sorted(
-            Path("/root/.pyenv/versions").glob("3.11*/lib/python3.11/ensurepip/_bundled/pip-*.whl")
-        )
-    if not bundled:
-        pytest.skip("no bundled pip wheel on this machine")
-    return bundled[-1]
-
-
 @pytest.fixture(scope="session")
 def pip_wheel() -> Path:
     """A real pip wheel (the one ensurepip ships), for wheelhouses that provision."""
-    return _bundled_pip()
+    found = bundled_pip_wheel()
+    if found is None:
+        pytest.skip("no bundled pip wheel on this machine")
+    return Path(found)

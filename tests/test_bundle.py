@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import wheelport
-from support import scrubbed_env
+from support import bundled_pip_wheel, scrubbed_env
 from support.dists import make_wheel
 from support.server import IndexServer
 from wheelport.config import build_config
@@ -37,12 +37,10 @@ SRC = str(Path(wheelport.__file__).resolve().parent.parent)
 
 
 def _pip_wheel() -> Path:
-    found = sorted(
-        glob.glob(f"{PYENV}/versions/3.11.*/lib/python3.11/ensurepip/_bundled/pip-*.whl")
-    )
-    if not found:
+    found = bundled_pip_wheel()
+    if found is None:
         pytest.skip("no bundled pip wheel (ensurepip) to put in the index")
-    return Path(found[-1])
+    return Path(found)
 
 
 def _synced(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from support import bundled_pip_wheel
 from support.dists import make_wheel
 from support.server import IndexServer
 from wheelport.config import build_config
@@ -31,12 +31,10 @@ WIN = "cp312-win_amd64"
 
 
 def _pip_wheel() -> Path:
-    found = sorted(
-        glob.glob(f"{PYENV}/versions/3.11.*/lib/python3.11/ensurepip/_bundled/pip-*.whl")
-    )
-    if not found:
+    found = bundled_pip_wheel()
+    if found is None:
         pytest.skip("no bundled pip wheel (ensurepip) to put in the index")
-    return Path(found[-1])
+    return Path(found)
 
 
 @pytest.fixture

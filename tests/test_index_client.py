@@ -142,10 +142,6 @@ def test_redact() -> None:
     assert redact("https://host/simple/") == "https://host/simple/"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: redact keeps a lone user name, which is how tokens are often given (https://TOKEN@host)",
-)
 def test_redact_token_only_url() -> None:
     assert "tok3n" not in redact("https://tok3n@host/simple/")
 

@@ -310,11 +310,6 @@ def test_json_error_on_stdout(tmp_path: Path, srv: IndexServer, clean_env: dict[
     assert data["package"] == "no-such-thing"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an output path that is an existing file gives 'internal error: FileExistsError' "
-    "(exit 1) after resolving, instead of a usage error (exit 2) naming the path",
-)
 def test_output_is_a_file(tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]) -> None:
     target = tmp_path / "afile"
     target.write_text("not a directory")
@@ -326,12 +321,6 @@ def test_output_is_a_file(tmp_path: Path, srv: IndexServer, clean_env: dict[str,
     assert proc.returncode == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when an sdist's metadata build fails, the message names the cache file "
-    "(a sha256 fragment) instead of the sdist, e.g. '7e79…: build dependency tinybackend is "
-    "not available — add it to the wheelhouse'",
-)
 def test_failed_metadata_build_names_the_sdist(
     tmp_path: Path, index_server: IndexServer, dists_dir: Path, clean_env: dict[str, str]
 ) -> None:
@@ -346,11 +335,6 @@ def test_failed_metadata_build_names_the_sdist(
     assert "tinybackend" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with --only-binary the error says 'no version of sd matches you ask for sd "
-    "(available: 1.0)' and not that 1.0 has only an sdist",
-)
 def test_only_binary_failure_says_why(
     tmp_path: Path, index_server: IndexServer, dists_dir: Path, clean_env: dict[str, str]
 ) -> None:
@@ -362,12 +346,6 @@ def test_only_binary_failure_says_why(
     assert "sdist" in line or "only-binary" in line or "no wheel" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when the index lacks pip (the default installer tool) the error is "
-    "\"no project named 'pip' … check the spelling\" — it should say pip is the installer "
-    "wheelport carries and point at --tool none",
-)
 def test_missing_installer_tool_says_so(
     tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
 ) -> None:

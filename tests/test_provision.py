@@ -19,6 +19,7 @@ import tomllib
 from packaging.pylock import Pylock
 
 import wheelport
+from support import bundled_pip_wheel
 from support.dists import make_wheel
 from wheelport import bootstrap
 from wheelport.errors import ProvisionError, UsageError
@@ -46,12 +47,10 @@ def _python(version: str) -> str:
 
 
 def _pip_wheel() -> Path:
-    found = sorted(
-        glob.glob(f"{PYENV}/versions/3.11.*/lib/python3.11/ensurepip/_bundled/pip-*.whl")
-    )
-    if not found:
-        pytest.skip("no bundled pip wheel (ensurepip) to put in the wheelhouse")
-    return Path(found[-1])
+    found = bundled_pip_wheel()
+    if found is None:
+        pytest.skip("no bundled pip wheel (ensurepip) to put in the index")
+    return Path(found)
 
 
 LINUX = {"sys_platform": "linux", "platform_machine": "x86_64", "libc": "glibc", "policy": [2, 17]}

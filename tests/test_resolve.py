@@ -383,11 +383,6 @@ def _lock_url(tmp_path: Path, url: str, requirements: Sequence[str], target: str
     return {p["name"]: p for p in data["packages"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Requires-Python is only taken from the index page; the one in the core metadata "
-    "is never checked, so an index that does not advertise it yields an uninstallable lock",
-)
 def test_requires_python_from_metadata_when_index_is_silent(
     tmp_path: Path, dists_dir: Path
 ) -> None:
@@ -411,11 +406,6 @@ def test_file_index_with_hashes_works(tmp_path: Path, dists_dir: Path) -> None:
     assert {n: p["version"] for n, p in got.items()} == {"pkg": "1.0", "dep": "2.0"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an index page without #sha256 fragments (allowed by PEP 503) makes build_lock raise "
-    "packaging's PylockValidationError (CLI: 'internal error') instead of hashing the file",
-)
 def test_index_without_hashes(tmp_path: Path, dists_dir: Path) -> None:
     import hashlib
 
@@ -433,11 +423,6 @@ def test_index_without_hashes(tmp_path: Path, dists_dir: Path) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: make_req drops the whole marker when it mentions 'extra', so a platform marker "
-    "on an extra's dependency is not recorded in the lock",
-)
 def test_marker_of_an_extra_dependency_is_recorded(
     tmp_path: Path, index_server: IndexServer, dists_dir: Path
 ) -> None:

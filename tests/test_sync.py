@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from support import can_unshare, run_wheelport
 from support.dists import make_sdist, make_wheel
 from support.server import IndexServer
 from wheelport.lock import read_lock
@@ -25,20 +25,7 @@ HOST_PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 def wheelport(
     *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "wheelport", *args],
-        capture_output=True,
-        text=True,
-        env=env or dict(os.environ),
-        timeout=600,
-    )
-
-
-def can_unshare() -> bool:
-    return (
-        shutil.which("unshare") is not None
-        and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
-    )
+    return run_wheelport(*args, env=env, prefix=prefix, timeout=600)
 
 
 needs_unshare = pytest.mark.skipif(not can_unshare(), reason="unshare -n is not permitted here")

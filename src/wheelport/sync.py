@@ -99,7 +99,8 @@ class Builders:
 
     native: bool = True
     container: ContainerBuilder | None = None
-    container_label: Callable[[Target], str | None] = lambda t: None
+    #: (target, project) → the image that would build it (its tag names its content), or None
+    container_label: Callable[[Target, str], str | None] = lambda t, p: None
 
 
 def sync(
@@ -186,20 +187,28 @@ def default_builders(config: Config) -> Builders:
         return Builders()
     overrides = dict(config.images)
 
-    def label(target: Target) -> str | None:
+    def packages_for(project: str) -> tuple[str, ...]:
+        name = canonicalize_name(project)
+        return config.build_system_packages.get(name, DEFAULT_SYSTEM_PACKAGES.get(name, ()))
+
+    def label(target: Target, project: str) -> str | None:
         if not target.is_linux or target.os == "linux":
             return None
         try:
-            return images.policy_image(target, overrides)
+            base = images.policy_image(target, overrides)
         except WheelportError:
             return None
+        pkgs = sorted(set(packages_for(project)))
+        if not pkgs:
+            return base
+        template = (container.DOCKER_DIR / images.BUILDER_TEMPLATE).read_text(encoding="utf-8")
+        return images.builder_tag(base, pkgs, template)
 
     def run(sdist: Path, target: Target, wheels: Path, out: Path, logs: Path) -> Path:
         image = images.policy_image(target, overrides)
         if images.is_local_base(image):
             image = images.ensure_local_base_image(engine, log_dir=logs)
-        project = canonicalize_name(_sdist_project(sdist))
-        pkgs = config.build_system_packages.get(project, DEFAULT_SYSTEM_PACKAGES.get(project, ()))
+        pkgs = packages_for(_sdist_project(sdist))
         if pkgs:
             image = images.ensure_builder_image(image, pkgs, engine, log_dir=logs)
         return container.build_in_container(
@@ -283,8 +292,10 @@ def build_stage(
         info = read_sdist_info(wh.root / need.sdist_path)
         native_for: list[Target] = []
         for t in pending:
-            label = builders.container_label(t) if builders.container else None
-            if info.compiled and label and not _host_serves(host, t):
+            label = builders.container_label(t, need.name) if builders.container else None
+            if info.compiled and label:
+                # a manylinux/musllinux target gets its compiled wheel from a container whose
+                # image matches its policy — honest tags, hermetic, whatever the host is
                 jobs.append((need, f"container:{label}", [t]))
             elif not info.compiled or _host_serves(host, t):
                 native_for.append(t)

@@ -297,12 +297,11 @@ def target_for_interpreter(info: dict[str, object]) -> Target:
     ``info`` is what :data:`INTERPRETER_PROBE` prints as JSON when run by that interpreter:
     its tags (best first), marker environment, version and platform.
     """
-    tag_list = tuple(
-        t
-        for s in info["tags"]
-        for t in _tags.parse_tag(str(s))  # type: ignore[attr-defined]
-    )
-    markers = {str(k): str(v) for k, v in dict(info["markers"]).items()}  # type: ignore[call-overload]
+    raw_tags = info["tags"]
+    raw_markers = info["markers"]
+    assert isinstance(raw_tags, list) and isinstance(raw_markers, dict)
+    tag_list = tuple(t for s in raw_tags for t in _tags.parse_tag(str(s)))
+    markers = {str(k): str(v) for k, v in raw_markers.items()}
     version = tuple(int(x) for x in str(markers["python_version"]).split("."))[:2]
     plat = next(
         (

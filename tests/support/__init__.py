@@ -7,9 +7,10 @@ Import as ``from support.dists import make_wheel`` and ``from support.server imp
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Mapping
 
-__all__ = ["scrubbed_env"]
+__all__ = ["bundled_pip_wheel", "can_unshare", "run_wheelport", "scrubbed_env"]
 
 
 def scrubbed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -26,3 +27,46 @@ def scrubbed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["UV_NO_CONFIG"] = "1"
     return env
+
+
+def can_unshare() -> bool:
+    """Whether this machine lets a child drop the network (``unshare -n``)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+def bundled_pip_wheel() -> str | None:
+    """A real pip wheel that ships with a local CPython (ensurepip), or None."""
+    import glob
+    import sys
+
+    pyenv = os.environ.get("PYENV_ROOT", "/root/.pyenv")
+    found = sorted(glob.glob(f"{sys.base_prefix}/lib/python3*/ensurepip/_bundled/pip-*.whl"))
+    found = found or sorted(
+        glob.glob(f"{pyenv}/versions/3.11.*/lib/python3.11/ensurepip/_bundled/pip-*.whl")
+    )
+    return found[-1] if found else None
+
+
+def run_wheelport(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+    timeout: float = 1800,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI (``python -m wheelport``) in a subprocess, optionally under ``prefix``
+    (e.g. ``unshare -n``)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "wheelport", *args],
+        capture_output=True,
+        text=True,
+        env=dict(env) if env is not None else dict(os.environ),
+        timeout=timeout,
+    )

@@ -1,13 +1,11 @@
 """Click commands of the export verbs: ``docker``, ``publish``, ``bundle``, ``unbundle``, ``merge``.
 
 The CLI adds them with ``cli.add_command(...)``. They parse, call one library function and
-print; ``wheelport.cli.common`` (``--json -q -v`` and the ``Output``) is imported at call time,
-so this module and ``wheelport.cli`` may import each other in any order.
+print, with ``wheelport.output.common`` (``--json -q -v`` and the ``Output``) like every verb.
 """
 
 from __future__ import annotations
 
-import functools
 import shlex
 import tempfile
 from collections.abc import Callable
@@ -17,24 +15,10 @@ from typing import Any, TypeVar
 import click
 
 from wheelport.errors import UsageError
+from wheelport.output import common as _common
 
 F = TypeVar("F", bound=Callable[..., Any])
 WH_HELP = "Wheelhouse directory."
-
-
-def _common(func: F) -> F:
-    """``--json``, ``-q``, ``-v`` as ``wheelport.cli.common`` gives them, resolved at call time."""
-
-    @click.option("--json", "json_mode", is_flag=True, help="Print a JSON result on stdout.")
-    @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-    @click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors.")
-    @functools.wraps(func)
-    def wrapper(*args: Any, json_mode: bool, quiet: bool, verbose: int, **kwargs: Any) -> Any:
-        from wheelport.cli import common
-
-        return common(func)(*args, json_mode=json_mode, quiet=quiet, verbose=verbose, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _wh_option(func: F) -> F:
