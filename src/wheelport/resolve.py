@@ -16,6 +16,7 @@ Rules, as pip and uv apply them:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -88,8 +89,7 @@ _PYTHON_FILE = DistFile(
     url="",
     project=NormalizedName(PYTHON),
     version=Version("0"),
-    is_wheel=True,
-    tags=frozenset(),
+    is_wheel=False,
     sha256=None,
     requires_python=None,
     yanked=None,
@@ -188,26 +188,24 @@ def select_file(
     else the sdist (unless only-binary). ``from-source`` picks the sdist only. A pure function."""
     best: tuple[int, DistFile] | None = None
     sdist: DistFile | None = None
-    py = Version(target.full_version)
     for f in files:
         if f.is_yanked and not allow_yanked:
             if why is not None:
                 why.yanked.add(f.version)
             continue
-        spec = f.requires_python_spec
-        if spec is not None and not spec.contains(py, prereleases=True):
+        if f.requires_python and not _python_ok(f.requires_python, target.full_version):
             if why is not None:
-                why.requires_python[f.version] = str(spec)
+                why.requires_python[f.version] = f.requires_python
             continue
         if f.is_wheel:
             if rule == "from-source":
                 continue
-            ranks = [target.tag_priority[t] for t in f.tags if t in target.tag_priority]
-            if not ranks:
+            found = target.wheel_rank(f.filename)
+            if found is None:
                 if why is not None:
                     why.no_tag.add(f.version)
                 continue
-            rank = min(ranks)
+            rank = found
             if best is None or rank < best[0]:
                 best = (rank, f)
         elif rule != "only-binary" and (sdist is None or f.filename.endswith(".tar.gz")):
@@ -222,6 +220,16 @@ def select_file(
     ):
         why.sdist_only.add(files[0].version)
     return sdist
+
+
+@functools.lru_cache(maxsize=4096)
+def _python_ok(requires_python: str, python_version: str) -> bool:
+    """Does ``python_version`` satisfy ``requires_python``? Memoized: thousands of files share a
+    handful of distinct strings."""
+    try:
+        return SpecifierSet(requires_python).contains(Version(python_version), prereleases=True)
+    except (InvalidSpecifier, ValueError):
+        return True
 
 
 class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
@@ -246,6 +254,9 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         self.edges: dict[tuple[str, str], list[str | None]] = defaultdict(list)
         self.depth: dict[str, int] = {}
         self.deps: dict[str, list[Req]] = {}
+        self._files: dict[NormalizedName, dict[Version, list[DistFile]]] = {}
+        self._select_cache: dict[tuple[NormalizedName, Version, bool], DistFile | None] = {}
+        self._matching_cache: dict[tuple[NormalizedName, str], list[Version]] = {}
         self._python = Candidate(
             NormalizedName(PYTHON), Version(target.full_version), frozenset(), _PYTHON_FILE
         )
@@ -297,26 +308,19 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         for c in self.constraints.get(name, ()):
             spec &= c.specifier
         bad = {c.version for c in incompatibilities[identifier]}
-        files = self.client.project_files(name)
-        if not files:
-            self.unknown.add(name)
+        if self._by_version(name) is None:
             return []
-        by_version: dict[Version, list[DistFile]] = defaultdict(list)
-        for f in files:
-            by_version[f.version].append(f)
-        rule = self.policy.rule(name)
         exact = {
             Version(s.version)
             for s in spec
             if s.operator in ("==", "===") and "*" not in s.version and _is_version(s.version)
         }
-        why = self.why[name]
         usable: dict[Version, DistFile] = {}
-        for version, vfiles in by_version.items():
-            why.versions.add(version)
+        for version in self._matching(name, spec):
             if version in bad:
                 continue
-            chosen = select_file(vfiles, self.target, rule, allow_yanked=version in exact, why=why)
+            # PEP 592: a yanked file is fine only for an exact pin
+            chosen = self._select(name, version, allow_yanked=version in exact)
             if chosen is not None:
                 usable[version] = chosen
         allowed = list(spec.filter(usable, prereleases=True if self.policy.pre else None))
@@ -327,6 +331,42 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         if cands:
             self.client.prefetch_metadata(cands[0].file)
         return cands
+
+    def _by_version(self, name: NormalizedName) -> dict[Version, list[DistFile]] | None:
+        cached = self._files.get(name)
+        if cached is None:
+            files = self.client.project_files(name)
+            if not files:
+                self.unknown.add(name)
+                return None
+            cached = defaultdict(list)
+            for f in files:
+                cached[f.version].append(f)
+            self._files[name] = cached
+            self.why[name].versions.update(cached)
+        return cached
+
+    def _select(self, name: NormalizedName, version: Version, *, allow_yanked: bool) -> DistFile | None:
+        """The file of one version serving this target (memoized)."""
+        key = (name, version, allow_yanked)
+        if key not in self._select_cache:
+            by_version = self._by_version(name) or {}
+            self._select_cache[key] = select_file(
+                by_version.get(version, []), self.target, self.policy.rule(name),
+                allow_yanked=allow_yanked, why=self.why[name],
+            )  # fmt: skip
+        return self._select_cache[key]
+
+    def _matching(self, name: NormalizedName, spec: SpecifierSet) -> list[Version]:
+        """Versions of ``name`` (newest first) inside ``spec``, prereleases included (memoized:
+        resolvelib asks again and again with the same specifiers)."""
+        key = (name, str(spec))
+        cached = self._matching_cache.get(key)
+        if cached is None:
+            versions = sorted(self._by_version(name) or {}, reverse=True)
+            cached = [v for v in versions if spec.contains(v, prereleases=True)] if str(spec) else versions
+            self._matching_cache[key] = cached
+        return cached
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
         return requirement.specifier.contains(candidate.version, prereleases=True)

@@ -107,6 +107,26 @@ class Target:
         return {tag: i for i, tag in enumerate(self.tags)}
 
     @cached_property
+    def tag_rank(self) -> dict[str, int]:
+        """``"interpreter-abi-platform"`` → rank (0 is best), for matching file names fast."""
+        return {str(tag): i for i, tag in enumerate(self.tags)}
+
+    def wheel_rank(self, filename: str) -> int | None:
+        """The best rank among a wheel file name's (possibly compressed) tags, None if none fits."""
+        parts = filename[:-4].split("-") if filename.endswith(".whl") else []
+        if len(parts) < 5:
+            return None
+        rank = self.tag_rank
+        best: int | None = None
+        for py in parts[-3].split("."):
+            for abi in parts[-2].split("."):
+                for plat in parts[-1].split("."):
+                    r = rank.get(f"{py}-{abi}-{plat}".lower())
+                    if r is not None and (best is None or r < best):
+                        best = r
+        return best
+
+    @cached_property
     def markers(self) -> dict[str, str]:
         """The PEP 508 marker environment of this target."""
         if self.explicit_markers is not None:

@@ -175,7 +175,8 @@ def parse_json_page(
     """Files of a PEP 691 project page."""
     out = []
     for item in data.get("files", []):
-        url = urljoin(page_url, item["url"])
+        raw = item["url"]
+        url = raw if raw.startswith(("https://", "http://")) else urljoin(page_url, raw)
         hashes = item.get("hashes") or {}
         meta = item.get("core-metadata", item.get("dist-info-metadata", False))
         core: str | bool = False

@@ -15,7 +15,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 
@@ -29,7 +29,6 @@ class DistFile:
     project: NormalizedName
     version: Version
     is_wheel: bool
-    tags: frozenset[Tag]
     sha256: str | None
     requires_python: str | None
     yanked: str | None  # None: not yanked; "" or a reason: yanked
@@ -37,6 +36,16 @@ class DistFile:
     size: int | None
     upload_time: str | None
     index_url: str
+
+    @cached_property
+    def tags(self) -> frozenset[Tag]:
+        """The wheel's tags (parsed on first use: most files of a big project never need them)."""
+        if not self.is_wheel:
+            return frozenset()
+        try:
+            return parse_wheel_filename(self.filename)[3]
+        except InvalidWheelFilename:
+            return frozenset()
 
     @property
     def is_yanked(self) -> bool:
@@ -70,6 +79,22 @@ def parse_filename(filename: str) -> tuple[NormalizedName, Version, bool, frozen
     return None
 
 
+def _quick_parse(filename: str) -> tuple[NormalizedName, Version, bool] | None:
+    """(project, version, is_wheel) without parsing wheel tags (the slow part for big pages)."""
+    if filename.endswith(".whl"):
+        parts = filename[:-4].split("-")
+        if len(parts) not in (5, 6):
+            return None
+        try:
+            return canonicalize_name(parts[0]), Version(parts[1]), True
+        except InvalidVersion:
+            return None
+    parsed = parse_filename(filename)
+    if parsed is None:
+        return None
+    return parsed[0], parsed[1], parsed[2]
+
+
 def make_file(
     *,
     filename: str,
@@ -83,11 +108,11 @@ def make_file(
     size: int | None = None,
     upload_time: str | None = None,
 ) -> DistFile | None:
-    parsed = parse_filename(filename)
+    parsed = _quick_parse(filename)
     if parsed is None:
         return None
-    name, version, is_wheel, tags = parsed
-    if name != canonicalize_name(project):
+    name, version, is_wheel = parsed
+    if name != project and name != canonicalize_name(project):
         return None
     return DistFile(
         filename=filename,
@@ -95,7 +120,6 @@ def make_file(
         project=name,
         version=version,
         is_wheel=is_wheel,
-        tags=tags,
         sha256=sha256,
         requires_python=requires_python,
         yanked=yanked,
