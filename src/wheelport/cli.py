@@ -263,7 +263,7 @@ def coverage_table(coverage: Any, targets: Sequence[str]) -> Table:
     is_flag=True,
     help="Finish with exit 0 even when a package cannot be served for a target.",
 )
-@click.option("-j", "--jobs", type=int, default=None, help="Concurrent downloads (default 8).")
+@click.option("-j", "--jobs", type=int, default=None, help="Concurrent downloads (default 16).")
 @common
 def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
     """Lock (if stale), fetch, build and index: the whole wheelhouse, idempotently."""

@@ -51,7 +51,7 @@ class Config:
     prefer_binary: bool = False
     only_binary: frozenset[str] = frozenset()
     from_source: frozenset[str] = frozenset()
-    jobs: int = 8
+    jobs: int = 16
     #: per-package system packages for container builds (e.g. lxml → libxml2-dev)
     build_system_packages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: per-policy container image overrides (e.g. manylinux_2_28 → an image)
@@ -348,7 +348,7 @@ def build_config(
         else prefer_binary,
         only_binary=names(list(only_binary) or as_list("only-binary")),
         from_source=names(list(from_source) or as_list("from-source")),
-        jobs=jobs or int(table.get("jobs", 8)),
+        jobs=jobs or int(table.get("jobs", 16)),
         build_system_packages={canonicalize_name(k): tuple(v) for k, v in bsp.items()},
         images=dict(table.get("images", {})),
         tools=_tools(tuple(tools) or tuple(as_list("tools")) or ("pip",)),

@@ -346,7 +346,9 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             self.why[name].versions.update(cached)
         return cached
 
-    def _select(self, name: NormalizedName, version: Version, *, allow_yanked: bool) -> DistFile | None:
+    def _select(
+        self, name: NormalizedName, version: Version, *, allow_yanked: bool
+    ) -> DistFile | None:
         """The file of one version serving this target (memoized)."""
         key = (name, version, allow_yanked)
         if key not in self._select_cache:
@@ -364,7 +366,11 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         cached = self._matching_cache.get(key)
         if cached is None:
             versions = sorted(self._by_version(name) or {}, reverse=True)
-            cached = [v for v in versions if spec.contains(v, prereleases=True)] if str(spec) else versions
+            cached = (
+                [v for v in versions if spec.contains(v, prereleases=True)]
+                if str(spec)
+                else versions
+            )
             self._matching_cache[key] = cached
         return cached
 

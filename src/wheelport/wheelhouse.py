@@ -117,10 +117,12 @@ def sha256_file(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def atomic_target(path: Path, mode: str = "wb") -> Iterator[Any]:
+def atomic_target(path: Path, mode: str = "wb", *, durable: bool = True) -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success rename it into place.
 
     A crash or an exception leaves no partial ``path`` behind (the temporary is removed).
+    ``durable`` fsyncs before the rename (for records such as locks and the manifest);
+    derived files that are rebuilt on demand (caches, index pages) skip it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -128,7 +130,8 @@ def atomic_target(path: Path, mode: str = "wb") -> Iterator[Any]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -136,11 +139,11 @@ def atomic_target(path: Path, mode: str = "wb") -> Iterator[Any]:
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_target(path, "w") as f:
+def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
+    with atomic_target(path, "w", durable=durable) as f:
         f.write(text)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_target(path, "wb") as f:
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    with atomic_target(path, "wb", durable=durable) as f:
         f.write(data)

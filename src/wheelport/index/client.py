@@ -344,7 +344,7 @@ class IndexClient:
             self.stats["revalidated"] += 1
             cached["fetched"] = now
             cached["max_age"] = _max_age(resp.headers)
-            atomic_write_bytes(cache_file, json.dumps(cached).encode())
+            atomic_write_bytes(cache_file, json.dumps(cached).encode(), durable=False)
             return cached["body"].encode(), cached["content_type"], cached["url"]
         if resp.status_code == 404:
             return b"", "404", url
@@ -368,7 +368,7 @@ class IndexClient:
             "max_age": _max_age(resp.headers),
             "body": body.decode("utf-8", "replace"),
         }
-        atomic_write_bytes(cache_file, json.dumps(entry).encode())
+        atomic_write_bytes(cache_file, json.dumps(entry).encode(), durable=False)
         return body, ctype, final
 
     # -- projects ----------------------------------------------------------------------------
@@ -452,7 +452,7 @@ class IndexClient:
                             package=file.project,
                         )
                     data = self._sdist_metadata(local, file.filename)
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, durable=False)
         return CoreMetadata.parse(data, file.filename)
 
     # -- files -------------------------------------------------------------------------------
@@ -517,7 +517,7 @@ def download_verified(
                     path=label,
                 )
             with sink as f:
-                for chunk in resp.iter_bytes(1 << 16):
+                for chunk in resp.iter_bytes(1 << 20):
                     f.write(chunk)
                     h.update(chunk)
                     total += len(chunk)

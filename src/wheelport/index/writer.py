@@ -434,10 +434,12 @@ def _write_all(root: Path, writes: list[tuple[str, bytes]], jobs: int) -> None:
     """Write files atomically; in threads, since each write waits on its fsync."""
     if len(writes) <= 1 or jobs <= 1:
         for key, data in writes:
-            atomic_write_bytes(root / key, data)
+            atomic_write_bytes(root / key, data, durable=False)
         return
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in [pool.submit(atomic_write_bytes, root / k, d) for k, d in writes]:
+        for future in [
+            pool.submit(atomic_write_bytes, root / k, d, durable=False) for k, d in writes
+        ]:
             future.result()
 
 
@@ -549,7 +551,9 @@ def write_index(
         "projects": prints,
     }
     if new_state != state:
-        atomic_write_bytes(state_path, (json.dumps(new_state, **_JSON) + "\n").encode())
+        atomic_write_bytes(
+            state_path, (json.dumps(new_state, **_JSON) + "\n").encode(), durable=False
+        )
 
     return IndexReport(
         projects=len(projects),
