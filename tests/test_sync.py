@@ -315,3 +315,37 @@ def test_compiled_sdist_for_windows_is_a_red_cell(
         assert cells["cp312-win_amd64"]["state"] == "missing"
     finally:
         srv.stop()
+
+
+def test_build_requirement_that_is_only_an_sdist_is_built_first(
+    dists_dir: Path, tmp_path: Path, tinybackend_wheel: Path
+) -> None:
+    """app's build needs `helper`, which exists only as an sdist: helper is built first (from
+    the wheelhouse, network off), then app; a rerun builds neither."""
+    srv = IndexServer().start()
+    try:
+        srv.add(tinybackend_wheel)
+        srv.add(make_sdist(dists_dir, "helper", "1.0"))
+        srv.add(make_sdist(dists_dir, "app", "1.0", backend_requires=["tinybackend", "helper"]))
+        wh = tmp_path / "wh"
+        args = ("sync", "app", "--index-url", srv.url, "-o", str(wh), "--tool", "none", "--json")
+        r = wheelport(*args)
+        assert r.returncode == 0, r.stderr
+        builds = {b["package"]: b for b in json.loads(r.stdout)["builds"]}
+        assert (
+            builds["helper"]["targets"] == []
+            and builds["helper"]["wheel"] == "wheels/helper-1.0-py3-none-any.whl"
+        )
+        assert builds["app"]["wheel"] == "wheels/app-1.0-py3-none-any.whl"
+        manifest = json.loads((wh / "wheelport.json").read_text())
+        assert (
+            manifest["artifacts"]["wheels/helper-1.0-py3-none-any.whl"]["origin"]["for"]
+            == "build-requirement"
+        )
+        lock = read_lock(next(wh.glob("pylock.*.toml")))
+        assert {p.name for p in lock.packages} == {"app"}  # a build requirement is not installed
+        r = wheelport(*args)
+        assert r.returncode == 0, r.stderr
+        assert all(b["skipped"] for b in json.loads(r.stdout)["builds"])
+    finally:
+        srv.stop()

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -318,18 +318,24 @@ def build_stage(
             jobs.append((need, NATIVE, native_for))
     if not jobs:
         return outcomes, coverage
-    _prepare_build_deps(wh, jobs, client, host, log=log)
-    workers = max(1, min(len(jobs), os.cpu_count() or 2))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelport-build") as pool:
-        futures = [(job, pool.submit(_run_build, wh, job, builders, log)) for job in jobs]
-        results: list[tuple[BuildNeed, str, list[Target], Path | None, BuildError | None]] = []
-        for (need, builder, job_targets), fut in futures:
-            try:
-                results.append((need, builder, job_targets, fut.result(), None))
-            except BuildError as exc:
-                results.append((need, builder, job_targets, None, exc))
+    jobs, waits = _prepare_build_deps(wh, jobs, client, host, log=log)
+    results = _run_scheduled(wh, jobs, waits, builders, log)
     manifest = wh.load_manifest()
     for need, builder, job_targets, wheel, err in results:
+        if not need.targets:  # a build requirement that had to be built first
+            if wheel is not None:
+                manifest["artifacts"][wh.relative(wheel)] = {
+                    "sha256": sha256_file(wheel),
+                    "size": wheel.stat().st_size,
+                    "origin": {"kind": "build", "builder": builder, "sdist": need.sdist_path,
+                               "sdist_sha256": need.sdist_sha256, "targets": [],
+                               "for": "build-requirement"},
+                }  # fmt: skip
+            outcomes.append(
+                BuildOutcome(need.name, need.sdist_path, builder, wh.relative(wheel) if wheel else None,
+                             [], error=str(err) if err else None)
+            )  # fmt: skip
+            continue
         if wheel is None:
             for t in job_targets:
                 coverage.set(need.name, t.identifier, "missing", f"build failed: {err}")
@@ -463,66 +469,180 @@ def _point_lock_at(
         atomic_write_text(wh.lock_path(tid), dumps(new))
 
 
+Job = tuple[BuildNeed, str, list[Target]]
+
+
 def _prepare_build_deps(
     wh: Wheelhouse,
-    jobs: Sequence[tuple[BuildNeed, str, list[Target]]],
+    jobs: Sequence[Job],
     client: IndexClient,
     host: Target,
     *,
     log: Callable[[str], None],
-) -> None:
+) -> tuple[list[Job], dict[int, set[int]]]:
     """Resolve each build's ``build-system.requires`` for the interpreter that runs the build
-    (binary only) and fetch them into ``wheels/`` so the build installs them with no index."""
+    and fetch them into the wheelhouse, so builds install them with no index.
+
+    Wheels are preferred; a requirement that exists only as an sdist becomes a build job of its
+    own. Returns every job (the given ones first) and, per job, the jobs it waits for — builds
+    follow build-dependency order.
+    """
     manifest = wh.load_manifest()
     build_deps: dict[str, Any] = manifest.setdefault("build_deps", {})
-    wanted: list[Artifact] = []
-    seen: set[tuple[str, str]] = set()
-    for need, builder, targets in jobs:
+    all_jobs: list[Job] = list(jobs)
+    waits: dict[int, set[int]] = {i: set() for i in range(len(all_jobs))}
+    dep_jobs: dict[tuple[str, str], int] = {}
+    resolved: dict[tuple[str, str], list[dict[str, str]]] = {}
+    wanted: dict[str, Artifact] = {}
+    i = 0
+    while i < len(all_jobs):
+        need, builder, targets = all_jobs[i]
         build_target = host if builder == NATIVE else targets[0]
         key = (need.sdist_sha256, build_target.identifier)
-        if key in seen:
-            continue
-        seen.add(key)
-        info = read_sdist_info(wh.root / need.sdist_path)
-        recorded = build_deps.get(need.sdist_sha256, {}).get(build_target.identifier)
-        if recorded and all((wh.root / r["path"]).exists() for r in recorded):
-            continue
-        reqs = [
-            SourcedRequirement(Requirement(r), f"{need.sdist_path} build-system.requires")
-            for r in info.build_requires
-        ]
-        try:
-            res = resolve_target(
-                client, build_target, reqs, policy=Policy(only_binary=frozenset({":all:"}))
-            )
-        except WheelportError as exc:
-            raise BuildError(
-                f"{need.name}: cannot resolve its build requirements for {build_target}: {exc.message}",
-                package=need.name,
-                target=build_target.identifier,
-            ) from None
-        entries = []
-        for pin in res.pins.values():
-            f = pin.file
-            if not f.sha256:
+        if key not in resolved:
+            recorded = build_deps.get(need.sdist_sha256, {}).get(build_target.identifier)
+            if recorded and all("path" in r and (wh.root / r["path"]).exists() for r in recorded):
+                resolved[key] = recorded
+            else:
+                resolved[key] = _resolve_build_requires(wh, need, build_target, client, wanted)
+                # fetch now: an sdist among them is read (and maybe built) next
+                fetch_artifacts(wh, list(wanted.values()), client)
+                wanted.clear()
+                build_deps.setdefault(need.sdist_sha256, {})[build_target.identifier] = resolved[
+                    key
+                ]
+                log(
+                    f"build requirements of {need.name}: "
+                    + ", ".join(e["name"] + " " + e["version"] + (" (sdist)" if "sdist" in e else "")
+                                for e in resolved[key])
+                )  # fmt: skip
+        for entry in resolved[key]:
+            if "sdist" not in entry:
                 continue
-            wanted.append(Artifact(f"wheels/{f.filename}", f.url, f.sha256, f.size))
-            entries.append(
-                {
-                    "name": pin.name,
-                    "version": str(pin.version),
-                    "path": f"wheels/{f.filename}",
-                    "sha256": f.sha256,
-                }
+            built = _built_from(manifest, entry["sha256"], builder, wh)
+            if built:
+                continue
+            dkey = (entry["sha256"], builder)
+            same = next(
+                (
+                    j
+                    for j, (n, b, _t) in enumerate(all_jobs)
+                    if n.sdist_sha256 == dkey[0] and b == builder
+                ),
+                None,
             )
-        build_deps.setdefault(need.sdist_sha256, {})[build_target.identifier] = entries
-        log(
-            f"build requirements of {need.name}: {', '.join(e['name'] + ' ' + e['version'] for e in entries)}"
+            if same is not None:
+                dep_jobs.setdefault(dkey, same)
+            if dkey not in dep_jobs:
+                dep_need = BuildNeed(
+                    entry["name"], entry["version"], entry["sdist"], entry["sha256"], ()
+                )
+                dep_jobs[dkey] = len(all_jobs)
+                waits[len(all_jobs)] = set()
+                all_jobs.append((dep_need, builder, [build_target]))
+            waits[i].add(dep_jobs[dkey])
+        i += 1
+    # fetch_artifacts recorded what it placed; keep those records and add build_deps
+    fresh = wh.load_manifest()
+    fresh["build_deps"] = build_deps
+    wh.save_manifest(fresh)
+    return all_jobs, waits
+
+
+def _resolve_build_requires(
+    wh: Wheelhouse,
+    need: BuildNeed,
+    build_target: Target,
+    client: IndexClient,
+    wanted: dict[str, Artifact],
+) -> list[dict[str, str]]:
+    info = read_sdist_info(wh.root / need.sdist_path)
+    reqs = [
+        SourcedRequirement(Requirement(r), f"{need.sdist_path} build-system.requires")
+        for r in info.build_requires
+    ]
+    try:
+        res = resolve_target(client, build_target, reqs, policy=Policy(prefer_binary=True))
+    except WheelportError as exc:
+        raise BuildError(
+            f"{need.name}: cannot resolve its build requirements for {build_target}: {exc.message}",
+            package=need.name,
+            target=build_target.identifier,
+        ) from None
+    entries: list[dict[str, str]] = []
+    for pin in res.pins.values():
+        f = pin.file
+        if not f.sha256:
+            continue
+        folder = "wheels" if f.is_wheel else "sdists"
+        wanted[f"{folder}/{f.filename}"] = Artifact(
+            f"{folder}/{f.filename}", f.url, f.sha256, f.size
         )
-    wh.save_manifest(manifest)
-    if wanted:
-        seen_paths: dict[str, Artifact] = {a.path: a for a in wanted}
-        fetch_artifacts(wh, list(seen_paths.values()), client)
+        entry = {"name": str(pin.name), "version": str(pin.version), "sha256": f.sha256}
+        entry["path" if f.is_wheel else "sdist"] = f"{folder}/{f.filename}"
+        entries.append(entry)
+    return entries
+
+
+def _built_from(
+    manifest: Mapping[str, Any], sdist_sha: str, builder: str, wh: Wheelhouse
+) -> str | None:
+    """A wheel already built from this sdist by this builder and still present."""
+    for path, rec in manifest.get("artifacts", {}).items():
+        origin = rec.get("origin", {})
+        if (
+            origin.get("kind") == "build"
+            and origin.get("sdist_sha256") == sdist_sha
+            and origin.get("builder") == builder
+            and (wh.root / path).exists()
+        ):
+            return str(path)
+    return None
+
+
+def _run_scheduled(
+    wh: Wheelhouse,
+    jobs: Sequence[Job],
+    waits: Mapping[int, set[int]],
+    builders: Builders,
+    log: Callable[[str], None],
+) -> list[tuple[BuildNeed, str, list[Target], Path | None, BuildError | None]]:
+    """Run independent builds concurrently (up to the core count); a build starts when the
+    builds of its build requirements finished, and fails at once when one of them failed."""
+    results: dict[int, tuple[Path | None, BuildError | None]] = {}
+    pending = set(range(len(jobs)))
+    workers = max(1, min(len(jobs), os.cpu_count() or 2))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelport-build") as pool:
+        running: dict[Future[Path], int] = {}
+        while pending or running:
+            for i in sorted(pending):
+                deps = waits.get(i, set())
+                failed = [d for d in deps if d in results and results[d][0] is None]
+                if failed:
+                    dep = jobs[failed[0]][0]
+                    results[i] = (None, BuildError(
+                        f"{jobs[i][0].name}: its build requirement {dep.name} {dep.version} failed to build",
+                        package=jobs[i][0].name,
+                    ))  # fmt: skip
+                    pending.discard(i)
+                elif all(d in results for d in deps):
+                    running[pool.submit(_run_build, wh, jobs[i], builders, log)] = i
+                    pending.discard(i)
+            if not running:
+                for i in pending:
+                    results[i] = (None, BuildError(
+                        f"{jobs[i][0].name}: build requirements form a cycle; none of them has a wheel",
+                        package=jobs[i][0].name,
+                    ))  # fmt: skip
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                i = running.pop(fut)
+                try:
+                    results[i] = (fut.result(), None)
+                except BuildError as exc:
+                    results[i] = (None, exc)
+    return [(jobs[i][0], jobs[i][1], jobs[i][2], *results[i]) for i in range(len(jobs))]
 
 
 # -- finishing ----------------------------------------------------------------------------------
