@@ -41,18 +41,7 @@ def _by_hand(sdist: Path, image: str, deps: Path, out: Path) -> float:
         config.write_text(container.cibw_config())
         start = time.perf_counter()
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cibuildwheel",
-                "--platform",
-                "linux",
-                "--config-file",
-                str(config),
-                "--output-dir",
-                str(out),
-                str(sdist),
-            ],
+            container.cibw_argv(sys.executable, config, out, sdist),
             env=env,
             cwd=tmp,
             check=True,

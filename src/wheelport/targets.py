@@ -15,6 +15,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from packaging import tags as _tags
 from packaging.markers import default_environment
@@ -213,6 +214,19 @@ def parse_target(text: str) -> Target:
     free = bool(m["ft"])
     plat = m["plat"]
     os_, arch, policy, plat = _parse_platform(plat, text)
+    return _target(version, free, os_, plat, arch, policy)
+
+
+def _target(
+    version: tuple[int, int],
+    free: bool,
+    os_: str,
+    plat: str,
+    arch: str,
+    policy: tuple[int, int] | None,
+    **measured: Any,
+) -> Target:
+    """A Target with its identifier; ``measured`` carries a real interpreter's facts."""
     return Target(
         identifier=f"cp{version[0]}{version[1]}{'t' if free else ''}-{plat}",
         python_version=version,
@@ -221,6 +235,7 @@ def parse_target(text: str) -> Target:
         platform=plat,
         arch=arch,
         policy_version=policy,
+        **measured,
     )
 
 
@@ -296,15 +311,13 @@ def host_target() -> Target:
     else:  # pragma: no cover - other systems: use the first tag's platform
         plat = tags[0].platform
         os_, arch, policy = "linux", platform.machine(), None
-    ident = f"cp{version[0]}{version[1]}{'t' if free else ''}-{plat}"
-    return Target(
-        identifier=ident,
-        python_version=version,
-        free_threaded=free,
-        os=os_,
-        platform=plat,
-        arch=arch,
-        policy_version=policy,
+    return _target(
+        version,
+        free,
+        os_,
+        plat,
+        arch,
+        policy,
         python_full_version=platform.python_version(),
         explicit_tags=tags,
         explicit_markers=tuple(sorted((str(k), str(v)) for k, v in markers.items())),
@@ -342,14 +355,13 @@ def target_for_interpreter(info: dict[str, object]) -> Target:
     else:
         os_, policy, arch = "linux", None, plat.split("_", 1)[-1]
     free = bool(info.get("free_threaded", False))
-    return Target(
-        identifier=f"cp{version[0]}{version[1]}{'t' if free else ''}-{plat}",
-        python_version=(version[0], version[1]),
-        free_threaded=free,
-        os=os_,
-        platform=plat,
-        arch=arch,
-        policy_version=policy,
+    return _target(
+        (version[0], version[1]),
+        free,
+        os_,
+        plat,
+        arch,
+        policy,
         python_full_version=markers["python_full_version"],
         explicit_tags=tag_list,
         explicit_markers=tuple(sorted(markers.items())),

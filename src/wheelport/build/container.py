@@ -296,6 +296,14 @@ def sdist_stem(sdist: Path) -> str:
     return sdist.stem
 
 
+def cibw_argv(python: str, config: Path, output_dir: Path, sdist: Path) -> list[str]:
+    """The cibuildwheel command line for one sdist (the same one a user would type)."""
+    return [
+        python, "-m", "cibuildwheel", "--platform", "linux",
+        "--config-file", str(config), "--output-dir", str(output_dir), str(sdist),
+    ]  # fmt: skip
+
+
 def build_in_container(
     sdist: Path,
     target: Target,
@@ -341,18 +349,7 @@ def build_in_container(
         config = work / "cibuildwheel.toml"
         config.write_text(cibw_config(), encoding="utf-8")
         staging = work / "out"
-        argv = [
-            python,
-            "-m",
-            "cibuildwheel",
-            "--platform",
-            "linux",
-            "--config-file",
-            str(config),
-            "--output-dir",
-            str(staging),
-            str(sdist),
-        ]
+        argv = cibw_argv(python, config, staging, sdist)
         result = runner(argv, env=env, cwd=work, log=log_path)
         if result.returncode != 0:
             raise explain_failure(
