@@ -57,6 +57,7 @@ def run_wheelport(
     env: Mapping[str, str] | None = None,
     prefix: tuple[str, ...] = (),
     timeout: float = 1800,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI (``python -m wheelport``) in a subprocess, optionally under ``prefix``
     (e.g. ``unshare -n``)."""
@@ -69,4 +70,5 @@ def run_wheelport(
         text=True,
         env=dict(env) if env is not None else dict(os.environ),
         timeout=timeout,
+        cwd=cwd,
     )
