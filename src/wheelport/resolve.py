@@ -188,30 +188,31 @@ def select_file(
     else the sdist (unless only-binary). ``from-source`` picks the sdist only. A pure function."""
     best: tuple[int, DistFile] | None = None
     sdist: DistFile | None = None
+    python = target.full_version
+    untagged = False
     for f in files:
         if f.is_yanked and not allow_yanked:
             if why is not None:
                 why.yanked.add(f.version)
             continue
-        if f.requires_python and not _python_ok(f.requires_python, target.full_version):
+        if f.requires_python and not _python_ok(f.requires_python, python):
             if why is not None:
                 why.requires_python[f.version] = f.requires_python
             continue
         if f.is_wheel:
             if rule == "from-source":
                 continue
-            found = target.wheel_rank(f.filename)
-            if found is None:
-                if why is not None:
-                    why.no_tag.add(f.version)
-                continue
-            rank = found
-            if best is None or rank < best[0]:
+            rank = target.wheel_rank(f.filename)
+            if rank is None:
+                untagged = True
+            elif best is None or rank < best[0]:
                 best = (rank, f)
         elif rule != "only-binary" and (sdist is None or f.filename.endswith(".tar.gz")):
             sdist = f
     if best is not None:
         return best[1]
+    if untagged and sdist is None and why is not None:
+        why.no_tag.add(files[0].version)
     if (
         sdist is None
         and rule == "only-binary"
@@ -335,13 +336,10 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
     def _by_version(self, name: NormalizedName) -> dict[Version, list[DistFile]] | None:
         cached = self._files.get(name)
         if cached is None:
-            files = self.client.project_files(name)
-            if not files:
+            cached = self.client.versions_of(name)
+            if not cached:
                 self.unknown.add(name)
                 return None
-            cached = defaultdict(list)
-            for f in files:
-                cached[f.version].append(f)
             self._files[name] = cached
             self.why[name].versions.update(cached)
         return cached

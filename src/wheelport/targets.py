@@ -112,11 +112,19 @@ class Target:
         """``"interpreter-abi-platform"`` → rank (0 is best), for matching file names fast."""
         return {str(tag): i for i, tag in enumerate(self.tags)}
 
+    @cached_property
+    def _rank_memo(self) -> dict[str, int | None]:
+        return {}
+
     def wheel_rank(self, filename: str) -> int | None:
         """The best rank among a wheel file name's (possibly compressed) tags, None if none fits."""
         parts = filename[:-4].split("-") if filename.endswith(".whl") else []
         if len(parts) < 5:
             return None
+        key = "-".join(parts[-3:])  # the same tag triple recurs in every release of a project
+        memo = self._rank_memo
+        if key in memo:
+            return memo[key]
         rank = self.tag_rank
         best: int | None = None
         for py in parts[-3].split("."):
@@ -125,6 +133,7 @@ class Target:
                     r = rank.get(f"{py}-{abi}-{plat}".lower())
                     if r is not None and (best is None or r < best):
                         best = r
+        memo[key] = best
         return best
 
     @cached_property

@@ -34,6 +34,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 from wheelport.cache import Cache
 from wheelport.errors import IndexError_
@@ -248,6 +249,7 @@ class IndexClient:
         self._lock = threading.Lock()
         self._pages: dict[str, Future[list[DistFile]]] = {}
         self._meta: dict[str, Future[CoreMetadata]] = {}
+        self._versions: dict[str, dict[Version, list[DistFile]]] = {}
         self._sdist_metadata = sdist_metadata
         self._netrc: netrc.netrc | bool | None = False
         self.offline_ok = offline_ok
@@ -375,6 +377,19 @@ class IndexClient:
     def project_files(self, name: str) -> list[DistFile]:
         """All files of a project on the first index that has it ([] when none has it)."""
         return self.prefetch_project(name).result()
+
+    def versions_of(self, name: str) -> dict[Version, list[DistFile]]:
+        """A project's files grouped by version (computed once, shared by every target)."""
+        key = canonicalize_name(name)
+        with self._lock:
+            cached = self._versions.get(key)
+        if cached is None:
+            cached = {}
+            for f in self.project_files(key):
+                cached.setdefault(f.version, []).append(f)
+            with self._lock:
+                self._versions[key] = cached
+        return cached
 
     def prefetch_project(self, name: str) -> Future[list[DistFile]]:
         key = canonicalize_name(name)
