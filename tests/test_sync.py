@@ -349,3 +349,18 @@ def test_build_requirement_that_is_only_an_sdist_is_built_first(
         assert all(b["skipped"] for b in json.loads(r.stdout)["builds"])
     finally:
         srv.stop()
+
+
+def test_verify_catches_a_manifest_that_disagrees_with_the_lock(
+    source_index: IndexServer, tmp_path: Path
+) -> None:
+    wh = tmp_path / "wh"
+    assert wheelport("sync", "dep", "--index-url", source_index.url, "-o", str(wh)).returncode == 0
+    manifest = json.loads((wh / "wheelport.json").read_text())
+    (summary,) = manifest["locks"].values()
+    entry = next(p for p in summary["packages"] if p["name"] == "dep")
+    entry["sha256"] = "0" * 64  # what bootstrap.py would check no longer matches the lock
+    (wh / "wheelport.json").write_text(json.dumps(manifest))
+    r = wheelport("verify", str(wh))
+    assert r.returncode == 1
+    assert "dep-1.0-py3-none-any.whl" in r.stderr and "conflicting records" in r.stderr

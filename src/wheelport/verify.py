@@ -61,6 +61,10 @@ def expected_files(wh: Wheelhouse) -> Iterator[tuple[str, str, int | None, str]]
     manifest = wh.load_manifest()
     for rel, rec in manifest.get("artifacts", {}).items():
         yield rel, rec["sha256"], rec.get("size"), "manifest"
+    # what bootstrap.py installs must agree with the locks too
+    for tid, summary in manifest.get("locks", {}).items():
+        for entry in [*summary.get("packages", []), *summary.get("tools", [])]:
+            yield entry["path"], entry["sha256"], entry.get("size"), f"wheelport.json locks[{tid}]"
     for path in wh.lock_paths():
         lock = read_lock(path)
         for pkg in lock.packages:
