@@ -344,18 +344,8 @@ def test_missing_build_dependency_fails_naming_it(tmp_path: Path, local_base_ima
         c_extension=True,
         backend_requires=["tinybackend", "wheelport-absent-dep>=1"],
     )
-    deps = tmp_path / "deps"
-    make_backend_wheel(deps)
     with pytest.raises(BuildError) as info:
-        build_in_container(
-            sdist,
-            parse_target(LOCAL_TARGET),
-            image=local_base_image,
-            deps_dir=deps,
-            out_dir=tmp_path / "wheels",
-            log_dir=tmp_path / "logs",
-            engine="podman",
-        )
+        _build_local(sdist, tmp_path, local_base_image)
     assert "build dependency wheelport-absent-dep is not in the wheelhouse" in str(info.value)
     assert not list((tmp_path / "wheels").glob("*.whl"))
 
@@ -380,19 +370,24 @@ def test_local_base_image_is_reused(local_base_image: str) -> None:
 @pytest.mark.container
 def test_pure_python_sdist_is_refused(tmp_path: Path, local_base_image: str) -> None:
     sdist = make_sdist(tmp_path / "src", "plainpkg", "1.0")
+    with pytest.raises(BuildError, match="pure-Python wheel") as info:
+        _build_local(sdist, tmp_path, local_base_image)
+    assert "exit 5" in str(info.value)
+
+
+def _build_local(sdist: Path, tmp_path: Path, image: str) -> Path:
+    """build_in_container on the local base image with only tinybackend in the deps dir."""
     deps = tmp_path / "deps"
     make_backend_wheel(deps)
-    with pytest.raises(BuildError, match="pure-Python wheel") as info:
-        build_in_container(
-            sdist,
-            parse_target(LOCAL_TARGET),
-            image=local_base_image,
-            deps_dir=deps,
-            out_dir=tmp_path / "wheels",
-            log_dir=tmp_path / "logs",
-            engine="podman",
-        )
-    assert "exit 5" in str(info.value)
+    return build_in_container(
+        sdist,
+        parse_target(LOCAL_TARGET),
+        image=image,
+        deps_dir=deps,
+        out_dir=tmp_path / "wheels",
+        log_dir=tmp_path / "logs",
+        engine="podman",
+    )
 
 
 def _download_sdist(project: str, directory: Path) -> Path:

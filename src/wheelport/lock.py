@@ -54,26 +54,16 @@ def _time(value: str | None) -> datetime | None:
         return None
 
 
-def _wheel(file: DistFile) -> PackageWheel:
-    return PackageWheel(
-        name=file.filename,
-        url=file.url,
-        path=f"wheels/{file.filename}",
-        upload_time=_time(file.upload_time),
-        size=file.size,
-        hashes={"sha256": file.sha256} if file.sha256 else {},
-    )
-
-
-def _sdist(file: DistFile) -> PackageSdist:
-    return PackageSdist(
-        name=file.filename,
-        url=file.url,
-        path=f"sdists/{file.filename}",
-        upload_time=_time(file.upload_time),
-        size=file.size,
-        hashes={"sha256": file.sha256} if file.sha256 else {},
-    )
+def _artifact_fields(file: DistFile) -> dict[str, Any]:
+    """A downloaded file's lock entry: its URL, where it lives in the wheelhouse, its hash."""
+    return {
+        "name": file.filename,
+        "url": file.url,
+        "path": f"{'wheels' if file.is_wheel else 'sdists'}/{file.filename}",
+        "upload_time": _time(file.upload_time),
+        "size": file.size,
+        "hashes": {"sha256": file.sha256} if file.sha256 else {},
+    }
 
 
 def _package(pin: Pin) -> Package:
@@ -85,8 +75,8 @@ def _package(pin: Pin) -> Package:
         requires_python=pin.file.requires_python_spec,
         index=pin.file.index_url.rstrip("/"),
         dependencies=[{"name": d} for d in pin.dependencies] or None,
-        wheels=[_wheel(pin.file)] if is_wheel else None,
-        sdist=None if is_wheel else _sdist(pin.file),
+        wheels=[PackageWheel(**_artifact_fields(pin.file))] if is_wheel else None,
+        sdist=None if is_wheel else PackageSdist(**_artifact_fields(pin.file)),
         tool={"wheelport": {"extras": sorted(pin.extras)}} if pin.extras else None,
     )
 
