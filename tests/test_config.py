@@ -4,7 +4,6 @@ requirements files, and flags that win over files."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -162,4 +161,3 @@ def test_lock_from_project_config_for_targets_unlike_host(dists_dir: Path, tmp_p
         assert set(mac) == {"alpha", "gamma", "delta"}
         assert win["beta"]["markers"] == ['sys_platform == "win32"']
         assert (project / "out" / "wh" / "pylock.cp312-win_amd64.toml").is_file()
-    assert sys.version_info >= (3, 10)

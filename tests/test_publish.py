@@ -323,16 +323,17 @@ def test_simple_url_of_known_servers() -> None:
 def test_server_pages_and_upload_plan() -> None:
     sha = "a" * 64
     html = f'<a href="../../packages/foo-1.0-py3-none-any.whl#sha256={sha}">x</a><a href="/p/foo-1.0.tar.gz">y</a>'
-    listed = parse_project_page(html.encode(), "text/html")
+    page = "http://mirror/simple/foo/"
+    listed = parse_project_page(html.encode(), "text/html", project="foo", page_url=page)
     assert listed == {"foo-1.0-py3-none-any.whl": sha, "foo-1.0.tar.gz": None}
     js = (
-        b'{"files": [{"filename": "foo-1.0-py3-none-any.whl", "hashes": {"sha256": "'
+        b'{"files": [{"filename": "foo-1.0-py3-none-any.whl", "url": "foo-1.0-py3-none-any.whl", "hashes": {"sha256": "'
         + sha.encode()
         + b'"}}]}'
     )
-    assert parse_project_page(js, "application/vnd.pypi.simple.v1+json") == {
-        "foo-1.0-py3-none-any.whl": sha
-    }
+    assert parse_project_page(
+        js, "application/vnd.pypi.simple.v1+json", project="foo", page_url=page
+    ) == {"foo-1.0-py3-none-any.whl": sha}
     wheel = Artifact("wheels/foo-1.0-py3-none-any.whl", "foo", "1.0", sha, 10)
     other = Artifact("wheels/foo-1.0-cp312-cp312-win_amd64.whl", "foo", "1.0", "b" * 64, 10)
     todo, skip = plan_uploads([wheel, other], {"foo": listed})

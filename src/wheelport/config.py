@@ -10,7 +10,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +73,6 @@ class Config:
             "tools": list(self.tools),
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-    def binary_rule(self, name: str) -> str:
-        """ "only-binary", "from-source" or "any" for a project."""
-        n = canonicalize_name(name)
-        if n in self.from_source or (":all:" in self.from_source and n not in self.only_binary):
-            return "from-source"
-        if n in self.only_binary or ":all:" in self.only_binary:
-            return "only-binary"
-        return "any"
 
 
 def parse_requirement(text: str, origin: str) -> SourcedRequirement:
@@ -359,7 +350,3 @@ def build_config(
 def _tools(values: tuple[str, ...]) -> tuple[str, ...]:
     """Installer wheels to carry; ``none`` carries none."""
     return () if values in (("none",), ("",)) else values
-
-
-def with_targets(config: Config, targets: Sequence[str]) -> Config:
-    return replace(config, targets=tuple(targets))

@@ -145,6 +145,41 @@ def lock_tool(lock: Pylock) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class InstallList:
+    """What an installer takes from one lock: wheel files, installer tools, unbuilt packages."""
+
+    packages: tuple[dict[str, Any], ...]
+    tools: tuple[dict[str, Any], ...]
+    unbuilt: tuple[str, ...]
+
+
+def install_list(lock: Pylock) -> InstallList:
+    """Each package's chosen wheel (path, sha256, size), the tools, and packages with only an
+    sdist. Provision and the manifest's ``locks`` section (read by bootstrap.py) both use it."""
+    packages = []
+    unbuilt = []
+    for pkg in lock.packages:
+        if not pkg.wheels:
+            unbuilt.append(str(pkg.name))
+            continue
+        w = pkg.wheels[0]
+        packages.append(
+            {
+                "name": str(pkg.name),
+                "version": str(pkg.version),
+                "path": w.path or f"wheels/{w.name}",
+                "sha256": w.hashes["sha256"],
+                "size": w.size,
+            }
+        )
+    tools = tuple(
+        {k: tool[k] for k in ("name", "version", "path", "sha256") if k in tool}
+        for tool in lock_tool(lock).get("tools", [])
+    )
+    return InstallList(tuple(packages), tools, tuple(unbuilt))
+
+
+@dataclass(frozen=True)
 class Staleness:
     target: str
     path: Path

@@ -24,16 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-from packaging.pylock import Pylock, PylockValidationError
+from packaging.pylock import Pylock
 from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from wheelport import bootstrap
+from wheelport import lock as wheelport_lock
 from wheelport.errors import ProvisionError, UsageError
 from wheelport.targets import INTERPRETER_PROBE, Target, target_for_interpreter
 
@@ -202,44 +198,15 @@ def probe_interpreter(
 
 def read_lock(path: Path) -> LockChoice:
     """Read a ``pylock.<target>.toml``; :class:`UsageError` when it is not a valid lock."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        lock = Pylock.from_dict(data)
-    except (OSError, tomllib.TOMLDecodeError, PylockValidationError) as exc:
-        raise UsageError(f"{path} is not a valid PEP 751 lock: {exc}", path=str(path)) from exc
-    tool = dict((lock.tool or {}).get("wheelport") or {})
-    target = str(tool.get("target") or path.name[len("pylock.") : -len(".toml")])
-    packages: list[dict[str, Any]] = []
-    sdist_only: list[str] = []
-    for package in lock.packages:
-        if not package.wheels:
-            sdist_only.append(str(package.name))
-            continue
-        wheel = package.wheels[0]
-        packages.append(
-            {
-                "name": str(package.name),
-                "version": str(package.version),
-                "path": wheel.path or f"wheels/{wheel.name}",
-                "sha256": wheel.hashes.get("sha256", ""),
-                "size": wheel.size,
-            }
-        )
-    tools = tuple(
-        {
-            "name": str(t.get("name")),
-            "version": str(t.get("version")),
-            "path": str(t.get("path")),
-            "sha256": str(t.get("sha256")),
-        }
-        for t in tool.get("tools") or ()
-    )
+    lock = wheelport_lock.read_lock(path)
+    tool = wheelport_lock.lock_tool(lock)
+    items = wheelport_lock.install_list(lock)
     return LockChoice(
         file=path.name,
-        target=target,
-        packages=tuple(packages),
-        tools=tools,
-        sdist_only=tuple(sdist_only),
+        target=str(tool.get("target") or path.name[len("pylock.") : -len(".toml")]),
+        packages=items.packages,
+        tools=items.tools,
+        sdist_only=items.unbuilt,
         pylock=lock,
     )
 

@@ -36,7 +36,7 @@ from wheelport.config import Config, SourcedRequirement
 from wheelport.errors import BuildError, JobError, WheelportError
 from wheelport.fetch import Artifact, FetchReporter, FetchResult, fetch, fetch_artifacts
 from wheelport.index.client import IndexClient
-from wheelport.lock import check_locks, dumps, lock_tool, read_lock
+from wheelport.lock import check_locks, dumps, install_list, read_lock
 from wheelport.resolve import Policy, Reporter, resolve_target
 from wheelport.targets import Target, host_target, parse_targets
 from wheelport.wheelhouse import Wheelhouse, atomic_write_text, sha256_file
@@ -130,7 +130,7 @@ def sync(
         fetched = fetch(wh, list(locks.values()), client, jobs=config.jobs, reporter=fetch_reporter)
         builders = builders or default_builders(config)
         outcomes, coverage = build_stage(wh, targets, locks, client, config, builders, log=log)
-        finish(wh, targets, inputs_digest=digest)
+        finish(wh, targets, locks, inputs_digest=digest)
     finally:
         if own:
             client.close()
@@ -648,7 +648,12 @@ def _run_scheduled(
 # -- finishing ----------------------------------------------------------------------------------
 
 
-def finish(wh: Wheelhouse, targets: Sequence[Target], inputs_digest: str | None = None) -> None:
+def finish(
+    wh: Wheelhouse,
+    targets: Sequence[Target],
+    locks: Mapping[str, Pylock],
+    inputs_digest: str | None = None,
+) -> None:
     """Write bootstrap.py and the manifest's ``locks`` section (what bootstrap.py reads)."""
     manifest = wh.load_manifest()
     if inputs_digest is not None:
@@ -657,32 +662,18 @@ def finish(wh: Wheelhouse, targets: Sequence[Target], inputs_digest: str | None 
     locks_section: dict[str, Any] = manifest.setdefault("locks", {})
     for t in targets:
         path = wh.lock_path(t.identifier)
-        lock = read_lock(path)
-        locks_section[t.identifier] = lock_summary(t, lock, path)
+        locks_section[t.identifier] = lock_summary(t, locks[t.identifier], path)
     wh.save_manifest(manifest)
     install_bootstrap(wh)
 
 
 def lock_summary(target: Target, lock: Pylock, path: Path) -> dict[str, Any]:
     """The part of a lock an installer needs, in JSON (docs/lock-format.md)."""
-    m = target.markers
-    packages = []
-    tags: set[str] = set()
     from wheelport.build.plan import wheel_tags
 
-    for pkg in lock.packages:
-        if not pkg.wheels:
-            continue
-        w = pkg.wheels[0]
-        packages.append(
-            {
-                "name": str(pkg.name),
-                "version": str(pkg.version),
-                "path": w.path,
-                "sha256": w.hashes["sha256"],
-            }
-        )
-        tags |= {str(t) for t in wheel_tags(w.name or Path(str(w.path)).name)}
+    m = target.markers
+    items = install_list(lock)
+    tags = {str(t) for p in items.packages for t in wheel_tags(Path(p["path"]).name)}
     libc = {"manylinux": "glibc", "musllinux": "musl"}.get(target.os)
     return {
         "file": path.name,
@@ -692,12 +683,9 @@ def lock_summary(target: Target, lock: Pylock, path: Path) -> dict[str, Any]:
         "libc": libc,
         "policy": list(target.policy_version) if target.policy_version else None,
         "tags": sorted(tags),
-        "packages": packages,
-        "unbuilt": [str(p.name) for p in lock.packages if not p.wheels],
-        "tools": [
-            {k: v for k, v in tool.items() if k in ("name", "version", "path", "sha256")}
-            for tool in lock_tool(lock).get("tools", [])
-        ],
+        "packages": list(items.packages),
+        "unbuilt": list(items.unbuilt),
+        "tools": list(items.tools),
     }
 
 

@@ -34,7 +34,6 @@ Manifest shape (``wheelport.json``)::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -44,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_VERSION = 1
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -109,11 +107,10 @@ def load_manifest(path: Path) -> dict[str, Any]:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    """The hex sha256 of a file (bootstrap.py's function: one hashing routine everywhere)."""
+    from wheelport.bootstrap import sha256_of
+
+    return sha256_of(str(path))
 
 
 @contextlib.contextmanager

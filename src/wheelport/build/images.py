@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
+from wheelport import bootstrap
 from wheelport.build.container import DOCKER_DIR, Runner, engine_env, subprocess_runner
 from wheelport.errors import BuildError
 from wheelport.targets import Target
@@ -210,7 +211,7 @@ def _ensure_local_base(
         with tempfile.TemporaryDirectory(prefix="wheelport-base-", dir=work_dir) as tmp:
             rootfs = Path(tmp) / "rootfs"
             tarball = Path(tmp) / "rootfs.tar"
-            env = _scrubbed_environ()
+            env = bootstrap.scrubbed_env()
             result = runner(
                 ["bash", str(docker_dir / "local-base.sh"), str(rootfs), str(tarball)],
                 env=env,
@@ -336,10 +337,6 @@ def _image_lock(tag: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _scrubbed_environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
 
 
 def _engine_environ(docker_dir: Path = DOCKER_DIR) -> dict[str, str]:

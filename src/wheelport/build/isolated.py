@@ -22,15 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from wheelport import bootstrap
 from wheelport.errors import BuildError
 
 
 def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """os.environ without pip/uv configuration variables (``PIP_CONFIG_FILE`` → devnull)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env.pop("PYTHONPATH", None)
+    """bootstrap's scrubbed environment (no pip/uv configuration leaks in), plus ``extra``."""
+    env = bootstrap.scrubbed_env()
     if extra:
         env.update(extra)
     return env

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,7 +163,3 @@ class Coverage:
             pkg: {tgt: {"state": s, "detail": d} for tgt, (s, d) in row.items()}
             for pkg, row in sorted(self.cells.items())
         }
-
-
-def sort_needs(needs: Sequence[BuildNeed]) -> list[BuildNeed]:
-    return sorted(needs, key=lambda n: (n.name, n.version))

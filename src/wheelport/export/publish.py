@@ -24,15 +24,13 @@ import hashlib
 import json
 import netrc
 import os
-import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 from packaging.utils import (
@@ -44,6 +42,7 @@ from packaging.utils import (
 )
 
 from wheelport.errors import ExportError, UsageError
+from wheelport.index.client import parse_html_page, parse_json_page
 from wheelport.wheelhouse import Wheelhouse, sha256_file
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
@@ -221,34 +220,16 @@ def default_simple_url(repository_url: str) -> str:
     return urlunsplit((parts.scheme, host, path + "simple/", "", ""))
 
 
-class _LinkParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            href = dict(attrs).get("href")
-            if href:
-                self.links.append(href)
-
-
-def parse_project_page(body: bytes, content_type: str) -> dict[str, str | None]:
-    """filename -> sha256 (or None when the page gives no sha256) of a simple project page."""
-    out: dict[str, str | None] = {}
+def parse_project_page(
+    body: bytes, content_type: str, *, project: str, page_url: str
+) -> dict[str, str | None]:
+    """filename -> sha256 (or None when the page gives none) of a simple project page, read by
+    the index client's own PEP 691 / PEP 503 parsers."""
     if "json" in content_type:
-        data = json.loads(body)
-        for f in data.get("files", []):
-            out[str(f["filename"])] = f.get("hashes", {}).get("sha256")
-        return out
-    parser = _LinkParser()
-    parser.feed(body.decode("utf-8", "replace"))
-    for href in parser.links:
-        path, _, fragment = href.partition("#")
-        name = path.rstrip("/").rsplit("/", 1)[-1]
-        m = re.search(r"(?:^|&)sha256=([0-9a-fA-F]{64})", fragment)
-        out[unquote(name)] = m.group(1).lower() if m else None
-    return out
+        files = parse_json_page(json.loads(body), page_url, project, page_url)
+    else:
+        files = parse_html_page(body.decode("utf-8", "replace"), page_url, project, page_url)
+    return {f.filename: f.sha256 for f in files}
 
 
 def plan_uploads(
@@ -372,7 +353,9 @@ def _fetch_server_files(
                           hint="check the credentials") from None  # fmt: skip
     if resp.status_code != 200:
         raise ExportError(f"{redact(url)} answered {resp.status_code} listing {project}")
-    return parse_project_page(resp.content, resp.headers.get("content-type", ""))
+    return parse_project_page(
+        resp.content, resp.headers.get("content-type", ""), project=project, page_url=str(resp.url)
+    )
 
 
 def _hashes(path: Path) -> tuple[str, str, str]:

@@ -223,7 +223,6 @@ class IndexClient:
         retries: int = 3,
         backoff: float = 0.5,
         sdist_metadata: SdistMetadataBuilder | None = None,
-        offline_ok: bool = False,
         refresh: bool = False,
     ) -> None:
         self.index_urls: list[str] = []
@@ -252,7 +251,6 @@ class IndexClient:
         self._versions: dict[str, dict[Version, list[DistFile]]] = {}
         self._sdist_metadata = sdist_metadata
         self._netrc: netrc.netrc | bool | None = False
-        self.offline_ok = offline_ok
         #: revalidate every page even when the cache says it is fresh
         self.refresh = refresh
         self.stats = {"requests": 0, "cached": 0, "revalidated": 0}
@@ -336,12 +334,7 @@ class IndexClient:
                 headers["If-None-Match"] = cached["etag"]
             if cached.get("last_modified"):
                 headers["If-Modified-Since"] = cached["last_modified"]
-        try:
-            resp = self.request(url, headers)
-        except IndexError_:
-            if cached and self.offline_ok:
-                return cached["body"].encode(), cached["content_type"], cached["url"]
-            raise
+        resp = self.request(url, headers)
         if resp.status_code == 304 and cached:
             self.stats["revalidated"] += 1
             cached["fetched"] = now
