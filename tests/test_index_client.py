@@ -248,7 +248,11 @@ def test_concurrent_downloads_keep_files_apart(
 ) -> None:
     """Regression: download_verified closed its temp fd twice; under concurrency that closed (or
     wrote into) another thread's temp file — 'Bad file descriptor', or a wheel cached under a sha256
-    that is not its own. Many metadata-less wheels force many parallel downloads."""
+    that is not its own. Many wheels fetched at once force many parallel downloads."""
+    from wheelport.fetch import fetch
+    from wheelport.lock import read_lock
+    from wheelport.wheelhouse import Wheelhouse
+
     import hashlib
     import random
 
@@ -264,9 +268,11 @@ def test_concurrent_downloads_keep_files_apart(
         cache = tmp_path / f"cache{run}"
         config = build_config(directory=tmp_path, requirements=[f"pkg{i}" for i in range(n)],
                               index_urls=[index_server.url], targets=["cp312-win_amd64"],
-                              output=tmp_path / "wh", tools=["none"])  # fmt: skip
+                              output=tmp_path / f"wh{run}", tools=["none"])  # fmt: skip
         with IndexClient(config.index_urls, cache=Cache(cache)) as client:
             result = api.lock(config, client=client)
+            locks = [read_lock(p) for p in result.paths]
+            fetch(Wheelhouse(tmp_path / f"wh{run}"), locks, client, jobs=16)
         assert len(result.resolutions[0].pins) == n
         artifacts = [
             p for p in (cache / "artifacts-v1").rglob("*") if p.is_file() and p.parent.name != "tmp"

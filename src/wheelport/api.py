@@ -21,18 +21,29 @@ from wheelport.config import Config, SourcedRequirement
 from wheelport.errors import ResolutionError
 from wheelport.index.client import IndexClient
 from wheelport.lock import Staleness, build_lock, check_locks, write_locks
-from wheelport.resolve import Pin, Policy, Reporter, Resolution, resolve_all
+from wheelport.resolve import (
+    Pin,
+    Policy,
+    Reporter,
+    Resolution,
+    TargetFailure,
+    first_failure,
+    resolve_all,
+    resolve_each,
+)
 from wheelport.targets import Target, parse_targets
 from wheelport.wheelhouse import Wheelhouse, sha256_file
 
 
 def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
-    """The index client for a config (credentials from URLs/netrc; sdist metadata via PEP 517)."""
+    """The index client for a config (credentials from URLs/netrc; sdist metadata via PEP 517,
+    whose logs of failed builds are kept in the cache: a failed lock writes no wheelhouse)."""
+    cache = cache or Cache.default()
     return IndexClient(
         config.index_urls,
         cache=cache,
         concurrency=max(4, config.jobs * 2),
-        sdist_metadata=sdist_metadata_online(config.index_urls),  # type: ignore[arg-type]
+        sdist_metadata=sdist_metadata_online(config.index_urls, cache.root / "logs"),
         refresh=config.refresh,
     )
 
@@ -44,6 +55,8 @@ class LockResult:
     tools: dict[str, list[Pin]]
     paths: list[Path]
     skipped: list[str] = field(default_factory=list)
+    #: targets that could not be resolved (only with ``allow_missing``)
+    failed: list[TargetFailure] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +74,7 @@ class LockResult:
                 }
                 for r in self.resolutions
             },
+            "failed": {f.target.identifier: f.error.to_json() for f in self.failed},
         }
 
 
@@ -70,14 +84,21 @@ def lock(
     client: IndexClient | None = None,
     reporter: Reporter | None = None,
     targets: Sequence[Target] | None = None,
+    allow_missing: bool = False,
 ) -> LockResult:
-    """Resolve every target and write ``pylock.<target>.toml`` for each (all or nothing)."""
+    """Resolve every target and write ``pylock.<target>.toml`` for each.
+
+    All or nothing: when a target cannot be resolved nothing is written and its error (naming
+    the target and the package) is raised — unless ``allow_missing``, which locks the targets
+    that resolve, removes the now stale locks of those that did not, and reports them in
+    :attr:`LockResult.failed` (it still raises when no target resolves).
+    """
     targets = list(targets) if targets is not None else parse_targets(list(config.targets))
     own = client is None
     client = client or make_client(config)
     try:
         policy = Policy.from_config(config)
-        resolutions = resolve_all(
+        resolutions, failed = resolve_each(
             client,
             targets,
             config.requirements,
@@ -85,7 +106,10 @@ def lock(
             policy=policy,
             reporter=reporter,
         )
-        tools = resolve_tools(client, targets, config.tools)
+        if failed and (not allow_missing or not resolutions):
+            raise first_failure(failed)
+        resolved = [r.target for r in resolutions]
+        tools = resolve_tools(client, resolved, config.tools)
         resolutions = [_with_hashes(client, r) for r in resolutions]
         tools = {tid: list(_with_hashes_pins(client, pins)) for tid, pins in tools.items()}
     finally:
@@ -97,8 +121,11 @@ def lock(
         r.target.identifier: build_lock(r, inputs_digest=digest, tools=tools[r.target.identifier])
         for r in resolutions
     }
-    paths = write_locks(wh, locks)
-    return LockResult(config.output, resolutions, tools, paths)
+    with wh.locked("lock"):  # exclusive while writing (re-entered when sync calls this)
+        paths = write_locks(wh, locks)
+        for f in failed:
+            wh.lock_path(f.target.identifier).unlink(missing_ok=True)
+    return LockResult(config.output, resolutions, tools, paths, failed=failed)
 
 
 def _with_hashes_pins(client: IndexClient, pins: Sequence[Pin]) -> list[Pin]:

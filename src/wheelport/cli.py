@@ -6,12 +6,17 @@ clear line and an exit code (2 bad input, 1 failed job); tracebacks only with ``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -24,6 +29,7 @@ from wheelport.resolve import Candidate, Resolution
 from wheelport.targets import Target, parse_targets
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("wheelport")
 
 
 from wheelport.output import Output, common  # noqa: E402
@@ -99,6 +105,24 @@ class ProgressReporter:
                 self.tasks[target.identifier], description=f"{target} {n} pinned: {candidate}"
             )
 
+    def metadata_build(self, target: Target, filename: str) -> None:
+        """An sdist's metadata is built (PEP 517): the one slow step, so it gets its own line."""
+        if self.progress:
+            self.progress.console.print(
+                f"building metadata of {filename} (no wheel of this version, dynamic metadata)"
+            )
+        else:
+            log.info("building metadata of %s", filename)
+
+    def target_failed(self, target: Target, error: WheelportError) -> None:
+        if self.progress and target.identifier in self.tasks:
+            self.progress.update(
+                self.tasks[target.identifier],
+                description=f"{target} [red]failed[/red]: {error.message}",
+                total=1,
+                completed=1,
+            )
+
     def target_done(self, target: Target, resolution: Resolution) -> None:
         if self.progress and target.identifier in self.tasks:
             self.progress.update(
@@ -153,8 +177,13 @@ def cli() -> None:
     is_flag=True,
     help="Exit 1 if the locks are missing or stale for these inputs; write nothing.",
 )
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="Lock the targets that resolve; report (not fail on) those that do not.",
+)
 @common
-def lock_cmd(out: Output, check: bool, **kwargs: Any) -> None:
+def lock_cmd(out: Output, check: bool, allow_missing: bool, **kwargs: Any) -> None:
     """Resolve for every target and write pylock.<target>.toml (PEP 751)."""
     config = config_from(kwargs)
     targets = parse_targets(list(config.targets))
@@ -179,16 +208,15 @@ def lock_cmd(out: Output, check: bool, **kwargs: Any) -> None:
         return
     progress = _progress(out)
     reporter = ProgressReporter(progress)
-    if progress:
-        with progress:
-            result = api.lock(config, reporter=reporter, targets=targets)
-    else:
-        result = api.lock(config, reporter=reporter, targets=targets)
+    with progress or contextlib.nullcontext():
+        result = api.lock(config, reporter=reporter, targets=targets, allow_missing=allow_missing)
 
     def human() -> None:
         out.console.print(summary_table(result.resolutions))
         for p in result.paths:
             out.console.print(f"wrote {p}")
+        for f in result.failed:
+            out.console.print(f"[red]not locked[/red] {f.target}: {f.error}")
 
     out.result(result.to_json(), human)
 
@@ -267,22 +295,27 @@ def coverage_table(coverage: Any, targets: Sequence[str]) -> Table:
 @common
 def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
     """Lock (if stale), fetch, build and index: the whole wheelhouse, idempotently."""
-    from wheelport.sync import sync
+    from wheelport.sync import SyncResult, sync
 
     config = config_from(kwargs)
     fp = FetchProgress(out)
     progress = _progress(out)
     reporter = ProgressReporter(progress)
+    failure: WheelportError | None = None
     try:
-        if progress:
-            with progress:
-                result = sync(
-                    config, reporter=reporter, fetch_reporter=fp, allow_missing=True, log=out.info
-                )
-        else:
+        with progress or contextlib.nullcontext():
             result = sync(
-                config, reporter=reporter, fetch_reporter=fp, allow_missing=True, log=out.info
+                config,
+                reporter=reporter,
+                fetch_reporter=fp,
+                allow_missing=allow_missing,
+                log=out.info,
             )
+    except WheelportError as exc:
+        # red coverage cells: the table still shows what was served and why the rest was not
+        if not isinstance(getattr(exc, "result", None), SyncResult):
+            raise
+        failure, result = exc, exc.result  # type: ignore[attr-defined]
     finally:
         fp.stop()
 
@@ -295,13 +328,8 @@ def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
         )
 
     out.result(result.to_json(), human)
-    red = result.coverage.red()
-    if red and not allow_missing:
-        pkg, tgt, why = red[0]
-        more = f" (and {len(red) - 1} more)" if len(red) > 1 else ""
-        raise WheelportError(
-            f"{pkg} cannot be served for {tgt}: {why}{more}", hint="--allow-missing finishes anyway"
-        )
+    if failure is not None:
+        raise failure
 
 
 @cli.command("index")
@@ -472,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("-v", "--verbose", "-vv") for a in args)
     json_mode = "--json" in args
+    restore = _catch_sigint()
     try:
         cli.main(args=args, prog_name="wheelport", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -479,15 +508,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(2) from None
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            _interrupted()
         click.echo("aborted", err=True)
         raise SystemExit(130) from None
     except WheelportError as exc:
         _report(exc, verbose=verbose, json_mode=json_mode)
         raise SystemExit(exc.return_code) from None
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        raise SystemExit(130) from None
+        _interrupted()
     except SystemExit:
         raise
     except Exception as exc:
@@ -498,6 +528,52 @@ def main(argv: Sequence[str] | None = None) -> None:
             err=True,
         )
         raise SystemExit(1) from None
+    finally:
+        restore()
+
+
+#: Seconds an interrupted run has to unwind (temporary files are removed on the way) before
+#: the process ends anyway: worker threads finishing their downloads or builds must not keep it.
+INTERRUPT_GRACE = 2.0
+_sigint = threading.Event()
+_exit_once = threading.Lock()
+
+
+def _catch_sigint() -> Callable[[], None]:
+    """On SIGINT raise KeyboardInterrupt in the main thread (``finally`` blocks clean up) and
+    make sure the process ends within :data:`INTERRUPT_GRACE`. Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if _sigint.is_set():
+            return  # one interrupt is enough; the watchdog below ends the run
+        _sigint.set()
+        threading.Thread(target=_watchdog, name="wheelport-interrupt", daemon=True).start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
+def _watchdog() -> None:
+    time.sleep(INTERRUPT_GRACE)
+    _interrupted()
+
+
+def _interrupted() -> NoReturn:
+    """Say ``interrupted`` once and exit 130. After a real SIGINT the process ends at once
+    (``os._exit``): pool threads still finishing a download would otherwise be waited for."""
+    if not _exit_once.acquire(blocking=threading.current_thread() is threading.main_thread()):
+        raise SystemExit(130)
+    click.echo("interrupted", err=True)
+    if not _sigint.is_set():  # a KeyboardInterrupt without our handler (main() in-process)
+        _exit_once.release()
+        raise SystemExit(130) from None
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
 
 
 def _report(exc: WheelportError, *, verbose: bool, json_mode: bool) -> None:

@@ -125,7 +125,9 @@ class Reporter(Protocol):
 
     def target_started(self, target: Target) -> None: ...
     def pinned(self, target: Target, candidate: Candidate) -> None: ...
+    def metadata_build(self, target: Target, filename: str) -> None: ...
     def target_done(self, target: Target, resolution: Resolution) -> None: ...
+    def target_failed(self, target: Target, error: WheelportError) -> None: ...
 
 
 class NullReporter:
@@ -135,7 +137,13 @@ class NullReporter:
     def pinned(self, target: Target, candidate: Candidate) -> None:
         pass
 
+    def metadata_build(self, target: Target, filename: str) -> None:
+        pass
+
     def target_done(self, target: Target, resolution: Resolution) -> None:
+        pass
+
+    def target_failed(self, target: Target, error: WheelportError) -> None:
         pass
 
 
@@ -262,6 +270,9 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             NormalizedName(PYTHON), Version(target.full_version), frozenset(), _PYTHON_FILE
         )
 
+    def _on_metadata_build(self, filename: str) -> None:
+        self.reporter.metadata_build(self.target, filename)
+
     # -- resolvelib API ------------------------------------------------------------------------
     def identify(self, requirement_or_candidate: Req | Candidate) -> str:
         return requirement_or_candidate.key
@@ -330,7 +341,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             allowed.sort(key=lambda v: not usable[v].is_wheel)
         cands = [Candidate(name, v, extras, usable[v]) for v in allowed]
         if cands:
-            self.client.prefetch_metadata(cands[0].file)
+            self.client.prefetch_metadata(cands[0].file, on_build=self._on_metadata_build)
         return cands
 
     def _by_version(self, name: NormalizedName) -> dict[Version, list[DistFile]] | None:
@@ -379,7 +390,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         if candidate.key == PYTHON:
             return []
         self.reporter.pinned(self.target, candidate)
-        meta = self.client.metadata(candidate.file)
+        meta = self.client.metadata(candidate.file, on_build=self._on_metadata_build)
         parent_depth = self.depth.get(candidate.key, 0)
         out: list[Req] = []
         if meta.requires_python and not candidate.file.requires_python:
@@ -656,7 +667,15 @@ def _describe(cause: Any) -> str:
     return f"{who} {verb} {cause.requirement.text}"
 
 
-def resolve_all(
+@dataclass(frozen=True)
+class TargetFailure:
+    """Why one target could not be resolved: its error names the target and the package."""
+
+    target: Target
+    error: WheelportError
+
+
+def resolve_each(
     client: IndexClient,
     targets: Sequence[Target],
     requirements: Sequence[SourcedRequirement],
@@ -664,8 +683,10 @@ def resolve_all(
     *,
     policy: Policy = Policy(),
     reporter: Reporter | None = None,
-) -> list[Resolution]:
-    """Resolve every target concurrently (one thread each, one shared client)."""
+) -> tuple[list[Resolution], list[TargetFailure]]:
+    """Resolve every target concurrently (one thread each, one shared client). One target's
+    failure is that target's: the others still resolve, and each failure is returned."""
+    reporter = reporter or NullReporter()
     with ThreadPoolExecutor(
         max_workers=max(1, len(targets)), thread_name_prefix="wheelport-resolve"
     ) as pool:
@@ -682,15 +703,51 @@ def resolve_all(
             for t in targets
         ]
         results: list[Resolution] = []
-        first_error: WheelportError | None = None
-        for fut in futures:
+        failures: list[TargetFailure] = []
+        for target, fut in zip(targets, futures, strict=True):
             try:
                 results.append(fut.result())
             except WheelportError as exc:
-                first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
-        return results
+                failure = TargetFailure(target, for_target(exc, target))
+                failures.append(failure)
+                reporter.target_failed(target, failure.error)
+        return results, failures
+
+
+def for_target(exc: WheelportError, target: Target) -> WheelportError:
+    """``exc`` as a target's failure: its message names the target (and keeps the package)."""
+    if exc.target is None:
+        exc.target = target.identifier
+    if target.identifier not in exc.message:
+        exc.message = f"target {target.identifier}: {exc.message}"
+    return exc
+
+
+def first_failure(failures: Sequence[TargetFailure]) -> WheelportError:
+    """The error to raise for failed targets: the first, counting the others."""
+    err = failures[0].error
+    if len(failures) > 1:
+        others = ", ".join(f.target.identifier for f in failures[1:])
+        err.message += f" (and {len(failures) - 1} more target(s) failed: {others})"
+    return err
+
+
+def resolve_all(
+    client: IndexClient,
+    targets: Sequence[Target],
+    requirements: Sequence[SourcedRequirement],
+    constraints: Sequence[SourcedRequirement] = (),
+    *,
+    policy: Policy = Policy(),
+    reporter: Reporter | None = None,
+) -> list[Resolution]:
+    """Resolve every target; raise for the first that fails (naming the others)."""
+    results, failures = resolve_each(
+        client, targets, requirements, constraints, policy=policy, reporter=reporter
+    )
+    if failures:
+        raise first_failure(failures)
+    return results
 
 
 def marker_for(pin: Pin) -> Marker | None:

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +34,17 @@ from wheelport.build.plan import (
 )
 from wheelport.config import Config, SourcedRequirement
 from wheelport.errors import BuildError, JobError, WheelportError
-from wheelport.fetch import Artifact, FetchReporter, FetchResult, fetch, fetch_artifacts
+from wheelport.fetch import (
+    Artifact,
+    FetchReporter,
+    FetchResult,
+    fetch,
+    fetch_artifacts,
+    recheck,
+)
 from wheelport.index.client import IndexClient
 from wheelport.lock import check_locks, dumps, install_list, read_lock
-from wheelport.resolve import Policy, Reporter, resolve_target
+from wheelport.resolve import Policy, Reporter, TargetFailure, resolve_target
 from wheelport.targets import Target, host_target, parse_targets
 from wheelport.wheelhouse import Wheelhouse, atomic_write_text, sha256_file
 
@@ -117,48 +124,69 @@ def sync(
     ``allow_missing`` (then red coverage cells are reported, not raised)."""
     targets = parse_targets(list(config.targets))
     wh = Wheelhouse(config.output)
-    own = client is None
-    client = client or api.make_client(config)
-    try:
-        digest = config.inputs_digest()
-        stale = [s for s in check_locks(wh, targets, digest) if s.reason]
-        relocked = bool(stale)
-        if stale:
-            log(f"locking {len(targets)} target(s) ({stale[0].reason})")
-            api.lock(config, client=client, reporter=reporter, targets=targets)
-        locks = {t.identifier: read_lock(wh.lock_path(t.identifier)) for t in targets}
-        fetched = fetch(wh, list(locks.values()), client, jobs=config.jobs, reporter=fetch_reporter)
-        builders = builders or default_builders(config)
-        outcomes, coverage = build_stage(wh, targets, locks, client, config, builders, log=log)
-        finish(wh, targets, locks, inputs_digest=digest)
-    finally:
-        if own:
-            client.close()
-    from wheelport.index.writer import write_index
+    # exclusive: a second sync (or lock, merge into it) waits; provision/verify/bundle wait too
+    with wh.locked("sync"):
+        own = client is None
+        client = client or api.make_client(config)
+        try:
+            digest = config.inputs_digest()
+            stale = [s for s in check_locks(wh, targets, digest) if s.reason]
+            relocked = bool(stale)
+            failed: list[TargetFailure] = []
+            if stale:
+                log(f"locking {len(targets)} target(s) ({stale[0].reason})")
+                failed = api.lock(
+                    config,
+                    client=client,
+                    reporter=reporter,
+                    targets=targets,
+                    allow_missing=allow_missing,
+                ).failed
+            unlocked = {f.target for f in failed}
+            locked = [t for t in targets if t not in unlocked]
+            locks = {t.identifier: read_lock(wh.lock_path(t.identifier)) for t in locked}
+            recheck(wh)  # re-hash what is there; refuse escaping paths; damaged files are redone
+            fetched = fetch(
+                wh, list(locks.values()), client, jobs=config.jobs, reporter=fetch_reporter
+            )
+            builders = builders or default_builders(config)
+            outcomes, coverage = build_stage(wh, locked, locks, client, config, builders, log=log)
+            for f in failed:
+                coverage.set(
+                    f.error.package or "(all)",
+                    f.target.identifier,
+                    "missing",
+                    f"not locked: {f.error.message}",
+                )
+            finish(wh, locked, locks, inputs_digest=digest, dropped=unlocked)
+        finally:
+            if own:
+                client.close()
+        from wheelport.index.writer import write_index
 
-    report = write_index(wh.root, manifest=wh.load_manifest())
-    result = SyncResult(
-        wheelhouse=wh.root,
-        relocked=relocked,
-        fetched=fetched,
-        builds=outcomes,
-        coverage=coverage,
-        targets=[t.identifier for t in targets],
-        index=_report_json(report),
-    )
-    if result.coverage.red() and not allow_missing:
-        pkg, tgt, why = result.coverage.red()[0]
-        more = len(result.coverage.red()) - 1
-        err = JobError(
-            f"{pkg} cannot be served for {tgt}: {why}"
-            + (f" (and {more} more missing)" if more else ""),
-            hint="see the coverage table; --allow-missing finishes anyway",
-            package=pkg,
-            target=tgt,
+        report = write_index(wh.root, manifest=wh.load_manifest())
+        result = SyncResult(
+            wheelhouse=wh.root,
+            relocked=relocked,
+            fetched=fetched,
+            builds=outcomes,
+            coverage=coverage,
+            targets=[t.identifier for t in targets],
+            index=_report_json(report),
         )
-        err.result = result  # type: ignore[attr-defined]
-        raise err
-    return result
+        if result.coverage.red() and not allow_missing:
+            pkg, tgt, why = result.coverage.red()[0]
+            more = len(result.coverage.red()) - 1
+            err = JobError(
+                f"{pkg} cannot be served for {tgt}: {why}"
+                + (f" (and {more} more missing)" if more else ""),
+                hint="see the coverage table; --allow-missing finishes anyway",
+                package=pkg,
+                target=tgt,
+            )
+            err.result = result  # type: ignore[attr-defined]
+            raise err
+        return result
 
 
 def _report_json(report: object) -> dict[str, Any]:
@@ -201,8 +229,7 @@ def default_builders(config: Config) -> Builders:
         pkgs = sorted(set(packages_for(project)))
         if not pkgs:
             return base
-        template = (container.DOCKER_DIR / images.BUILDER_TEMPLATE).read_text(encoding="utf-8")
-        return images.builder_tag(base, pkgs, template)
+        return images.builder_tag(base, pkgs, images.builder_template())
 
     def run(sdist: Path, target: Target, wheels: Path, out: Path, logs: Path) -> Path:
         image = images.policy_image(target, overrides)
@@ -653,13 +680,20 @@ def finish(
     targets: Sequence[Target],
     locks: Mapping[str, Pylock],
     inputs_digest: str | None = None,
+    dropped: Collection[Target] = (),
 ) -> None:
-    """Write bootstrap.py and the manifest's ``locks`` section (what bootstrap.py reads)."""
+    """Write bootstrap.py and the manifest's ``locks`` section (what bootstrap.py reads);
+    ``dropped`` targets (no lock any more) leave the manifest."""
     manifest = wh.load_manifest()
     if inputs_digest is not None:
         manifest["inputs_digest"] = inputs_digest
-    manifest["targets"] = sorted(set(manifest.get("targets", [])) | {t.identifier for t in targets})
+    gone = {t.identifier for t in dropped}
+    manifest["targets"] = sorted(
+        (set(manifest.get("targets", [])) | {t.identifier for t in targets}) - gone
+    )
     locks_section: dict[str, Any] = manifest.setdefault("locks", {})
+    for tid in gone:
+        locks_section.pop(tid, None)
     for t in targets:
         path = wh.lock_path(t.identifier)
         locks_section[t.identifier] = lock_summary(t, locks[t.identifier], path)

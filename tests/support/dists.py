@@ -430,13 +430,15 @@ def make_sdist(
     backend_requires: Sequence[str] | None = None,
     c_extension: bool = False,
     metadata_version: str = "2.2",
+    project: Mapping[str, object] | None = None,
 ) -> Path:
     """Write a ``.tar.gz`` sdist built by *backend* (tinybackend by default) and return its path.
 
     ``PKG-INFO`` lists *deps* unless *dynamic_deps*, in which case it says ``Dynamic: Requires-Dist``
     and only the backend (from ``[tool.tinybackend] deps``) puts them in the built wheel. With
     *c_extension* the sdist carries ``{module}/_speedup.c`` (``add(a, b)``) that tinybackend
-    compiles into a platform wheel for the building interpreter.
+    compiles into a platform wheel for the building interpreter. *project* writes a PEP 621
+    ``[project]`` table (scalars and string lists; ``optional-dependencies`` as a mapping).
     """
     directory.mkdir(parents=True, exist_ok=True)
     mod = module_name(name)
@@ -454,6 +456,12 @@ def make_sdist(
         f"build-backend = {json.dumps(backend)}\n"
         "\n[tool.tinybackend]\n" + _toml_table(config)
     )
+    if project is not None:
+        table = {k: v for k, v in project.items() if k != "optional-dependencies"}
+        pyproject += "\n[project]\n" + _toml_table(table)
+        optional = project.get("optional-dependencies")
+        if isinstance(optional, Mapping):
+            pyproject += "\n[project.optional-dependencies]\n" + _toml_table(optional)
     pkg_info = metadata_text(
         name,
         ver,

@@ -17,12 +17,17 @@ import tarfile
 import tempfile
 import venv
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from wheelport import bootstrap
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 from wheelport.errors import BuildError
 
 
@@ -159,10 +164,25 @@ class IsolatedBuild:
         try:
             extra = self.builder.get_requires_for_build(distribution)
         except Exception as exc:
-            raise BuildError(
-                f"{self.label}: get_requires_for_build_{distribution} failed: {exc}"
-            ) from None
+            raise self._hook_failed(f"get_requires_for_build_{distribution}", exc) from None
         self.install(sorted(extra))
+
+    def _hook_failed(self, hook: str, exc: BaseException) -> BuildError:
+        """The failure of a backend hook: which hook, which backend, and its last output line
+        (what the backend said), not the wrapper's generic message."""
+        backend = _backend_of(self.srcdir)
+        said = [ln.strip() for ln in (self.log.lines[-1] if self.log.lines else "").splitlines()]
+        detail = next((ln for ln in reversed(said) if ln), "") or _short(exc)
+        return BuildError(
+            f"{self.label}: PEP 517 hook {hook} of backend {backend} failed: {detail[:300]}",
+            path=str(self.sdist),
+        )
+
+    def save_log(self, path: Path) -> Path:
+        """Write what the build printed so far to ``path`` (kept for the user to read)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.log.text(), encoding="utf-8")
+        return path
 
     def metadata(self) -> bytes:
         """Core metadata via prepare_metadata_for_build_wheel (or a full build when the backend lacks it)."""
@@ -171,9 +191,7 @@ class IsolatedBuild:
         try:
             path = self.builder.metadata_path(out)
         except Exception as exc:
-            raise BuildError(
-                f"{self.label}: preparing metadata failed: {_short(exc)}", path=str(self.sdist)
-            ) from None
+            raise self._hook_failed("prepare_metadata_for_build_wheel", exc) from None
         return (Path(path) / "METADATA").read_bytes()
 
     def build_wheel(self, out_dir: Path) -> Path:
@@ -190,6 +208,17 @@ class IsolatedBuild:
         return dest
 
 
+def _backend_of(srcdir: Path) -> str:
+    """The ``build-backend`` an unpacked sdist names (PEP 517's default when it names none)."""
+    try:
+        data = tomllib.loads((srcdir / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        data = {}
+    return str(
+        data.get("build-system", {}).get("build-backend", "setuptools.build_meta:__legacy__")
+    )
+
+
 def _short(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__).strip().splitlines()[-1][:300]
 
@@ -201,8 +230,11 @@ def _missing_requirement(output: str) -> str | None:
     return m[1] if m else None
 
 
-def sdist_metadata_online(index_urls: Sequence[str]) -> object:
-    """A ``(sdist path, filename) -> METADATA bytes`` builder that installs build deps from the indexes."""
+def sdist_metadata_online(
+    index_urls: Sequence[str], log_dir: Path | None = None
+) -> Callable[[Path, str], bytes]:
+    """A ``(sdist path, filename) -> METADATA bytes`` builder that installs build deps from the
+    indexes. A failure's message names the hook that failed and the log kept in ``log_dir``."""
     args: list[str] = []
     for i, url in enumerate(index_urls):
         args += ["--index-url" if i == 0 else "--extra-index-url", url]
@@ -214,6 +246,12 @@ def sdist_metadata_online(index_urls: Sequence[str]) -> object:
             label=filename,
             missing_hint="it is not on the index; wheelport needs it to read this sdist's dependencies",
         ) as b:
-            return b.metadata()
+            try:
+                return b.metadata()
+            except BuildError as exc:
+                if log_dir is not None:
+                    kept = b.save_log(log_dir / f"{filename}.metadata.log")
+                    exc.message += f" (log: {kept})"
+                raise
 
     return build_metadata

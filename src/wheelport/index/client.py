@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import email.parser
+import functools
 import hashlib
 import json
 import logging
 import netrc
 import os
 import re
-import tarfile
 import tempfile
 import threading
 import time
@@ -37,7 +37,15 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from wheelport.cache import Cache
-from wheelport.errors import IndexError_
+from wheelport.errors import IndexError_, JobError, WheelportError
+from wheelport.index.metadata import (
+    TAIL_BYTES,
+    RangesUnsupported,
+    metadata_from_sdist,
+    parse_content_range,
+    read_metadata_by_ranges,
+    wheel_metadata_member,
+)
 from wheelport.index.models import DistFile, make_file
 from wheelport.wheelhouse import atomic_write_bytes
 
@@ -249,6 +257,7 @@ class IndexClient:
         self._pages: dict[str, Future[list[DistFile]]] = {}
         self._meta: dict[str, Future[CoreMetadata]] = {}
         self._versions: dict[str, dict[Version, list[DistFile]]] = {}
+        self._work: dict[tuple[str, ...], Future[bytes | None]] = {}
         self._sdist_metadata = sdist_metadata
         self._netrc: netrc.netrc | bool | None = False
         #: revalidate every page even when the cache says it is fresh
@@ -419,56 +428,211 @@ class IndexClient:
         return parse_html_page(page.read_text(encoding="utf-8"), page.as_uri(), name, index)
 
     # -- metadata ----------------------------------------------------------------------------
-    def metadata(self, file: DistFile) -> CoreMetadata:
-        """Core metadata of a file: PEP 658 when the index serves it, else out of the file."""
-        return self.prefetch_metadata(file).result()
+    def metadata(
+        self, file: DistFile, *, on_build: Callable[[str], None] | None = None
+    ) -> CoreMetadata:
+        """Core metadata of a candidate (the version ``file`` belongs to), from the cheapest
+        source that has it (:mod:`wheelport.index.metadata` gives the order). ``on_build`` is
+        told when an sdist's metadata has to be built (PEP 517)."""
+        return self.prefetch_metadata(file, on_build=on_build).result()
 
-    def prefetch_metadata(self, file: DistFile) -> Future[CoreMetadata]:
+    def prefetch_metadata(
+        self, file: DistFile, *, on_build: Callable[[str], None] | None = None
+    ) -> Future[CoreMetadata]:
         with self._lock:
             fut = self._meta.get(file.url)
             if fut is None:
-                fut = self.pool.submit(self._load_metadata, file)
+                fut = self.pool.submit(self._load_metadata, file, on_build)
                 self._meta[file.url] = fut
         return fut
 
-    def _load_metadata(self, file: DistFile) -> CoreMetadata:
-        key = f"meta:{file.sha256 or file.url}"
-        path = self.cache.metadata_path(key)
-        if path.exists():
-            return CoreMetadata.parse(path.read_bytes(), file.filename)
-        data: bytes | None = None
-        if file.is_wheel and file.core_metadata:
-            resp = self.request(file.metadata_url)
-            if resp.status_code == 200:
-                data = resp.content
-                expected = file.core_metadata if isinstance(file.core_metadata, str) else None
-                if expected and hashlib.sha256(data).hexdigest() != expected:
-                    log.warning(
-                        "%s: PEP 658 metadata hash mismatch; reading the wheel", file.filename
-                    )
-                    data = None
-        if data is None:
-            local = self.download(file)
-            if file.is_wheel:
-                data = _wheel_metadata(local, file.filename)
-            else:
-                data = _sdist_metadata(local, file.filename)
-                if data is None or not _static_requires(data):
-                    if self._sdist_metadata is None:
+    def _once(self, key: tuple[str, ...], work: Callable[[], bytes | None]) -> bytes | None:
+        """Run ``work`` once per key for the whole client; concurrent callers wait for the first
+        (whose result, or exception, they share). Runs in the caller's thread: no pool slot is
+        held while waiting, so nested use cannot deadlock."""
+        with self._lock:
+            fut = self._work.get(key)
+            owner = fut is None
+            if fut is None:
+                fut = Future()
+                self._work[key] = fut
+        if owner:
+            try:
+                fut.set_result(work())
+            except BaseException as exc:
+                fut.set_exception(exc)
+        return fut.result()
+
+    def _cached_metadata(self, sha256: str | None) -> bytes | None:
+        if not sha256:
+            return None
+        path = self.cache.metadata_path(f"meta:{sha256}")
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _remember_metadata(self, sha256: str | None, data: bytes) -> None:
+        if sha256:
+            atomic_write_bytes(self.cache.metadata_path(f"meta:{sha256}"), data, durable=False)
+
+    def _load_metadata(
+        self, file: DistFile, on_build: Callable[[str], None] | None
+    ) -> CoreMetadata:
+        siblings = self.versions_of(file.project).get(file.version) or [file]
+        wheels = sorted((f for f in siblings if f.is_wheel), key=lambda f: f.filename)
+        if file.is_wheel:  # the target's own wheel first
+            wheels = [file] + [w for w in wheels if w.url != file.url]
+        sdists = [f for f in siblings if not f.is_wheel]
+        if not file.is_wheel:
+            sdists = [file] + [s for s in sdists if s.url != file.url]
+        sources: list[Callable[[], tuple[bytes, str] | None]] = [
+            lambda: self._metadata_from_cache(wheels, sdists),
+            lambda: self._metadata_pep658(wheels),
+            lambda: self._metadata_by_ranges(wheels),
+            lambda: self._metadata_static_sdist(sdists),
+            lambda: self._metadata_whole_wheel(wheels),
+            lambda: self._metadata_build(sdists, on_build),
+        ]
+        for source in sources:
+            try:
+                found = source()
+            except WheelportError as exc:
+                exc.package = exc.package or file.project
+                raise
+            if found is not None:
+                data, how = found
+                self.stats[f"metadata_{how}"] = self.stats.get(f"metadata_{how}", 0) + 1
+                return CoreMetadata.parse(data, file.filename)
+        raise IndexError_(f"{file.filename}: no metadata could be read", package=file.project)
+
+    def _metadata_from_cache(
+        self, wheels: list[DistFile], sdists: list[DistFile]
+    ) -> tuple[bytes, str] | None:
+        for f in [*wheels, *sdists]:
+            data = self._cached_metadata(f.sha256)
+            if data is not None:
+                return data, "cache"
+        return None
+
+    def _metadata_pep658(self, wheels: list[DistFile]) -> tuple[bytes, str] | None:
+        for wheel in wheels:
+            if not wheel.core_metadata:
+                continue
+            data = self._once(("pep658", wheel.url), functools.partial(self._fetch_pep658, wheel))
+            if data is not None:
+                return data, "pep658"
+        return None
+
+    def _fetch_pep658(self, wheel: DistFile) -> bytes | None:
+        resp = self.request(wheel.metadata_url)
+        if resp.status_code != 200:
+            return None
+        data = resp.content
+        expected = wheel.core_metadata if isinstance(wheel.core_metadata, str) else None
+        if expected and hashlib.sha256(data).hexdigest() != expected:
+            log.warning("%s: PEP 658 metadata does not match its sha256; ignored", wheel.filename)
+            return None
+        self._remember_metadata(wheel.sha256, data)
+        return data
+
+    def _metadata_by_ranges(self, wheels: list[DistFile]) -> tuple[bytes, str] | None:
+        """One wheel of the version, read with range requests (shared by every target: the
+        wheels of a version carry the same metadata)."""
+        if not wheels or wheels[0].url.startswith("file://"):
+            return None
+        wheel = wheels[0]
+        key = ("ranges", wheel.project, str(wheel.version))
+        data = self._once(key, lambda: self._fetch_by_ranges(wheel))
+        return (data, "ranges") if data is not None else None
+
+    def _fetch_by_ranges(self, wheel: DistFile) -> bytes | None:
+        try:
+            resp = self.request(wheel.url, {"Range": f"bytes=-{TAIL_BYTES}"}, stream=True)
+            try:
+                span = parse_content_range(resp.headers.get("content-range"))
+                if resp.status_code != 206 or span is None:
+                    raise RangesUnsupported(f"HTTP {resp.status_code}")
+                tail = resp.read()
+            finally:
+                resp.close()
+
+            def fetch(start: int, end: int) -> bytes:
+                r = self.request(wheel.url, {"Range": f"bytes={start}-{end}"})
+                if r.status_code != 206:
+                    raise RangesUnsupported(f"HTTP {r.status_code}")
+                return r.content
+
+            data, more = read_metadata_by_ranges(wheel.filename, span[2], tail, fetch)
+        except (RangesUnsupported, httpx.HTTPError, zipfile.BadZipFile, OSError, EOFError) as exc:
+            log.info("%s: metadata by range requests failed (%s)", wheel.filename, exc)
+            return None
+        self.stats["range_requests"] = self.stats.get("range_requests", 0) + 1 + more
+        self._remember_metadata(wheel.sha256, data)
+        return data
+
+    def _metadata_static_sdist(self, sdists: list[DistFile]) -> tuple[bytes, str] | None:
+        for sdist in sdists[:1]:
+            local = self.download(sdist)
+            found = metadata_from_sdist(local, sdist.project, str(sdist.version))
+            if found is not None:
+                self._remember_metadata(sdist.sha256, found[0])
+                return found[0], "sdist_" + found[1].split(".")[0].lower().replace("-", "_")
+        return None
+
+    def _metadata_whole_wheel(self, wheels: list[DistFile]) -> tuple[bytes, str] | None:
+        """The last resort before a build: download one wheel of the version (it was not
+        readable by ranges) and read its METADATA."""
+        for wheel in wheels[:1]:
+            local = self.download(wheel)
+            try:
+                with zipfile.ZipFile(local) as zf:
+                    member = wheel_metadata_member(zf, wheel.filename)
+                    if member is None:
                         raise IndexError_(
-                            f"{file.filename}: dependencies are dynamic and no builder is set",
-                            package=file.project,
+                            f"{wheel.filename}: wheel has no .dist-info/METADATA",
+                            path=wheel.filename,
                         )
-                    data = self._sdist_metadata(local, file.filename)
-        atomic_write_bytes(path, data, durable=False)
-        return CoreMetadata.parse(data, file.filename)
+                    data = zf.read(member)
+            except zipfile.BadZipFile as exc:
+                raise IndexError_(
+                    f"{wheel.filename}: not a readable wheel: {exc}", path=wheel.filename
+                ) from None
+            self._remember_metadata(wheel.sha256, data)
+            return data, "wheel"
+        return None
+
+    def _metadata_build(
+        self, sdists: list[DistFile], on_build: Callable[[str], None] | None
+    ) -> tuple[bytes, str] | None:
+        if not sdists:
+            return None
+        sdist = sdists[0]
+        builder = self._sdist_metadata
+        if builder is None:
+            raise IndexError_(
+                f"{sdist.filename}: dependencies are dynamic and no builder is set",
+                package=sdist.project,
+            )
+
+        def build() -> bytes:
+            local = self.download(sdist)
+            if on_build is not None:
+                on_build(sdist.filename)
+            self.stats["metadata_builds"] = self.stats.get("metadata_builds", 0) + 1
+            data = builder(local, sdist.filename)
+            self._remember_metadata(sdist.sha256, data)
+            return data
+
+        data = self._once(("build", sdist.sha256 or sdist.url), build)
+        return (data, "build") if data is not None else None
 
     # -- files -------------------------------------------------------------------------------
     def download(self, file: DistFile, *, progress: Callable[[int], None] | None = None) -> Path:
         """The file in the content-addressed cache, downloaded and verified when missing."""
         if file.sha256:
-            dest = self.cache.artifact_path(file.sha256)
-            if dest.exists():
+            dest = self.cache.verified(file.sha256)  # re-hashed; a corrupt entry is evicted
+            if dest is not None:
                 return dest
         return download_verified(
             self,
@@ -510,6 +674,44 @@ def download_verified(
         if not dest.exists():
             atomic_write_bytes(dest, resp_bytes)
         return dest
+    # A body cut short (reset, truncated, timed out) is retried like a failed request; bytes
+    # that do not match the advertised sha256 once more (a proxy may have mangled them), then
+    # the index is taken at its word: it serves different bytes than it advertises.
+    attempts = client.retries + 1
+    corrupt = 0
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(client.backoff * (2 ** (attempt - 1)))
+        try:
+            return _download_once(client, url, sha256, size, cache, progress, label)
+        except _Retryable as exc:
+            corrupt += exc.corrupt
+            if attempt + 1 >= attempts or corrupt > 1:
+                raise exc.error from None
+            log.info("%s: %s; retrying", label, exc.error.message)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Retryable(Exception):
+    """A download attempt that failed in a way another attempt may not."""
+
+    def __init__(self, error: JobError, *, corrupt: bool = False) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.corrupt = corrupt
+
+
+def _download_once(
+    client: IndexClient,
+    url: str,
+    sha256: str | None,
+    size: int | None,
+    cache: Cache,
+    progress: Callable[[int], None] | None,
+    label: str,
+) -> Path:
+    from wheelport.errors import FetchError
+
     tmp_dir = cache.artifacts / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
@@ -533,26 +735,35 @@ def download_verified(
                         progress(len(chunk))
         finally:
             resp.close()
+        if size is not None and total != size:
+            raise _Retryable(
+                FetchError(
+                    f"{label}: size mismatch for {redact(url)}: expected {size} bytes, got {total}",
+                    path=label,
+                )
+            )
         digest = h.hexdigest()
         if sha256 and digest != sha256:
-            raise FetchError(
-                f"{label}: sha256 mismatch for {redact(url)}: expected {sha256}, got {digest}",
-                hint="the index served different bytes than it advertises; nothing was kept",
-                path=label,
-            )
-        if size is not None and total != size:
-            raise FetchError(
-                f"{label}: size mismatch for {redact(url)}: expected {size} bytes, got {total}",
-                path=label,
+            raise _Retryable(
+                FetchError(
+                    f"{label}: sha256 mismatch for {redact(url)}: expected {sha256}, got {digest}",
+                    hint="the index served different bytes than it advertises; nothing was kept",
+                    path=label,
+                ),
+                corrupt=True,
             )
         dest = cache.artifact_path(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp_name, dest)
         return dest
     except httpx.TransportError as exc:
-        raise FetchError(
-            f"{label}: download from {redact(url)} failed: {_reason(exc)}", path=label
+        raise _Retryable(
+            FetchError(f"{label}: download from {redact(url)} failed: {_reason(exc)}", path=label)
         ) from None
+    except _Retryable:
+        if progress and total:
+            progress(-total)  # the next attempt starts from zero
+        raise
     finally:
         sink.close()
         with contextlib.suppress(FileNotFoundError):
@@ -563,6 +774,10 @@ def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if "refused" in text.lower():
         return "connection refused"
+    if "reset by peer" in text.lower():
+        return "connection reset by the server"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({text.splitlines()[0]})" if "timed out" not in text else text
     return text.splitlines()[0]
 
 
@@ -583,47 +798,6 @@ def _max_age(headers: httpx.Headers) -> int:
     ):
         return MAX_PAGE_AGE
     return 0
-
-
-def _wheel_metadata(path: Path, filename: str) -> bytes:
-    with zipfile.ZipFile(path) as zf:
-        names = [
-            n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
-        ]
-        if not names:
-            raise IndexError_(f"{filename}: wheel has no .dist-info/METADATA", path=filename)
-        return zf.read(names[0])
-
-
-def _sdist_metadata(path: Path, filename: str) -> bytes | None:
-    """PKG-INFO of an sdist's top directory, or None."""
-    try:
-        if filename.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                for n in zf.namelist():
-                    if n.count("/") == 1 and n.endswith("/PKG-INFO"):
-                        return zf.read(n)
-            return None
-        with tarfile.open(path) as tf:
-            for m in tf:
-                if m.isfile() and m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"):
-                    fh = tf.extractfile(m)
-                    return fh.read() if fh else None
-    except (tarfile.TarError, zipfile.BadZipFile, OSError):
-        return None
-    return None
-
-
-def _static_requires(pkg_info: bytes) -> bool:
-    """PEP 643: PKG-INFO dependencies are reliable for Metadata-Version >= 2.2 unless Dynamic."""
-    meta = CoreMetadata.parse(pkg_info)
-    try:
-        major, minor = (int(x) for x in meta.metadata_version.split(".")[:2])
-    except ValueError:
-        return False
-    if (major, minor) < (2, 2):
-        return False
-    return "requires-dist" not in meta.dynamic and "requires-python" not in meta.dynamic
 
 
 __all__ = ["CoreMetadata", "IndexClient", "download_verified", "redact"]

@@ -1,0 +1,279 @@
+"""Core metadata of a candidate version, without building anything when it can be helped.
+
+The resolver needs a version's dependencies. They are taken from the first of these that
+answers (the order pip's and uv's resolvers follow; all wheels of one version carry the same
+metadata, which both assume):
+
+1. PEP 658/714 metadata of a wheel of that version — the target's own wheel first;
+2. the ``METADATA`` member of a wheel read with HTTP range requests (the zip's central
+   directory, then that one member) when the index serves no PEP 658 file — never the whole
+   wheel unless the server ignores ranges;
+3. the sdist's ``PKG-INFO`` when PEP 643 says its dependency fields are static;
+4. the sdist's ``pyproject.toml`` ``[project]`` table when ``dependencies`` and
+   ``optional-dependencies`` are not ``dynamic`` (PEP 621);
+5. only then a PEP 517 ``prepare_metadata_for_build_wheel`` (the client's injected builder).
+
+This module holds the pure readers (archives, TOML → metadata) and the lazy range-reading
+file; the index client decides the order and caches what it learns.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: ``<name>-<version>.dist-info/METADATA`` at the top of a wheel
+_DIST_INFO_METADATA = re.compile(r"^[^/]+\.dist-info/METADATA$")
+
+#: bytes asked for first: the end of central directory and, for most wheels, the whole directory
+TAIL_BYTES = 64 * 1024
+#: smallest range asked for later (zipfile reads a member's local header in small pieces)
+BLOCK_BYTES = 16 * 1024
+
+
+class RangesUnsupported(Exception):
+    """The server answered a range request with the whole file (or not at all)."""
+
+
+# -- archives ------------------------------------------------------------------------------------
+
+
+def wheel_metadata_member(zf: zipfile.ZipFile, filename: str) -> str | None:
+    """The name of a wheel's own ``.dist-info/METADATA`` member (the one its file name names)."""
+    candidates = [n for n in zf.namelist() if _DIST_INFO_METADATA.match(n)]
+    if len(candidates) > 1:
+        project = canonicalize_name(filename.split("-", 1)[0])
+        own = [n for n in candidates if canonicalize_name(n.split("-", 1)[0]) == project]
+        candidates = own or candidates
+    return sorted(candidates)[0] if candidates else None
+
+
+def sdist_members(path: Path, names: Iterable[str]) -> dict[str, bytes]:
+    """Top-level members of an sdist (``PKG-INFO``, ``pyproject.toml``) by base name.
+
+    Members directly under the archive's one top directory count; a missing one is left out.
+    Raises ``tarfile.TarError``/``zipfile.BadZipFile``/``OSError`` for a broken archive.
+    """
+    wanted = set(names)
+    found: dict[str, bytes] = {}
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as zf:
+            for n in zf.namelist():
+                top, _, base = n.partition("/")
+                if top and base in wanted and base not in found:
+                    found[base] = zf.read(n)
+        return found
+    with tarfile.open(path, "r:*") as tf:
+        for m in tf:
+            top, _, base = m.name.partition("/")
+            if m.isfile() and top and base in wanted and base not in found:
+                fh = tf.extractfile(m)
+                if fh is not None:
+                    found[base] = fh.read()
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+# -- PEP 643 / PEP 621 ---------------------------------------------------------------------------
+
+
+def _version_tuple(text: str) -> tuple[int, int]:
+    try:
+        major, minor = (int(x) for x in text.split(".")[:2])
+    except ValueError:
+        return (1, 0)
+    return major, minor
+
+
+def static_pkg_info(pkg_info: bytes) -> bool:
+    """PEP 643: an sdist's PKG-INFO is reliable for Metadata-Version ≥ 2.2 unless its
+    ``Requires-Dist`` (or ``Requires-Python``) is listed as ``Dynamic``."""
+    from email.parser import BytesHeaderParser
+
+    msg = BytesHeaderParser().parsebytes(pkg_info)
+    if _version_tuple(str(msg.get("Metadata-Version", "1.0"))) < (2, 2):
+        return False
+    dynamic = {str(d).strip().lower() for d in msg.get_all("Dynamic") or []}
+    return not dynamic & {"requires-dist", "requires-python", "provides-extra"}
+
+
+def pyproject_metadata(pyproject: bytes, name: str, version: str) -> bytes | None:
+    """Core metadata built from a ``pyproject.toml`` ``[project]`` table whose dependency fields
+    are static (PEP 621: a field not listed in ``dynamic`` is exactly what the table says, absent
+    meaning none). None when the table is missing, invalid, or declares them dynamic."""
+    try:
+        data = tomllib.loads(pyproject.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    project = data.get("project")
+    if not isinstance(project, dict):
+        return None
+    dynamic = {str(d).lower() for d in project.get("dynamic", [])}
+    if dynamic & {"dependencies", "optional-dependencies", "requires-python"}:
+        return None
+    deps = project.get("dependencies", [])
+    optional = project.get("optional-dependencies", {})
+    if not isinstance(deps, list) or not isinstance(optional, Mapping):
+        return None
+    try:
+        lines = [str(Requirement(str(d))) for d in deps]
+        extras: list[str] = []
+        for extra, reqs in optional.items():
+            extra_name: str = canonicalize_name(str(extra))
+            extras.append(extra_name)
+            for text in reqs:
+                lines.append(_with_extra(Requirement(str(text)), extra_name))
+    except InvalidRequirement:
+        return None
+    msg = Message()
+    msg["Metadata-Version"] = "2.2"
+    msg["Name"] = str(project.get("name") or name)
+    msg["Version"] = version
+    if project.get("requires-python"):
+        msg["Requires-Python"] = str(project["requires-python"])
+    for extra_name in extras:
+        msg["Provides-Extra"] = extra_name
+    for line in lines:
+        msg["Requires-Dist"] = line
+    return msg.as_bytes()
+
+
+def _with_extra(req: Requirement, extra: str) -> str:
+    """``req`` as the ``Requires-Dist`` line of an extra (``…; (marker) and extra == "x"``)."""
+    marker = req.marker
+    req.marker = None
+    clause = f'extra == "{extra}"'
+    text = f"{req}; ({marker}) and {clause}" if marker is not None else f"{req}; {clause}"
+    return str(Requirement(text))
+
+
+def metadata_from_sdist(path: Path, name: str, version: str) -> tuple[bytes, str] | None:
+    """(metadata, source) from an sdist without running its backend: static PKG-INFO (PEP 643)
+    or a static ``[project]`` table (PEP 621); None when neither says the dependencies."""
+    try:
+        members = sdist_members(path, ("PKG-INFO", "pyproject.toml"))
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError):
+        return None
+    pkg_info = members.get("PKG-INFO")
+    if pkg_info is not None and static_pkg_info(pkg_info):
+        return pkg_info, "PKG-INFO"
+    pyproject = members.get("pyproject.toml")
+    if pyproject is not None:
+        built = pyproject_metadata(pyproject, name, version)
+        if built is not None:
+            return built, "pyproject.toml"
+    return None
+
+
+# -- range requests ------------------------------------------------------------------------------
+
+#: ``fetch(start, end_inclusive) -> bytes`` for a ranged GET
+RangeFetch = Callable[[int, int], bytes]
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only, seekable file over HTTP range requests, as :mod:`zipfile` needs it.
+
+    Starts from the file's tail (fetched once up front); other reads fetch at least
+    :data:`BLOCK_BYTES` and keep what they fetched, so reading one small member costs one
+    request more.
+    """
+
+    def __init__(self, size: int, tail: bytes, fetch: RangeFetch) -> None:
+        super().__init__()
+        self.size = size
+        self._fetch = fetch
+        self._blocks: list[tuple[int, bytes]] = [(size - len(tail), tail)]
+        self._pos = 0
+        self.requests = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self.size - self._pos)
+        if want <= 0:
+            return 0
+        data = self._span(self._pos, want)
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def _span(self, start: int, length: int) -> bytes:
+        for begin, block in self._blocks:
+            if begin <= start and start + length <= begin + len(block):
+                return block[start - begin : start - begin + length]
+        end = min(self.size, start + max(length, BLOCK_BYTES)) - 1
+        data = self._fetch(start, end)
+        self.requests += 1
+        if len(data) != end - start + 1:
+            raise OSError(f"range {start}-{end}: got {len(data)} bytes")
+        self._blocks.append((start, data))
+        return data[:length]
+
+
+def read_metadata_by_ranges(
+    filename: str, size: int, tail: bytes, fetch: RangeFetch
+) -> tuple[bytes, int]:
+    """(METADATA bytes, range requests made after the tail) of a remote wheel."""
+    raw = RangeFile(size, tail, fetch)
+    with zipfile.ZipFile(io.BufferedReader(raw, buffer_size=BLOCK_BYTES)) as zf:
+        member = wheel_metadata_member(zf, filename)
+        if member is None:
+            raise zipfile.BadZipFile(f"{filename} has no .dist-info/METADATA")
+        data = zf.read(member)
+    return data, raw.requests
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def parse_content_range(header: str | None) -> tuple[int, int, int] | None:
+    """(start, end, total) of a ``Content-Range: bytes a-b/total`` header."""
+    m = _CONTENT_RANGE.match(header or "")
+    if not m or m[3] == "*":
+        return None
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+__all__ = [
+    "BLOCK_BYTES",
+    "TAIL_BYTES",
+    "RangeFile",
+    "RangesUnsupported",
+    "metadata_from_sdist",
+    "parse_content_range",
+    "pyproject_metadata",
+    "read_metadata_by_ranges",
+    "sdist_members",
+    "static_pkg_info",
+    "wheel_metadata_member",
+]
