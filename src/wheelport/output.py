@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,6 +54,11 @@ def common(func: F) -> F:
             level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
             format="%(levelname)s %(name)s: %(message)s",
         )
+        if not verbose:
+            # build backends' deprecation notices (re-raised by pyproject_hooks) are not ours to show
+            from pyproject_hooks import BuildBackendWarning
+
+            warnings.filterwarnings("ignore", category=BuildBackendWarning)
         return func(*args, out=out, **kwargs)
 
     return wrapper  # type: ignore[return-value]

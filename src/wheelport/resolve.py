@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -263,9 +263,11 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         self.edges: dict[tuple[str, str], list[str | None]] = defaultdict(list)
         self.depth: dict[str, int] = {}
         self.deps: dict[str, list[Req]] = {}
-        self._files: dict[NormalizedName, dict[Version, list[DistFile]]] = {}
+        self._files: dict[NormalizedName, Mapping[Version, list[DistFile]]] = {}
         self._select_cache: dict[tuple[NormalizedName, Version, bool], DistFile | None] = {}
         self._matching_cache: dict[tuple[NormalizedName, str], list[Version]] = {}
+        self._newest_first: dict[NormalizedName, list[Version]] = {}
+        self._satisfied: dict[tuple[int, Version], tuple[SpecifierSet, bool]] = {}
         self._python = Candidate(
             NormalizedName(PYTHON), Version(target.full_version), frozenset(), _PYTHON_FILE
         )
@@ -303,7 +305,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         identifier: str,
         requirements: Mapping[str, Iterator[Req]],
         incompatibilities: Mapping[str, Iterator[Candidate]],
-    ) -> list[Candidate]:
+    ) -> Callable[[], Iterator[Candidate]] | list[Candidate]:
         reqs = list(requirements[identifier])
         if not reqs:
             return []
@@ -322,29 +324,49 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         bad = {c.version for c in incompatibilities[identifier]}
         if self._by_version(name) is None:
             return []
+        # lazy, as pip's provider: resolvelib mostly takes the first candidate, and choosing a
+        # file for each of a project's hundreds of versions up front is most of the CPU time
+        return functools.partial(self._candidates, name, extras, spec, frozenset(bad))
+
+    def _candidates(
+        self,
+        name: NormalizedName,
+        extras: frozenset[NormalizedName],
+        spec: SpecifierSet,
+        bad: frozenset[Version],
+    ) -> Iterator[Candidate]:
+        """Candidates newest first (wheels before sdists with ``prefer_binary``); prereleases
+        only when allowed, or when no final release is usable (as ``SpecifierSet.filter``)."""
         exact = {
             Version(s.version)
             for s in spec
             if s.operator in ("==", "===") and "*" not in s.version and _is_version(s.version)
         }
-        usable: dict[Version, DistFile] = {}
-        for version in self._matching(name, spec):
-            if version in bad:
-                continue
-            # PEP 592: a yanked file is fine only for an exact pin
-            chosen = self._select(name, version, allow_yanked=version in exact)
-            if chosen is not None:
-                usable[version] = chosen
-        allowed = list(spec.filter(usable, prereleases=True if self.policy.pre else None))
-        allowed.sort(reverse=True)
-        if self.policy.prefer_binary:
-            allowed.sort(key=lambda v: not usable[v].is_wheel)
-        cands = [Candidate(name, v, extras, usable[v]) for v in allowed]
-        if cands:
-            self.client.prefetch_metadata(cands[0].file, on_build=self._on_metadata_build)
-        return cands
+        allow_pre = True if self.policy.pre else spec.prereleases
+        passes = (True, False) if self.policy.prefer_binary else (None,)
+        held: list[Candidate] = []
+        first = True
+        for wheels_only in passes:
+            for version in self._matching(name, spec):
+                if version in bad:
+                    continue
+                # PEP 592: a yanked file is fine only for an exact pin
+                chosen = self._select(name, version, allow_yanked=version in exact)
+                if chosen is None or (wheels_only is not None and chosen.is_wheel != wheels_only):
+                    continue
+                cand = Candidate(name, version, extras, chosen)
+                if version.is_prerelease and not allow_pre:
+                    if allow_pre is None:
+                        held.append(cand)
+                    continue
+                if first:
+                    self.client.prefetch_metadata(chosen, on_build=self._on_metadata_build)
+                    first = False
+                yield cand
+        if first:
+            yield from held
 
-    def _by_version(self, name: NormalizedName) -> dict[Version, list[DistFile]] | None:
+    def _by_version(self, name: NormalizedName) -> Mapping[Version, list[DistFile]] | None:
         cached = self._files.get(name)
         if cached is None:
             cached = self.client.versions_of(name)
@@ -374,7 +396,11 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         key = (name, str(spec))
         cached = self._matching_cache.get(key)
         if cached is None:
-            versions = sorted(self._by_version(name) or {}, reverse=True)
+            versions = self._newest_first.get(name)
+            if versions is None:
+                versions = self._newest_first[name] = sorted(
+                    self._by_version(name) or {}, reverse=True
+                )
             cached = (
                 [v for v in versions if spec.contains(v, prereleases=True)]
                 if str(spec)
@@ -384,7 +410,16 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         return cached
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
-        return requirement.specifier.contains(candidate.version, prereleases=True)
+        # resolvelib re-checks every pin against every criterion each round: memoize by the
+        # specifier object (kept alive in the entry, so its id is not reused) and the version
+        spec = requirement.specifier
+        if not spec:
+            return True
+        key = (id(spec), candidate.version)
+        hit = self._satisfied.get(key)
+        if hit is None:
+            hit = self._satisfied[key] = (spec, spec.contains(candidate.version, prereleases=True))
+        return hit[1]
 
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
         if candidate.key == PYTHON:

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -46,7 +46,7 @@ from wheelport.index.metadata import (
     read_metadata_by_ranges,
     wheel_metadata_member,
 )
-from wheelport.index.models import DistFile, make_file
+from wheelport.index.models import DistFile, filename_version, make_file
 from wheelport.wheelhouse import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -184,31 +184,82 @@ def parse_json_page(
     """Files of a PEP 691 project page."""
     out = []
     for item in data.get("files", []):
-        raw = item["url"]
-        url = raw if raw.startswith(("https://", "http://")) else urljoin(page_url, raw)
-        hashes = item.get("hashes") or {}
-        meta = item.get("core-metadata", item.get("dist-info-metadata", False))
-        core: str | bool = False
-        if isinstance(meta, dict):
-            core = str(meta.get("sha256", True)) if meta else True
-        elif meta:
-            core = True
-        yanked = item.get("yanked", False)
-        f = make_file(
-            filename=item["filename"],
-            url=url.split("#", 1)[0],
-            project=project,
-            index_url=index_url,
-            sha256=hashes.get("sha256"),
-            requires_python=item.get("requires-python") or None,
-            yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
-            core_metadata=core,
-            size=item.get("size"),
-            upload_time=item.get("upload-time"),
-        )
+        f = json_file(item, page_url, project, index_url)
         if f is not None:
             out.append(f)
     return out
+
+
+def json_file(item: dict[str, Any], page_url: str, project: str, index_url: str) -> DistFile | None:
+    """One file entry of a PEP 691 page (None for a file wheelport ignores)."""
+    raw = item["url"]
+    url = raw if raw.startswith(("https://", "http://")) else urljoin(page_url, raw)
+    hashes = item.get("hashes") or {}
+    meta = item.get("core-metadata", item.get("dist-info-metadata", False))
+    core: str | bool = False
+    if isinstance(meta, dict):
+        core = str(meta.get("sha256", True)) if meta else True
+    elif meta:
+        core = True
+    yanked = item.get("yanked", False)
+    return make_file(
+        filename=item["filename"],
+        url=url.split("#", 1)[0],
+        project=project,
+        index_url=index_url,
+        sha256=hashes.get("sha256"),
+        requires_python=item.get("requires-python") or None,
+        yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
+        core_metadata=core,
+        size=item.get("size"),
+        upload_time=item.get("upload-time"),
+    )
+
+
+class VersionFiles(Mapping[Version, list[DistFile]]):
+    """A project's files grouped by version. A big page lists thousands of files of hundreds of
+    versions while a resolution looks at a few: a version's files are made on first access."""
+
+    def __init__(
+        self, groups: dict[Version, list[Any]], make: Callable[[Any], DistFile | None]
+    ) -> None:
+        self._groups = groups
+        self._make = make
+        self._built: dict[Version, list[DistFile]] = {}
+
+    @classmethod
+    def of(cls, files: Iterable[DistFile]) -> VersionFiles:
+        groups: dict[Version, list[Any]] = {}
+        for f in files:
+            groups.setdefault(f.version, []).append(f)
+        return cls(groups, lambda f: f)
+
+    @classmethod
+    def of_json(
+        cls, data: dict[str, Any], page_url: str, project: str, index_url: str
+    ) -> VersionFiles:
+        groups: dict[Version, list[Any]] = {}
+        for item in data.get("files", []):
+            version = filename_version(str(item.get("filename", "")))
+            if version is not None:
+                groups.setdefault(version, []).append(item)
+        return cls(groups, lambda item: json_file(item, page_url, project, index_url))
+
+    def __getitem__(self, version: Version) -> list[DistFile]:
+        built = self._built.get(version)
+        if built is None:
+            built = [f for f in map(self._make, self._groups[version]) if f is not None]
+            self._built[version] = built  # a race builds equal lists twice: harmless
+        return built
+
+    def __iter__(self) -> Iterator[Version]:
+        return iter(self._groups)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def files(self) -> list[DistFile]:
+        return [f for v in self._groups for f in self[v]]
 
 
 SdistMetadataBuilder = Callable[[Path, str], bytes]
@@ -254,9 +305,8 @@ class IndexClient:
             max_workers=concurrency, thread_name_prefix="wheelport-index"
         )
         self._lock = threading.Lock()
-        self._pages: dict[str, Future[list[DistFile]]] = {}
+        self._pages: dict[str, Future[VersionFiles]] = {}
         self._meta: dict[str, Future[CoreMetadata]] = {}
-        self._versions: dict[str, dict[Version, list[DistFile]]] = {}
         self._work: dict[tuple[str, ...], Future[bytes | None]] = {}
         self._sdist_metadata = sdist_metadata
         self._netrc: netrc.netrc | bool | None = False
@@ -378,22 +428,13 @@ class IndexClient:
     # -- projects ----------------------------------------------------------------------------
     def project_files(self, name: str) -> list[DistFile]:
         """All files of a project on the first index that has it ([] when none has it)."""
+        return self.prefetch_project(name).result().files()
+
+    def versions_of(self, name: str) -> Mapping[Version, list[DistFile]]:
+        """A project's files grouped by version (loaded once, shared by every target)."""
         return self.prefetch_project(name).result()
 
-    def versions_of(self, name: str) -> dict[Version, list[DistFile]]:
-        """A project's files grouped by version (computed once, shared by every target)."""
-        key = canonicalize_name(name)
-        with self._lock:
-            cached = self._versions.get(key)
-        if cached is None:
-            cached = {}
-            for f in self.project_files(key):
-                cached.setdefault(f.version, []).append(f)
-            with self._lock:
-                self._versions[key] = cached
-        return cached
-
-    def prefetch_project(self, name: str) -> Future[list[DistFile]]:
+    def prefetch_project(self, name: str) -> Future[VersionFiles]:
         key = canonicalize_name(name)
         with self._lock:
             fut = self._pages.get(key)
@@ -402,21 +443,23 @@ class IndexClient:
                 self._pages[key] = fut
         return fut
 
-    def _load_project(self, name: NormalizedName) -> list[DistFile]:
+    def _load_project(self, name: NormalizedName) -> VersionFiles:
         for index in self.index_urls:
             url = f"{index}{name}/"
             if url.startswith("file://"):
                 files = self._load_file_index(index, name)
                 if files is None:
                     continue
-                return files
+                return VersionFiles.of(files)
             body, ctype, final = self._get_page(url)
             if ctype == "404":
                 continue
             if ctype == JSON_V1 or ctype.endswith("+json") or ctype == "application/json":
-                return parse_json_page(json.loads(body), final, name, index)
-            return parse_html_page(body.decode("utf-8", "replace"), final, name, index)
-        return []
+                return VersionFiles.of_json(json.loads(body), final, name, index)
+            return VersionFiles.of(
+                parse_html_page(body.decode("utf-8", "replace"), final, name, index)
+            )
+        return VersionFiles({}, lambda f: None)
 
     def _load_file_index(self, index: str, name: str) -> list[DistFile] | None:
         from urllib.parse import unquote

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -79,16 +80,39 @@ def parse_filename(filename: str) -> tuple[NormalizedName, Version, bool, frozen
     return None
 
 
+@functools.lru_cache(maxsize=65536)
+def _version(text: str) -> Version | None:
+    """A parsed version, memoized: the files of a big project page share a few hundred."""
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+_name = functools.lru_cache(maxsize=4096)(canonicalize_name)
+
+
+def filename_version(filename: str) -> Version | None:
+    """The version a wheel or sdist file name carries (None when it does not parse); cheap:
+    no name normalization, no tags."""
+    if filename.endswith(".whl"):
+        parts = filename.split("-")
+        return _version(parts[1]) if len(parts) in (5, 6) else None
+    for suffix in SDIST_SUFFIXES:
+        if filename.endswith(suffix):
+            _, sep, version = filename[: -len(suffix)].rpartition("-")
+            return _version(version) if sep else None
+    return None
+
+
 def _quick_parse(filename: str) -> tuple[NormalizedName, Version, bool] | None:
     """(project, version, is_wheel) without parsing wheel tags (the slow part for big pages)."""
     if filename.endswith(".whl"):
         parts = filename[:-4].split("-")
         if len(parts) not in (5, 6):
             return None
-        try:
-            return canonicalize_name(parts[0]), Version(parts[1]), True
-        except InvalidVersion:
-            return None
+        version = _version(parts[1])
+        return (_name(parts[0]), version, True) if version is not None else None
     parsed = parse_filename(filename)
     if parsed is None:
         return None
@@ -112,7 +136,7 @@ def make_file(
     if parsed is None:
         return None
     name, version, is_wheel = parsed
-    if name != project and name != canonicalize_name(project):
+    if name != project and name != _name(project):
         return None
     return DistFile(
         filename=filename,
