@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what wheelport's container builds need on a Debian host: podman (run with runc,
-# see docker/containers.conf), runc, debootstrap (for `wheelport image build-local`),
-# uidmap and fuse-overlayfs. Idempotent: installs only what is missing.
+# see src/wheelport/resources/containers.conf, the package data wheelport itself points
+# CONTAINERS_CONF at), runc, debootstrap (for `wheelport image build-local`), uidmap and
+# fuse-overlayfs. Idempotent: installs only what is missing.
 set -euo pipefail
 
 need=()
@@ -21,6 +22,6 @@ if ((${#need[@]})); then
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export CONTAINERS_CONF="$here/docker/containers.conf"
+export CONTAINERS_CONF="$here/src/wheelport/resources/containers.conf"
 podman --version
 runc --version | head -n 1

@@ -27,6 +27,7 @@ import tomllib
 from packaging.utils import parse_wheel_filename
 
 from support.dists import make_backend_wheel, make_sdist
+from wheelport import resources
 from wheelport.build import container, images
 from wheelport.build.container import RunResult, build_in_container, subprocess_runner
 from wheelport.errors import BuildError
@@ -97,7 +98,7 @@ def test_environment_is_hermetic(tmp_path: Path) -> None:
     assert "disable_host_mount: true" in engine
     assert "PIP_NO_INDEX=1" in env["CIBW_ENVIRONMENT"]
     assert "PIP_FIND_LINKS=/wheelport-deps" in env["CIBW_ENVIRONMENT"]
-    assert env["CONTAINERS_CONF"].endswith("docker/containers.conf")
+    assert env["CONTAINERS_CONF"].endswith("wheelport/resources/containers.conf")
     assert Path(env["CONTAINERS_CONF"]).is_file()
 
 
@@ -209,8 +210,7 @@ def test_local_policy_and_missing_policies() -> None:
 
 
 def test_local_base_tag_follows_the_recipe(tmp_path: Path) -> None:
-    for name in images.LOCAL_BASE_RECIPE:
-        shutil.copy(images.DOCKER_DIR / name, tmp_path / name)
+    resources.copy_to(tmp_path, images.LOCAL_BASE_RECIPE)
     assert images.local_base_tag(tmp_path) == images.local_base_tag()
     with (tmp_path / "local-base.packages").open("a") as fh:
         fh.write("libffi-dev\n")

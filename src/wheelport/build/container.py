@@ -29,13 +29,12 @@ from typing import Protocol
 
 from packaging.utils import parse_wheel_filename
 
+from wheelport import resources
 from wheelport.errors import BuildError
 from wheelport.targets import Target
 
 #: where the deps dir is mounted (read-only) inside the build container
 CONTAINER_DEPS_DIR = "/wheelport-deps"
-#: the project's docker/ directory (image recipes, containers.conf)
-DOCKER_DIR = Path(__file__).resolve().parents[3] / "docker"
 ENGINES = ("podman", "docker")
 
 #: cibuildwheel's exit codes (``cibuildwheel/errors.py``) → what they mean for the user
@@ -134,13 +133,14 @@ def detect_engine(which: Mapping[str, str | None] | None = None) -> str | None:
     return None
 
 
-def engine_env(docker_dir: Path = DOCKER_DIR) -> dict[str, str]:
+def engine_env() -> dict[str, str]:
     """Environment additions for running the engine: ``CONTAINERS_CONF`` for podman.
 
     podman here needs runc (crun fails on hybrid cgroups) and explicit ulimits; both are in
-    ``docker/containers.conf``. docker ignores the variable.
+    ``containers.conf`` of the package data (:mod:`wheelport.resources`). docker ignores the
+    variable.
     """
-    return {"CONTAINERS_CONF": str(docker_dir / "containers.conf")}
+    return {"CONTAINERS_CONF": str(resources.path(resources.CONTAINERS_CONF))}
 
 
 def cibw_identifier(target: Target) -> str:
@@ -210,7 +210,6 @@ def cibw_env(
     engine: str,
     deps_dir: Path,
     base_env: Mapping[str, str],
-    docker_dir: Path = DOCKER_DIR,
 ) -> dict[str, str]:
     """The full environment of the cibuildwheel subprocess.
 
@@ -218,7 +217,7 @@ def cibw_env(
     wheelport's settings leaks into the build.
     """
     env = {k: v for k, v in base_env.items() if not k.startswith(("CIBW_", "PIP_", "UV_"))}
-    env.update(engine_env(docker_dir))
+    env.update(engine_env())
     image_var = f"CIBW_{target.os.upper()}_{target.arch.upper()}_IMAGE"
     env.update(
         {

@@ -4,10 +4,13 @@
   manylinux_2_28, manylinux_2_34, musllinux_1_2 (read from cibuildwheel's resources),
   overridable per policy; ``manylinux_2_36`` (x86_64) is the local base image.
 - :func:`ensure_local_base_image`: a manylinux-compatible base built from Debian's own
-  packages (``docker/local-base.sh``: debootstrap, then ``podman import``), tagged by a
-  hash of its recipe, for machines that reach no container registry.
+  packages (``local-base.sh``: debootstrap, then ``podman import``), tagged by a hash of
+  its recipe, for machines that reach no container registry.
 - :func:`ensure_builder_image`: a derived image with the system packages a project needs
-  (``docker/builder.Containerfile.in``), tagged by a hash of base + packages.
+  (``builder.Containerfile.in``), tagged by a hash of base + packages.
+
+The recipes and templates are package data of :mod:`wheelport.resources`, so a regular
+install builds the same images (with the same tags) as a checkout.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from importlib import resources
+from importlib.resources import files
 from pathlib import Path
 
-from wheelport import bootstrap
-from wheelport.build.container import DOCKER_DIR, Runner, engine_env, subprocess_runner
+from wheelport import bootstrap, resources
+from wheelport.build.container import Runner, engine_env, subprocess_runner
 from wheelport.errors import BuildError
 from wheelport.targets import Target
 
@@ -34,8 +37,8 @@ LOCAL_BASE_POLICY = "manylinux_2_36"
 LOCAL_BASE_ARCH = "x86_64"
 LOCAL_BASE_PYTHONS = ((3, 11),)
 LOCAL_BASE_REPO = f"localhost/wheelport-{LOCAL_BASE_POLICY}_{LOCAL_BASE_ARCH}"
-LOCAL_BASE_RECIPE = ("local-base.sh", "local-base.packages", "local-base.requirements")
-BUILDER_TEMPLATE = "builder.Containerfile.in"
+LOCAL_BASE_RECIPE = resources.LOCAL_BASE_RECIPE
+BUILDER_TEMPLATE = resources.BUILDER_TEMPLATE
 BUILDER_REPO = "localhost/wheelport-builder"
 
 _PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_:~-]*$")
@@ -65,23 +68,32 @@ def pinned_images(cfg_text: str | None = None) -> dict[str, dict[str, str]]:
     Read from ``cibuildwheel/resources/pinned_docker_images.cfg`` unless ``cfg_text`` is given.
     """
     if cfg_text is None:
-        ref = resources.files("cibuildwheel") / "resources" / "pinned_docker_images.cfg"
+        ref = files("cibuildwheel") / "resources" / "pinned_docker_images.cfg"
         cfg_text = ref.read_text(encoding="utf-8")
     parser = configparser.ConfigParser(inline_comment_prefixes=("#",))
     parser.read_string(cfg_text)
     return {arch: dict(parser.items(arch)) for arch in parser.sections()}
 
 
-def local_base_tag(docker_dir: Path = DOCKER_DIR) -> str:
-    """The local base image's tag: ``localhost/wheelport-manylinux_2_36_x86_64:<recipe hash>``."""
-    return f"{LOCAL_BASE_REPO}:{_digest_files(docker_dir, LOCAL_BASE_RECIPE)}"
+def local_base_tag(recipe_dir: Path | None = None) -> str:
+    """The local base image's tag: ``localhost/wheelport-manylinux_2_36_x86_64:<recipe hash>``.
+
+    The hash covers the names and contents of the recipe files (never their location), so an
+    editable and a regular install agree. ``recipe_dir`` hashes another copy of the recipe
+    instead of the package data.
+    """
+    return f"{LOCAL_BASE_REPO}:{_digest(_recipe(recipe_dir))}"
+
+
+def builder_template() -> str:
+    """The derived builder image's Containerfile template (``builder.Containerfile.in``)."""
+    return resources.read_text(BUILDER_TEMPLATE)
 
 
 def policy_image(
     target: Target,
     overrides: Mapping[str, str] | None = None,
     *,
-    docker_dir: Path = DOCKER_DIR,
     pinned: Mapping[str, Mapping[str, str]] | None = None,
 ) -> str:
     """The image that builds wheels for ``target``'s policy.
@@ -105,7 +117,7 @@ def policy_image(
                 f"for {policy}",
                 target=target.identifier,
             )
-        return local_base_tag(docker_dir)
+        return local_base_tag()
     table = pinned if pinned is not None else pinned_images()
     image = table.get(target.arch, {}).get(policy)
     if image is None:
@@ -161,23 +173,21 @@ def ensure_local_base_image(
     engine: str = "podman",
     *,
     runner: Runner = subprocess_runner,
-    docker_dir: Path = DOCKER_DIR,
     log_dir: Path | None = None,
     work_dir: Path | None = None,
     extra_tag: str | None = None,
 ) -> str:
     """Build the local manylinux_2_36 base image when missing; return its tag.
 
-    Runs ``docker/local-base.sh`` (debootstrap + Python tools; needs root and network), then
-    imports the root filesystem with linux/amd64 metadata. Tagged by the recipe's hash, so a
-    second call returns at once. Concurrent callers wait for the first. ``extra_tag`` also
-    names the image (``wheelport image build-local --tag NAME``).
+    Runs ``local-base.sh`` (debootstrap + Python tools; needs root and network), copied with
+    its sibling recipe files out of the package data into a work directory, then imports the
+    root filesystem with linux/amd64 metadata. Tagged by the recipe's hash, so a second call
+    returns at once. Concurrent callers wait for the first. ``extra_tag`` also names the
+    image (``wheelport image build-local --tag NAME``).
     """
-    tag = _ensure_local_base(
-        engine, runner=runner, docker_dir=docker_dir, log_dir=log_dir, work_dir=work_dir
-    )
+    tag = _ensure_local_base(engine, runner=runner, log_dir=log_dir, work_dir=work_dir)
     if extra_tag:
-        result = runner([engine, "tag", tag, extra_tag], env=_engine_environ(docker_dir))
+        result = runner([engine, "tag", tag, extra_tag], env=_engine_environ())
         if result.returncode != 0:
             raise BuildError(
                 f"tagging {tag} as {extra_tag} failed: {_last_line(result.output)}",
@@ -190,11 +200,10 @@ def _ensure_local_base(
     engine: str,
     *,
     runner: Runner,
-    docker_dir: Path,
     log_dir: Path | None,
     work_dir: Path | None,
 ) -> str:
-    tag = local_base_tag(docker_dir)
+    tag = local_base_tag()
     if image_exists(engine, tag, runner):
         return tag
     with _image_lock(tag):
@@ -211,9 +220,11 @@ def _ensure_local_base(
         with tempfile.TemporaryDirectory(prefix="wheelport-base-", dir=work_dir) as tmp:
             rootfs = Path(tmp) / "rootfs"
             tarball = Path(tmp) / "rootfs.tar"
+            # the script reads local-base.packages/.requirements from its own directory
+            recipe = resources.copy_to(Path(tmp) / "recipe", LOCAL_BASE_RECIPE)
             env = bootstrap.scrubbed_env()
             result = runner(
-                ["bash", str(docker_dir / "local-base.sh"), str(rootfs), str(tarball)],
+                ["bash", str(recipe / LOCAL_BASE_RECIPE[0]), str(rootfs), str(tarball)],
                 env=env,
                 log=log,
             )
@@ -227,7 +238,7 @@ def _ensure_local_base(
                 argv = [engine, "import", "--platform", "linux/amd64"]
             for change in _IMPORT_CHANGES:
                 argv += ["--change", change]
-            result = runner([*argv, str(tarball), tag], env=_engine_environ(docker_dir))
+            result = runner([*argv, str(tarball), tag], env=_engine_environ())
             if result.returncode != 0:
                 raise BuildError(
                     f"importing the local base image {tag} failed: {_last_line(result.output)}"
@@ -270,7 +281,6 @@ def ensure_builder_image(
     engine: str = "podman",
     *,
     runner: Runner = subprocess_runner,
-    docker_dir: Path = DOCKER_DIR,
     log_dir: Path | None = None,
 ) -> str:
     """A derived image of ``base_image`` with ``system_packages`` installed; return its tag.
@@ -287,7 +297,7 @@ def ensure_builder_image(
             f"invalid system package name(s) for the builder image: {', '.join(bad)}",
             hint="give distribution package names such as libxml2-dev",
         )
-    template = (docker_dir / BUILDER_TEMPLATE).read_text(encoding="utf-8")
+    template = builder_template()
     tag = builder_tag(base_image, packages, template)
     if image_exists(engine, tag, runner):
         return tag
@@ -304,7 +314,7 @@ def ensure_builder_image(
             argv = [engine, "build", "--network=host", "-t", tag, "-f", str(containerfile), tmp]
             if engine == "podman":
                 argv.insert(2, "--pull=never" if is_local_base(base_image) else "--pull=missing")
-            result = runner(argv, env=_engine_environ(docker_dir), log=log)
+            result = runner(argv, env=_engine_environ(), log=log)
         if result.returncode != 0:
             raise BuildError(
                 f"building the builder image {tag} from {base_image} with "
@@ -314,14 +324,24 @@ def ensure_builder_image(
     return tag
 
 
-def _digest_files(directory: Path, names: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for name in names:
-        path = directory / name
+def _recipe(recipe_dir: Path | None) -> list[tuple[str, bytes]]:
+    """(name, contents) of each local base recipe file: package data, or ``recipe_dir``."""
+    if recipe_dir is None:
+        return [(name, resources.read_bytes(name)) for name in LOCAL_BASE_RECIPE]
+    out = []
+    for name in LOCAL_BASE_RECIPE:
+        path = recipe_dir / name
         if not path.is_file():
             raise BuildError(f"image recipe file {path} is missing", path=str(path))
+        out.append((name, path.read_bytes()))
+    return out
+
+
+def _digest(parts: Sequence[tuple[str, bytes]]) -> str:
+    h = hashlib.sha256()
+    for name, data in parts:
         h.update(name.encode() + b"\0")
-        h.update(path.read_bytes())
+        h.update(data)
         h.update(b"\0")
     return h.hexdigest()[:16]
 
@@ -339,9 +359,9 @@ def _image_lock(tag: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _engine_environ(docker_dir: Path = DOCKER_DIR) -> dict[str, str]:
+def _engine_environ() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(engine_env(docker_dir))
+    env.update(engine_env())
     return env
 
 
