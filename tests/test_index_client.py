@@ -249,12 +249,12 @@ def test_concurrent_downloads_keep_files_apart(
     """Regression: download_verified closed its temp fd twice; under concurrency that closed (or
     wrote into) another thread's temp file — 'Bad file descriptor', or a wheel cached under a sha256
     that is not its own. Many wheels fetched at once force many parallel downloads."""
+    import hashlib
+    import random
+
     from wheelport.fetch import fetch
     from wheelport.lock import read_lock
     from wheelport.wheelhouse import Wheelhouse
-
-    import hashlib
-    import random
 
     n = 30
     rng = random.Random(7)
