@@ -6,15 +6,21 @@
 
 Knobs: ``html_only`` / ``json_only`` (content negotiation), ``fail_next`` (transient errors),
 ``auth`` (HTTP Basic), ``delay`` (slow responses), ``absolute_urls``; ``requests`` records every
-request seen as ``(method, path, headers)``.
+request seen as ``(method, path, headers)``. ``inject`` adds per-path :class:`Fault` rules (HTTP
+status, connection reset, truncated body, slow first byte / trickle, corrupted bytes) and
+``serve_metadata`` makes PEP 658 ``.metadata`` differ from the wheel's own METADATA.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import html
+import io
 import json
+import socket
+import struct
 import tarfile
 import threading
 import time
@@ -34,9 +40,11 @@ from packaging.utils import (
 )
 
 __all__ = [
+    "FAULT_KINDS",
     "HTML_TYPE",
     "JSON_TYPE",
     "TEXT_HTML",
+    "Fault",
     "IndexFile",
     "IndexServer",
     "RecordedRequest",
@@ -71,11 +79,37 @@ class IndexFile:
         return None if self.metadata is None else hashlib.sha256(self.metadata).hexdigest()
 
 
+FAULT_KINDS = ("status", "reset", "truncate", "slow", "corrupt")
+
+
 @dataclass
-class _Failure:
+class Fault:
+    """One fault rule: the next *count* requests whose path starts with *prefix* (None: all).
+
+    ``status``: answer *status* with a short body. ``reset``: send the headers and *after* bytes
+    of the body, then reset the connection (RST). ``truncate``: advertise the full Content-Length,
+    send *after* bytes (default half), then close. ``slow``: wait *delay* seconds before the first
+    byte, then send the body in *chunk*-byte pieces *delay* apart when *trickle*. ``corrupt``: the
+    same number of bytes with one byte flipped (the page still advertises the true sha256).
+    """
+
     prefix: str
-    remaining: int
-    status: int
+    kind: str = "status"
+    count: int | None = 1
+    #: the path must equal *prefix* (``/files/x.whl`` then does not match ``x.whl.metadata``)
+    exact: bool = False
+    #: None: every request; False: only whole-file GETs; True: only ``Range`` requests
+    ranged: bool | None = None
+    status: int = 500
+    after: int | None = None
+    delay: float = 0.0
+    trickle: bool = False
+    chunk: int = 16384
+    hits: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}")
 
 
 def _parse_filename(filename: str) -> tuple[str, str]:
@@ -159,7 +193,8 @@ class IndexServer:
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._files: dict[str, IndexFile] = {}
-        self._failures: list[_Failure] = []
+        self._faults: list[Fault] = []
+        self._metadata_override: dict[str, bytes] = {}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -264,8 +299,27 @@ class IndexServer:
 
     def fail_next(self, path_prefix: str, count: int, status: int = 500) -> None:
         """Answer the next *count* requests whose path starts with *path_prefix* with *status*."""
+        self.inject(Fault(path_prefix, "status", count, status=status))
+
+    def inject(self, *faults: Fault) -> None:
+        """Add fault rules; the first rule that matches a request and has count left applies."""
         with self._lock:
-            self._failures.append(_Failure(path_prefix, count, status))
+            self._faults.extend(faults)
+
+    def serve_metadata(self, filename: str, metadata: bytes | None) -> None:
+        """Serve *metadata* as the PEP 658 ``.metadata`` of *filename* (its hash on the pages too);
+        None goes back to the wheel's own METADATA."""
+        with self._lock:
+            if metadata is None:
+                self._metadata_override.pop(filename, None)
+            else:
+                self._metadata_override[filename] = metadata
+
+    def heal(self) -> None:
+        """Drop every fault rule and metadata override: a healthy index again."""
+        with self._lock:
+            self._faults.clear()
+            self._metadata_override.clear()
 
     def count(self, path: str, method: str = "GET") -> int:
         """How many *method* requests for exactly *path* were seen."""
@@ -281,14 +335,19 @@ class IndexServer:
         """Registered files of a normalized project, sorted by file name."""
         with self._lock:
             return sorted(
-                (f for f in self._files.values() if f.project == project),
+                (self._served(f) for f in self._files.values() if f.project == project),
                 key=lambda f: f.filename,
             )
 
     def file(self, filename: str) -> IndexFile | None:
         """The registered file called *filename*, if any."""
         with self._lock:
-            return self._files.get(filename)
+            f = self._files.get(filename)
+            return None if f is None else self._served(f)
+
+    def _served(self, f: IndexFile) -> IndexFile:
+        meta = self._metadata_override.get(f.filename)
+        return f if meta is None else dataclasses.replace(f, metadata=meta)
 
     # -- used by the handler -----------------------------------------------------------------------
 
@@ -296,12 +355,16 @@ class IndexServer:
         with self._lock:
             self.requests.append((method, path, headers))
 
-    def _take_failure(self, path: str) -> int | None:
+    def _take_fault(self, path: str, ranged: bool) -> Fault | None:
         with self._lock:
-            for rule in self._failures:
-                if path.startswith(rule.prefix) and rule.remaining > 0:
-                    rule.remaining -= 1
-                    return rule.status
+            for rule in self._faults:
+                if (
+                    (path == rule.prefix if rule.exact else path.startswith(rule.prefix))
+                    and (rule.ranged is None or rule.ranged == ranged)
+                    and (rule.count is None or rule.hits < rule.count)
+                ):
+                    rule.hits += 1
+                    return rule
         return None
 
     def file_url(self, filename: str) -> str:
@@ -384,6 +447,7 @@ class _Handler(BaseHTTPRequestHandler):
     index: IndexServer
     protocol_version = "HTTP/1.1"
     server_version = "wheelport-test-index/1.0"
+    fault: Fault | None = None
 
     def log_message(self, format: str, *args: object) -> None:
         """Stay quiet; requests are recorded in ``IndexServer.requests``."""
@@ -412,7 +476,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         if not head:
+            self._write_body(body)
+
+    def _write_body(self, body: bytes) -> None:
+        fault, self.fault = self.fault, None
+        if fault is None:
             self.wfile.write(body)
+        elif fault.kind == "corrupt":
+            if body:
+                i = len(body) // 2
+                body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1 :]
+            self.wfile.write(body)
+        elif fault.kind == "slow":
+            if not fault.trickle:
+                self.wfile.write(body)
+                return
+            for start in range(0, len(body), fault.chunk):
+                self.wfile.write(body[start : start + fault.chunk])
+                time.sleep(fault.delay)
+        else:  # reset / truncate: part of the body, then the connection goes away
+            sent = len(body) // 2 if fault.after is None else min(fault.after, len(body))
+            self.wfile.write(body[:sent])
+            self.close_connection = True
+            if fault.kind == "reset":
+                # SO_LINGER 0 + close: the kernel answers with RST instead of FIN
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.rfile.close()  # drops makefile()'s reference, so close() really closes
+                self.connection.close()
+                self.rfile = self.wfile = io.BytesIO()  # what the server's cleanup then flushes
 
     def _serve(self, *, head: bool) -> None:
         index = self.index
@@ -428,10 +521,13 @@ class _Handler(BaseHTTPRequestHandler):
                 head=head,
             )
             return
-        failure = index._take_failure(path)
-        if failure is not None:
-            self._send(failure, b"injected failure\n", head=head)
+        fault = index._take_fault(path, "Range" in self.headers)
+        if fault is not None and fault.kind == "status":
+            self._send(fault.status, b"injected failure\n", head=head)
             return
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+        self.fault = fault
         if path == "/simple":
             self._redirect("/simple/", head)
         elif path == "/simple/":
