@@ -66,13 +66,15 @@ class FileProblem:
 
     def __init__(self, path: str, problem: str, expected: str = "", actual: str = "") -> None:
         self.path = path
-        self.problem = problem  # "missing", "size" or "sha256"
+        self.problem = problem  # "missing", "size", "sha256" or "unsafe"
         self.expected = expected
         self.actual = actual
 
     def __str__(self) -> str:
         if self.problem == "missing":
             return f"{self.path} is missing"
+        if self.problem == "unsafe":  # expected: where the path came from; actual: why
+            return f"{self.path!r} in {self.expected} escapes the wheelhouse: {self.actual}"
         return f"{self.path} has {self.problem} {self.actual}, the lock says {self.expected}"
 
     def __repr__(self) -> str:
@@ -203,15 +205,40 @@ def sha256_of(path: str) -> str:
     return h.hexdigest()
 
 
-def verify_files(root: str, entries: Sequence[Entry]) -> list[FileProblem]:
+def escape_reason(root: str, rel: object) -> str | None:
+    """Why the path ``rel`` (read from a lock, the manifest or a bundle) would leave ``root``
+    once joined to it: absolute, a ``..`` component, or resolving (symlinks included) outside
+    ``root``. None when it stays inside. wheelport's ``wheelhouse.contained`` uses this too.
+    """
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        return "not a relative file path"
+    if rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel) or os.path.isabs(rel):
+        return "an absolute path"
+    parts = re.split(r"[/\\]", rel)
+    if ".." in parts:
+        return "a '..' component"
+    base = os.path.realpath(root)
+    full = os.path.realpath(os.path.join(base, *parts))
+    if full != base and not full.startswith(base.rstrip(os.sep) + os.sep):
+        return "it resolves to {} (through a symlink)".format(full)
+    return None
+
+
+def verify_files(root: str, entries: Sequence[Entry], source: str = "") -> list[FileProblem]:
     """Check each entry's file (``path`` relative to ``root``) against its sha256 and size.
 
     Entries are dicts with ``path``, ``sha256`` and optionally ``size``. Returns the problems
-    found (empty when everything is intact); reads only, creates nothing.
+    found (empty when everything is intact); reads only, creates nothing. A path that would
+    leave ``root`` (:func:`escape_reason`) is a problem ``unsafe`` and is never opened;
+    ``source`` names the file the entries came from in that message.
     """
     problems = []
     for entry in entries:
         rel = entry["path"]
+        why = escape_reason(root, rel)
+        if why is not None:
+            problems.append(FileProblem(str(rel), "unsafe", source or "the lock", why))
+            continue
         full = os.path.join(root, *rel.split("/"))
         if not os.path.isfile(full):
             problems.append(FileProblem(rel, "missing"))
@@ -717,7 +744,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock = locks[name]
         packages = [dict(p) for p in lock.get("packages") or ()]
         pip_wheel = pip_tool(lock, name)
-        problems = verify_files(args.wheelhouse, [*packages, pip_wheel])
+        problems = verify_files(
+            args.wheelhouse, [*packages, pip_wheel], "{} locks[{}]".format(MANIFEST_NAME, name)
+        )
         if problems:
             raise BootstrapError(
                 "refusing to install: {}{}".format(

@@ -2,16 +2,30 @@
 
 Shared by every wheelhouse on the machine. Artifacts are content-addressed, so a file
 downloaded once (for metadata during resolution, or by fetch) is never downloaded again.
+
+An artifact is trusted only after its bytes hash to its name (:meth:`Cache.verified`, the one
+place that check lives); a corrupt entry is evicted with a warning and fetched again.
+Wheelhouses get independent copies (reflink or copy, :func:`~wheelport.wheelhouse.copy_verified`),
+never hard links, so nothing done to a wheelhouse reaches the cache.
+
+The cache takes no lock: every write into it is a temporary file, checked, then renamed
+(``download_verified`` for artifacts; ``atomic_write_bytes`` for HTTP pages and core
+metadata), so a reader sees either no entry or a whole one, and two processes writing the
+same entry write the same bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+log = logging.getLogger("wheelport.cache")
 
 
 def default_cache_dir() -> Path:
@@ -43,6 +57,37 @@ class Cache:
 
     def artifact_path(self, sha256: str) -> Path:
         return self.artifacts / sha256[:2] / sha256[2:]
+
+    def verified(self, sha256: str, *, into: Path | None = None) -> Path | None:
+        """The cache entry of ``sha256`` if its bytes hash to ``sha256``, else None.
+
+        A corrupt entry is evicted with a one-line warning (the caller fetches it again).
+        With ``into``, the entry is copied there (reflink or copy through a temporary name,
+        never a hard link) and it is the copy's bytes that are hashed, so what lands at
+        ``into`` is exactly what was checked; ``into`` is returned.
+        """
+        from wheelport.wheelhouse import copy_verified, sha256_file
+
+        path = self.artifact_path(sha256)
+        try:
+            st = path.stat()
+            if into is not None:
+                how, actual = copy_verified(path, into, sha256)
+                if how is not None:
+                    return into
+            else:
+                actual = sha256_file(path)
+                if actual == sha256:
+                    return path
+        except FileNotFoundError:
+            return None
+        log.warning(
+            "cache entry %s is corrupt (its sha256 is %s); evicted, fetching it again", path, actual
+        )
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_ino == st.st_ino:  # not a good copy another process just renamed in
+                path.unlink()
+        return None
 
     def http_path(self, key: str) -> Path:
         digest = hashlib.sha256(key.encode()).hexdigest()

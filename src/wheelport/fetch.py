@@ -1,17 +1,25 @@
 """Fetch: every artifact the locks name, downloaded concurrently and verified.
 
 A file is downloaded into the content-addressed cache (temporary name → sha256 and size
-checked → renamed), then hard-linked (or copied through a temporary name) into
-``wheels/`` or ``sdists/``. A mismatch names the file, the URL and both hashes and keeps
-nothing. A rerun skips files already present with the size and sha256 the manifest
-recorded, so a no-op sync does not re-hash the wheelhouse (``verify`` does).
+checked → renamed), then copied into ``wheels/`` or ``sdists/`` by
+:meth:`Cache.verified <wheelport.cache.Cache.verified>`: a reflink where the filesystem has
+them, else a plain copy, through a temporary name, hashed on the way, then renamed. Never a
+hard link: a file edited in one wheelhouse cannot reach the cache or another wheelhouse. A
+corrupt cache entry is evicted with a warning and downloaded again.
+
+A rerun re-hashes the files already present (at most once per sync: :func:`file_sha256`
+remembers a hash while the file's stat stamp is unchanged) and repairs, with a warning
+naming it, every file that does not match; :func:`recheck` does the same for the files the
+manifest records before a sync starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import shutil
+import threading
+import zipfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -19,11 +27,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.pylock import Pylock
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
-from wheelport.errors import FetchError, WheelportError
-from wheelport.index.client import IndexClient
+from wheelport.cache import Cache
+from wheelport.errors import FetchError, VerifyError, WheelportError
+from wheelport.index.client import CoreMetadata, IndexClient
 from wheelport.lock import lock_tool
-from wheelport.wheelhouse import Wheelhouse
+from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, copy_verified, sha256_file
+
+log = logging.getLogger("wheelport.fetch")
 
 
 @dataclass(frozen=True)
@@ -117,22 +131,162 @@ def clean_partials(wheelhouse: Wheelhouse) -> None:
 
 
 def place(src: Path, dest: Path) -> None:
-    """Put a verified cache file at ``dest``: a hard link, else a copy via a temporary name."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        dest.unlink()
-    try:
-        os.link(src, dest)
+    """Put an independent copy of the verified file ``src`` at ``dest`` (reflink or copy
+    through a temporary name; never a hard link)."""
+    copy_verified(src, dest)
+
+
+# ----------------------------------------------------------------------------- re-hashing
+
+_memo_lock = threading.Lock()
+#: (path, dev, inode, size, mtime_ns, ctime_ns) -> sha256, for the current sync only
+_memo: dict[tuple[str, int, int, int, int, int], str] = {}
+
+
+def _stamp(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int, int]:
+    return (str(path.absolute()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a wheelhouse file, hashed at most once per sync.
+
+    The hash is remembered (in this process, until the next :func:`recheck`) with the file's
+    stat stamp — device, inode, size, mtime_ns and ctime_ns; any write or rename changes
+    ctime, which a user cannot set — and reused only while the stamp is unchanged.
+    """
+    st = path.stat()
+    key = _stamp(path, st)
+    with _memo_lock:
+        hit = _memo.get(key)
+    if hit is not None:
+        return hit
+    digest = sha256_file(path)
+    if _stamp(path, path.stat()) == key:  # unchanged while it was read
+        with _memo_lock:
+            _memo[key] = digest
+    return digest
+
+
+def _remember(path: Path, digest: str) -> None:
+    """Record the hash of a file this process just wrote (its bytes were hashed while copied)."""
+    with _memo_lock:
+        _memo[_stamp(path, path.stat())] = digest
+
+
+def recheck(wheelhouse: Wheelhouse, *, jobs: int = 4) -> list[str]:
+    """Before a sync: refuse paths that escape the wheelhouse, and re-hash every file the
+    manifest records; one that does not match its sha256 is removed with a warning naming it,
+    so fetch (downloads) or the build stage (built wheels) puts it back. Returns those paths.
+    """
+    from wheelport.verify import unsafe_paths
+
+    bad = unsafe_paths(wheelhouse)
+    if bad:
+        rel, who, why = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise VerifyError(
+            f"{rel!r} in {who} escapes the wheelhouse {wheelhouse.root}: {why}{more}",
+            hint="the lock or manifest was edited by hand or is hostile; sync into a new directory",
+            path=rel,
+        )
+    with _memo_lock:
+        _memo.clear()
+    records = wheelhouse.load_manifest().get("artifacts", {})
+
+    def check(item: tuple[str, Any]) -> tuple[str, str, str | None]:
+        rel, rec = item
+        path = wheelhouse.root / rel
+        if not path.is_file():
+            return rel, rec["sha256"], None
+        return rel, rec["sha256"], file_sha256(path)
+
+    repaired: list[str] = []
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, os.cpu_count() or 1))) as pool:
+        for rel, expected, actual in pool.map(check, sorted(records.items())):
+            if actual is None or actual == expected:
+                continue
+            log.warning(
+                "%s does not match its sha256 in wheelport.json (it is %s, expected %s); "
+                "repairing it",
+                rel,
+                actual,
+                expected,
+            )
+            with contextlib.suppress(FileNotFoundError):
+                (wheelhouse.root / rel).unlink()
+            repaired.append(rel)
+    return repaired
+
+
+def check_resolved_metadata(wheelhouse: Wheelhouse, a: Artifact, src: Path, cache: Cache) -> None:
+    """A wheel must carry the metadata the resolution used (pip fails the same way).
+
+    The resolver read the PEP 658 ``.metadata`` the index served (kept in the cache under the
+    wheel's sha256); when the verified wheel's own METADATA names another project or version,
+    or other dependencies or Requires-Python, the lock was made from false metadata: the wheel
+    is not placed, the cache learns the wheel's true metadata, and the locks that name the wheel
+    are removed so the next run resolves again.
+    """
+    if not a.filename.endswith(".whl"):
         return
-    except OSError:
-        pass
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    cached = cache.metadata_path(f"meta:{a.sha256}")
     try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        resolved = CoreMetadata.parse(cached.read_bytes(), a.filename)
+    except FileNotFoundError:
+        return  # resolved elsewhere (another cache): nothing to compare with
+    try:
+        with zipfile.ZipFile(src) as zf:
+            names = [
+                n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
+            ]
+            data = zf.read(names[0]) if names else None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FetchError(f"{a.filename}: not a readable wheel: {exc}", path=a.path) from None
+    if data is None:
+        raise FetchError(f"{a.filename}: wheel has no .dist-info/METADATA", path=a.path)
+    actual = CoreMetadata.parse(data, a.filename)
+    differs = _metadata_differences(resolved, actual)
+    if not differs:
+        return
+    atomic_write_bytes(cached, data, durable=False)
+    for lock_path in wheelhouse.lock_paths():
+        with contextlib.suppress(OSError):
+            if a.sha256 in lock_path.read_text(encoding="utf-8"):
+                lock_path.unlink()
+    raise FetchError(
+        f"{a.filename}: the wheel's METADATA differs from the metadata the index served "
+        f"({'; '.join(differs)})",
+        hint="the lock made from it was removed; rerun to resolve again",
+        path=a.path,
+    )
+
+
+def _metadata_differences(resolved: CoreMetadata, actual: CoreMetadata) -> list[str]:
+    """What differs between two metadata, as short phrases (empty: they agree)."""
+    out: list[str] = []
+    if canonicalize_name(resolved.name) != canonicalize_name(actual.name):
+        out.append(f"Name {resolved.name!r} vs {actual.name!r}")
+    try:
+        same_version = Version(resolved.version) == Version(actual.version)
+    except InvalidVersion:
+        same_version = resolved.version == actual.version
+    if not same_version:
+        out.append(f"Version {resolved.version} vs {actual.version}")
+    try:
+        same_python = SpecifierSet(resolved.requires_python or "") == SpecifierSet(
+            actual.requires_python or ""
+        )
+    except InvalidSpecifier:
+        same_python = resolved.requires_python == actual.requires_python
+    if not same_python:
+        out.append(f"Requires-Python {resolved.requires_python} vs {actual.requires_python}")
+    served = {str(r) for r in resolved.requires_dist}
+    carried = {str(r) for r in actual.requires_dist}
+    if served != carried:
+        extra = ", ".join(sorted(served - carried)) or "nothing"
+        missing = ", ".join(sorted(carried - served)) or "nothing"
+        out.append(f"Requires-Dist: served {extra} that the wheel lacks, lacks {missing}")
+    return out
 
 
 def fetch(
@@ -164,49 +318,66 @@ def fetch_artifacts(
     result = FetchResult()
     todo: list[Artifact] = []
     for a in wanted:
-        dest = wheelhouse.root / a.path
-        rec = arts.get(a.path)
-        if (
-            dest.exists()
-            and rec
-            and rec.get("sha256") == a.sha256
-            and dest.stat().st_size == rec.get("size")
-        ):
-            result.present.append(a.path)
-            continue
+        dest = wheelhouse.contained(a.path, f"the lock entry of {a.filename}")
+        if dest.is_file():
+            actual = file_sha256(dest)
+            if actual == a.sha256:
+                rec = arts.get(a.path)
+                if not rec or rec.get("sha256") != a.sha256:
+                    arts[a.path] = {
+                        "sha256": a.sha256,
+                        "size": dest.stat().st_size,
+                        "origin": {"kind": "download", "url": a.url},
+                    }
+                result.present.append(a.path)
+                continue
+            log.warning(
+                "%s does not match its lock (its sha256 is %s, expected %s); repairing it",
+                a.path,
+                actual,
+                a.sha256,
+            )
         todo.append(a)
     reporter.start(len(todo), sum(a.size or 0 for a in todo))
     errors: list[WheelportError] = []
 
     def one(a: Artifact) -> tuple[Artifact, Path, bool]:
-        cached = client.cache.artifact_path(a.sha256)
-        if cached.exists():
-            return a, cached, True
+        dest = wheelhouse.root / a.path
+        if client.cache.verified(a.sha256, into=dest) is not None:
+            return a, dest, True
         from wheelport.index.client import download_verified
 
-        return (
-            a,
-            download_verified(
-                client,
-                a.url,
-                a.sha256,
-                a.size,
-                client.cache,
-                progress=reporter.advance,
-                label=a.filename,
-            ),
-            False,
+        download_verified(
+            client,
+            a.url,
+            a.sha256,
+            a.size,
+            client.cache,
+            progress=reporter.advance,
+            label=a.filename,
         )
+        if client.cache.verified(a.sha256, into=dest) is None:
+            raise FetchError(
+                f"{a.filename}: the cache entry changed while it was copied to {dest}",
+                hint="another process is damaging the cache; re-run 'wheelport sync'",
+                path=a.path,
+            )
+        return a, dest, False
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelport-fetch") as pool:
         futures = [pool.submit(one, a) for a in todo]
         for fut in as_completed(futures):
             try:
                 a, src, was_cached = fut.result()
+                try:
+                    check_resolved_metadata(wheelhouse, a, src, client.cache)
+                except WheelportError:
+                    src.unlink(missing_ok=True)  # one() placed it: a refused wheel stays out
+                    raise
             except WheelportError as exc:
                 errors.append(exc)
                 continue
-            place(src, wheelhouse.root / a.path)
+            _remember(src, a.sha256)
             arts[a.path] = {
                 "sha256": a.sha256,
                 "size": src.stat().st_size,

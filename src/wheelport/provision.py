@@ -32,6 +32,7 @@ from wheelport import bootstrap
 from wheelport import lock as wheelport_lock
 from wheelport.errors import ProvisionError, UsageError
 from wheelport.targets import INTERPRETER_PROBE, Target, target_for_interpreter
+from wheelport.wheelhouse import Wheelhouse
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 INSTALLERS = ("pip", "uv")
@@ -263,11 +264,13 @@ def verify_lock_files(wheelhouse: Path, lock: LockChoice, tools: Sequence[dict[s
             package=lock.sdist_only[0],
             target=lock.target,
         )
-    problems = bootstrap.verify_files(str(wheelhouse), list(lock.packages) + list(tools))
+    problems = bootstrap.verify_files(str(wheelhouse), list(lock.packages) + list(tools), lock.file)
     if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        if first.problem == "missing":
+        if first.problem == "unsafe":
+            message = f"refusing to install from {wheelhouse}: {first}{more}"
+        elif first.problem == "missing":
             message = f"{wheelhouse / first.path} is missing{more}"
         else:
             message = (
@@ -385,48 +388,57 @@ def provision(
         raise UsageError(
             f"{wheelhouse} has no pylock.*.toml", hint="run `wheelport lock` or `wheelport sync`"
         )
-    interpreter = find_interpreter(python, runner=runner)
-    if target is not None:
-        path = wheelhouse / f"pylock.{target}.toml"
-        if not path.is_file():
-            present = ", ".join(p.name for p in lock_paths)
-            raise UsageError(f"{path} does not exist; locks present: {present}", target=target)
-        lock = read_lock(path)
-    else:
-        locks = [read_lock(p) for p in lock_paths]
-        pip_wheels = [t for lk in locks for t in lk.tools if t["name"] == "pip"]
-        pip_wheel = wheelhouse / pip_wheels[0]["path"] if pip_wheels else None
-        lock = choose_lock(
-            locks, probe_interpreter(interpreter, pip_wheel=pip_wheel, runner=runner)
-        )
-    tools = [t for t in lock.tools if t["name"] == ("pip" if installer == "pip" else "uv")]
-    uv = find_uv() if installer == "uv" else None
-    if installer == "pip" and not tools:
-        raise UsageError(f"{lock.file} lists no pip wheel in tool.wheelport.tools",
-                         hint="re-run `wheelport sync`")  # fmt: skip
-    if installer == "uv" and uv is None and not tools:
-        raise UsageError("uv not found (not on PATH, not in this environment, not in the lock)",
-                         hint="install uv or use --installer pip")  # fmt: skip
-    if installer == "uv" and uv is not None:
-        tools = []
-    verify_lock_files(wheelhouse, lock, tools)
-    try:
-        bootstrap.check_venv_path(str(venv))
-    except bootstrap.BootstrapError as exc:
-        raise UsageError(exc.message, path=str(venv)) from exc
-    try:
-        if installer == "pip":
-            ok, output = bootstrap.install_lock(
-                str(venv), str(wheelhouse), lock.packages, tools[0], interpreter, runner
-            )
-        elif uv is not None:
-            ok, output = _uv_install(venv, wheelhouse, lock, interpreter, uv, runner)
+    # a shared lock: a concurrent `wheelport sync` cannot replace files while they are
+    # verified and installed (it waits, and so does this for a sync already running)
+    with Wheelhouse(wheelhouse).locked("provision", shared=True):
+        interpreter = find_interpreter(python, runner=runner)
+        if target is not None:
+            path = wheelhouse / f"pylock.{target}.toml"
+            if not path.is_file():
+                present = ", ".join(p.name for p in lock_paths)
+                raise UsageError(f"{path} does not exist; locks present: {present}", target=target)
+            lock = read_lock(path)
         else:
-            with tempfile.TemporaryDirectory(prefix="wheelport-uv-") as tmp:
-                uv = unpack_uv_wheel(wheelhouse / tools[0]["path"], Path(tmp))
+            locks = [read_lock(p) for p in lock_paths]
+            pip_wheels = [(t, lk.file) for lk in locks for t in lk.tools if t["name"] == "pip"]
+            pip_wheel = (  # put on sys.path of the probe: it must be the wheelhouse's own
+                Wheelhouse(wheelhouse).contained(pip_wheels[0][0]["path"], pip_wheels[0][1])
+                if pip_wheels
+                else None
+            )
+            lock = choose_lock(
+                locks, probe_interpreter(interpreter, pip_wheel=pip_wheel, runner=runner)
+            )
+        tools = [t for t in lock.tools if t["name"] == ("pip" if installer == "pip" else "uv")]
+        uv = find_uv() if installer == "uv" else None
+        if installer == "pip" and not tools:
+            raise UsageError(f"{lock.file} lists no pip wheel in tool.wheelport.tools",
+                             hint="re-run `wheelport sync`")  # fmt: skip
+        if installer == "uv" and uv is None and not tools:
+            raise UsageError("uv not found (not on PATH, not in this environment, not in the lock)",
+                             hint="install uv or use --installer pip")  # fmt: skip
+        if installer == "uv" and uv is not None:
+            tools = []
+        verify_lock_files(wheelhouse, lock, tools)
+        try:
+            bootstrap.check_venv_path(str(venv))
+        except bootstrap.BootstrapError as exc:
+            raise UsageError(exc.message, path=str(venv)) from exc
+        try:
+            if installer == "pip":
+                ok, output = bootstrap.install_lock(
+                    str(venv), str(wheelhouse), lock.packages, tools[0], interpreter, runner
+                )
+            elif uv is not None:
                 ok, output = _uv_install(venv, wheelhouse, lock, interpreter, uv, runner)
-    except bootstrap.BootstrapError as exc:
-        raise ProvisionError(f"{exc.message} (into {venv})", target=lock.target) from exc
+            else:
+                with tempfile.TemporaryDirectory(prefix="wheelport-uv-") as tmp:
+                    uv = unpack_uv_wheel(
+                        Wheelhouse(wheelhouse).contained(tools[0]["path"], lock.file), Path(tmp)
+                    )
+                    ok, output = _uv_install(venv, wheelhouse, lock, interpreter, uv, runner)
+        except bootstrap.BootstrapError as exc:
+            raise ProvisionError(f"{exc.message} (into {venv})", target=lock.target) from exc
     return ProvisionReport(
         venv=venv,
         python=interpreter,

@@ -280,6 +280,11 @@ def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
                 hint = " (run `wheelport index`)" if "simple" in path.parts else ""
                 self._simple_error(HTTPStatus.NOT_FOUND, f"not found{hint}", body)
                 return
+            # No lock needed while a sync runs: wheelport writes every file under a temporary
+            # name and renames it into place, and repairs replace rather than edit, so this
+            # descriptor names one complete inode whose bytes never change; headers come from
+            # fstat of that same descriptor. A page and the wheels it names may be from two
+            # moments of a sync, but pip checks each wheel against the page's sha256.
             with f:
                 st = os.fstat(f.fileno())
                 etag = _etag(st)

@@ -3,6 +3,10 @@
 Reports files that are missing (named by the manifest or a lock, not on disk), tampered
 (on disk with another sha256 or size) and extra (in ``wheels/`` or ``sdists/`` but known to
 neither). Hashing runs on a small thread pool (hashlib releases the GIL).
+
+A path in a lock or the manifest that would leave the wheelhouse (absolute, ``..``, or a
+symlink out) is reported as tampered, naming the entry, and is never opened. ``verify``
+holds the wheelhouse's shared lock, so a concurrent ``sync`` cannot change files under it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wheelport.bootstrap import escape_reason
 from wheelport.errors import UsageError, VerifyError
 from wheelport.lock import lock_tool, read_lock
 from wheelport.wheelhouse import Wheelhouse, sha256_file
@@ -25,6 +30,8 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     tampered: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    #: paths that escape the wheelhouse (also listed in ``tampered``)
+    unsafe: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -37,6 +44,7 @@ class VerifyReport:
             "missing": self.missing,
             "tampered": self.tampered,
             "extra": self.extra,
+            "unsafe": self.unsafe,
             "ok": self.ok,
         }
 
@@ -77,6 +85,31 @@ def expected_files(wh: Wheelhouse) -> Iterator[tuple[str, str, int | None, str]]
             yield tool["path"], tool["sha256"], tool.get("size") or None, path.name
 
 
+def unsafe_paths(wh: Wheelhouse) -> list[tuple[str, str, str]]:
+    """(path, who names it, why) for every path in the locks or the manifest (artifacts, the
+    ``locks`` section, ``build_deps``) that would leave the wheelhouse once joined to it."""
+    out: list[tuple[str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    named = [
+        (rel, "wheelport.json artifacts" if who == "manifest" else who)
+        for rel, _sha, _size, who in expected_files(wh)
+    ]
+    for sdist_sha, per_target in wh.load_manifest().get("build_deps", {}).items():
+        for tid, entries in per_target.items():
+            for entry in entries:
+                for key in ("path", "sdist"):
+                    if isinstance(entry, dict) and isinstance(entry.get(key), str):
+                        named.append(
+                            (entry[key], f"wheelport.json build_deps[{sdist_sha[:12]}…][{tid}]")
+                        )
+    for rel, who in named:
+        why = escape_reason(str(wh.root), rel)
+        if why is not None and (rel, who) not in seen:
+            seen.add((rel, who))
+            out.append((rel, who, why))
+    return out
+
+
 def verify(root: Path, *, jobs: int = 4) -> VerifyReport:
     """Check the wheelhouse at ``root``; a report, never an exception for bad files."""
     wh = Wheelhouse(root)
@@ -84,10 +117,23 @@ def verify(root: Path, *, jobs: int = 4) -> VerifyReport:
         raise UsageError(
             f"not a wheelhouse: {root}", hint="run 'wheelport sync' first", path=str(root)
         )
+    with wh.locked("verify", shared=True):
+        return _verify(wh, jobs)
+
+
+def _verify(wh: Wheelhouse, jobs: int) -> VerifyReport:
+    root = wh.root
     report = VerifyReport(root)
     expected: dict[str, tuple[str, int | None, str]] = {}
     conflicts: list[str] = []
+    unsafe = unsafe_paths(wh)
+    for rel, who, why in unsafe:
+        report.unsafe.append(rel)
+        report.tampered.append(f"{rel} escapes the wheelhouse ({why}; named by {who})")
+    skip = {rel for rel, _who, _why in unsafe}
     for rel, sha, size, who in expected_files(wh):
+        if rel in skip:
+            continue
         old = expected.get(rel)
         if old and old[0] != sha:
             conflicts.append(f"{rel} ({who} says {sha[:12]}…, {old[2]} says {old[0][:12]}…)")
@@ -119,7 +165,7 @@ def verify(root: Path, *, jobs: int = 4) -> VerifyReport:
         for p in sorted(d.iterdir()):
             if p.name.endswith(".metadata") or p.name.startswith("."):
                 continue
-            rel = wh.relative(p)
+            rel = f"{d.name}/{p.name}"  # not resolved: a symlink out is still named as it is
             if rel not in expected:
                 report.extra.append(rel)
     return report

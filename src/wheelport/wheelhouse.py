@@ -11,6 +11,7 @@ The layout is a contract every stage and every export reads::
       wheelport.json           manifest: inputs digest, targets, every artifact's sha256/size/origin
       bootstrap.py             stdlib-only installer
       logs/                    build logs of failed builds
+      .wheelport.lock          advisory lock (flock) of the verbs that write or read it
 
 Manifest shape (``wheelport.json``)::
 
@@ -34,15 +35,26 @@ Manifest shape (``wheelport.json``)::
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
+import logging
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from wheelport.errors import VerifyError
 
 MANIFEST_VERSION = 1
+#: the advisory lock file beside the manifest (hidden: never verified, bundled or served)
+LOCK_NAME = ".wheelport.lock"
+
+log = logging.getLogger("wheelport.wheelhouse")
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,18 @@ class Wheelhouse:
 
     def save_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK_NAME
+
+    def contained(self, rel: str, source: str) -> Path:
+        """``rel`` (read from ``source``) joined to the wheelhouse; see :func:`contained`."""
+        return contained(self.root, rel, source)
+
+    def locked(self, verb: str, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
+        """Hold the wheelhouse's advisory lock for ``verb``; see :func:`locked`."""
+        return locked([(self.root, shared)], verb)
 
 
 def empty_manifest() -> dict[str, Any]:
@@ -144,3 +168,235 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     with atomic_target(path, "wb", durable=durable) as f:
         f.write(data)
+
+
+# --------------------------------------------------------------------------- contained paths
+
+
+def contained(root: Path, rel: str, source: str) -> Path:
+    """``root / rel`` when ``rel`` stays inside ``root``; else :class:`VerifyError`.
+
+    ``rel`` is a path read from a file (``source``: a lock, the manifest, a bundle); it is
+    refused when it is absolute, has a ``..`` component, or resolves (symlinks included)
+    outside ``root``. The check is bootstrap.py's (one routine, stdlib only).
+    """
+    from wheelport.bootstrap import escape_reason
+
+    why = escape_reason(str(root), rel)
+    if why is not None:
+        raise VerifyError(
+            f"{rel!r} in {source} escapes the wheelhouse {root}: {why}",
+            hint="the lock or manifest was edited by hand or is hostile; re-run 'wheelport sync' "
+            "in a clean directory",
+            path=str(rel),
+        )
+    return root / rel
+
+
+# --------------------------------------------------------------------------- copies
+
+
+#: Linux ``FICLONE`` ioctl: share the source's extents (btrfs, xfs, bcachefs); copy-on-write
+FICLONE = 0x40049409
+
+
+def _current_umask() -> int:
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _reflink(src_fd: int, dst_fd: int) -> bool:
+    try:
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
+    except OSError:
+        return False
+    return True
+
+
+def copy_verified(src: Path, dest: Path, sha256: str | None = None) -> tuple[str | None, str]:
+    """Put an independent copy of ``src`` at ``dest``: a reflink when the filesystem can, else
+    a plain copy; through a temporary name beside ``dest`` and a rename, never a hard link,
+    so a later write to either file cannot change the other.
+
+    The sha256 is taken of the bytes written (read back from the temporary file).
+    Returns ``(how, sha256)``: ``how`` is ``"reflink"`` or ``"copy"`` when ``dest`` was put in
+    place, ``None`` when ``sha256`` was given and the copy did not match it (then nothing is
+    left at ``dest`` and an old ``dest`` is untouched).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with open(src, "rb") as fsrc, os.fdopen(fd, "wb") as fdst:
+            os.fchmod(fdst.fileno(), 0o666 & ~_UMASK)
+            how = "reflink" if _reflink(fsrc.fileno(), fdst.fileno()) else "copy"
+        if how == "copy":
+            shutil.copyfile(src, tmp)  # in the kernel (sendfile / copy_file_range)
+        # hash what landed in the temporary file: the bytes that will be renamed into place
+        digest = sha256_file(Path(tmp))
+        if sha256 is not None and digest != sha256:
+            os.unlink(tmp)
+            return None, digest
+        os.replace(tmp, dest)
+        return how, digest
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------- locking
+
+#: locks this thread holds: lock file path -> [fd, shared, depth]
+_held = threading.local()
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 128, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    pid, _, verb = text.partition(" ")
+    if not pid.isdigit():  # readers share the lock and write nothing
+        return "another wheelport process (reading)"
+    return f"pid {pid} (wheelport {verb.strip() or '?'})"
+
+
+def _open_locked(path: Path, shared: bool) -> int:
+    """A descriptor of ``path`` holding its flock; the file at ``path`` is the one locked (a
+    holder that removed it on release — see :func:`_lock_one` — makes the waiter retry)."""
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    told = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not told:
+                    log.warning("waiting for %s holding %s…", _holder(fd), path)
+                    told = True
+                fcntl.flock(fd, mode)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            return fd
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _lock_one(root: Path, shared: bool, verb: str) -> Iterator[None]:
+    held: dict[str, list[Any]] = _held.__dict__.setdefault("locks", {})
+    path = root / LOCK_NAME
+    key = os.path.realpath(path)
+    mine = held.get(key)
+    if mine is not None:  # re-entered (sync -> lock, merge into one of its inputs)
+        if mine[1] and not shared:
+            raise RuntimeError(f"{path}: cannot upgrade a shared lock to exclusive")
+        mine[2] += 1
+        try:
+            yield
+        finally:
+            mine[2] -= 1
+        return
+    created: Path | None = None  # the topmost directory this call created, if any
+    if not shared and not root.is_dir():
+        created = root.absolute()
+        while not created.parent.exists():
+            created = created.parent
+        root.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = _open_locked(path, shared)
+    except OSError as exc:
+        if shared and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOENT):
+            yield  # a read-only wheelhouse: nobody here can write it, read it unlocked
+            return
+        raise
+    try:
+        before = os.fstat(fd)
+        if not shared:  # the one writer says who it is; the file is emptied on release
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} {verb}\n".encode(), 0)
+        held[key] = [fd, shared, 1]
+        try:
+            yield
+        finally:
+            del held[key]
+            if not shared:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                    # and keeps its mtime: a run that changed nothing leaves no trace
+                    os.utime(fd, ns=(before.st_atime_ns, before.st_mtime_ns))
+            if created is not None:
+                _remove_if_unused(root, created)
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _remove_if_unused(root: Path, created: Path) -> None:
+    """A verb that failed before writing anything leaves no directory behind: remove the lock
+    file (still holding it) and the directories this process created, if that is all there is."""
+    with contextlib.suppress(OSError):
+        if os.listdir(root) != [LOCK_NAME]:
+            return
+        os.unlink(root / LOCK_NAME)
+        d = root.absolute()
+        while True:
+            os.rmdir(d)
+            if d == created:
+                break
+            d = d.parent
+
+
+@contextlib.contextmanager
+def locked(roots: list[tuple[Path, bool]], verb: str) -> Iterator[None]:
+    """Hold the advisory locks (``fcntl.flock`` on ``<root>/.wheelport.lock``) of ``roots``,
+    each ``(root, shared)``: exclusive for the verbs that write a wheelhouse, shared for those
+    that need a stable view of it. Taken in path order (no deadlock between two verbs that
+    lock several wheelhouses); re-entrant within a thread. When another process holds a lock,
+    one line ``waiting for pid N (wheelport VERB) holding PATH…`` is logged (an exclusive
+    holder writes its pid and verb into the file, and empties it on release; readers write
+    nothing) and the call blocks until it is released.
+    """
+    wanted: dict[str, tuple[Path, bool]] = {}
+    for root, shared in roots:
+        key = os.path.realpath(root)
+        old = wanted.get(key)
+        wanted[key] = (Path(root), shared and (old is None or old[1]))  # exclusive wins
+    with contextlib.ExitStack() as stack:
+        for _key, (root, shared) in sorted(wanted.items()):
+            stack.enter_context(_lock_one(root, shared, verb))
+        yield
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def holding_lock(verb: str, *, shared: bool) -> Callable[[_F], _F]:
+    """Decorator: run the verb holding the lock of the wheelhouse given as its first argument
+    (or ``wheelhouse=``) — for library functions whose whole body reads a wheelhouse."""
+    import functools
+
+    def wrap(func: _F) -> _F:
+        @functools.wraps(func)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            root = kwargs["wheelhouse"] if "wheelhouse" in kwargs else args[0]
+            with locked([(Path(root), shared)], verb):
+                return func(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap

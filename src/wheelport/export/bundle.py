@@ -8,7 +8,13 @@ owners and modes, so the same wheelhouse always gives the same tar bytes.
 Unbundling streams the archive once: every member is checked against the manifest while it
 is written into a temporary directory beside the destination, and the directory is renamed
 into place only when every file verified. Path traversal, links, unknown or duplicate
-members, truncation and tampering are refused, naming the file.
+members, truncation and tampering are refused, naming the file; so is a wheelhouse whose
+locks or manifest name a path outside it (the unpacked tree must pass ``verify``).
+
+``bundle`` reads under the wheelhouse's shared lock. ``unbundle`` needs none: its output
+appears by one rename of a complete, verified directory, and a second ``unbundle`` to the
+same place fails on that rename (the directory is no longer empty). The lock file is
+hidden, so it is never a member.
 
 The section marked *stdlib only* (:class:`BundleError`, :func:`open_bundle_stream`,
 :func:`extract_bundle`) imports nothing but the standard library and runs on Python 3.8, so
@@ -231,33 +237,37 @@ def create_bundle(wheelhouse: Path, output: Path, *, compression: str = "auto") 
         raise UsageError(
             f"the bundle {output} cannot be written inside the wheelhouse", path=str(output)
         )
-    members = bundle_members(wh.root)
-    head = manifest_bytes(wh.root, members)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    total = 0
-    try:
-        with (
-            _compressed_writer(tmp, chosen) as sink,
-            tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            tar.addfile(_tarinfo(MANIFEST_NAME, len(head)), io.BytesIO(head))
-            for rel in members:
-                path = wh.root / rel
-                with path.open("rb") as f:
-                    size = os.fstat(f.fileno()).st_size
-                    tar.addfile(_tarinfo(rel, size), f)
-                total += size
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, output)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    # shared: a concurrent sync waits until every member is in the archive (and vice versa)
+    with wh.locked("bundle", shared=True):
+        members = bundle_members(wh.root)
+        head = manifest_bytes(wh.root, members)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            dir=output.parent, prefix=f".{output.name}.", suffix=".part"
+        )
+        os.close(fd)
+        tmp = Path(tmp_name)
+        total = 0
+        try:
+            with (
+                _compressed_writer(tmp, chosen) as sink,
+                tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+            ):
+                tar.addfile(_tarinfo(MANIFEST_NAME, len(head)), io.BytesIO(head))
+                for rel in members:
+                    path = wh.root / rel
+                    with path.open("rb") as f:
+                        size = os.fstat(f.fileno()).st_size
+                        tar.addfile(_tarinfo(rel, size), f)
+                    total += size
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, output)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
     from wheelport.wheelhouse import sha256_file
 
     return BundleReport(

@@ -4,7 +4,11 @@ A CI matrix builds one wheelhouse per platform; ``merge`` unites them: the union
 artifacts (``wheels/``, ``sdists/``), locks and manifests, then a fresh index and
 ``bootstrap.py``. The same relative path with two different sha256s, or the same lock file
 with different content, is a conflict: an error naming the file and both hashes, and nothing
-is written.
+is written. A path in an input's manifest or locks that escapes that input is refused.
+
+Files are copied (a reflink where the filesystem has them), never hard-linked: the output
+and the inputs stay independent. ``merge`` holds the output's exclusive lock and each
+input's shared lock (:func:`wheelport.wheelhouse.locked`).
 
 :func:`plan_merge` decides (pure, over already-read values); :func:`merge` reads, checks and
 writes.
@@ -12,18 +16,23 @@ writes.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wheelport.errors import ExportError, UsageError
-from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, sha256_file
+from wheelport.errors import ExportError, UsageError, VerifyError
+from wheelport.wheelhouse import (
+    LOCK_NAME,
+    Wheelhouse,
+    atomic_write_bytes,
+    contained,
+    copy_verified,
+    locked,
+    sha256_file,
+)
 
 
 @dataclass(frozen=True)
@@ -197,29 +206,28 @@ def read_source(root: Path) -> Source:
         raise UsageError(
             f"{wh.manifest_path} is not valid JSON: {exc}", path=str(wh.manifest_path)
         ) from None
+    from wheelport.verify import unsafe_paths
+
+    bad = unsafe_paths(wh)
+    if bad:
+        rel, who, why = bad[0]
+        raise VerifyError(
+            f"{rel!r} in {who} of {wh.root} escapes that wheelhouse: {why}",
+            hint="merge only wheelhouses written by 'wheelport sync'",
+            path=rel,
+        )
     locks = {p.name: p.read_bytes() for p in wh.lock_paths()}
     return Source(root=wh.root, manifest=manifest, locks=locks)
 
 
-def _place(src: Path, dest: Path) -> str:
-    """Hard-link ``src`` to ``dest`` (same filesystem) or copy it; atomically. Returns how."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        try:
-            os.link(src, tmp)
-            how = "linked"
-        except OSError:
-            shutil.copyfile(src, tmp)
-            how = "copied"
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return how
+def _place(src: Path, dest: Path, sha256: str) -> str:
+    """Copy ``src`` to ``dest`` through a temporary name (a reflink when the filesystem can;
+    never a hard link), checking the copy's sha256. Returns ``"linked"`` (reflink) or
+    ``"copied"``."""
+    how, actual = copy_verified(src, dest, sha256)
+    if how is None:
+        raise ExportError(f"{src} changed while it was merged (it is now {actual})", path=str(src))
+    return "linked" if how == "reflink" else "copied"
 
 
 def merge(sources: Sequence[Path], output: Path) -> MergeReport:
@@ -227,7 +235,7 @@ def merge(sources: Sequence[Path], output: Path) -> MergeReport:
 
     ``output`` may be new, empty, or a wheelhouse itself (then it takes part in the merge as
     the first source). Every source file is re-hashed before it is placed; any conflict or
-    mismatch raises before anything is written. Files are hard-linked when possible.
+    mismatch raises before anything is written. Files are copied (reflinked when possible).
     """
     from wheelport.index.writer import write_index
     from wheelport.sync import install_bootstrap
@@ -239,50 +247,56 @@ def merge(sources: Sequence[Path], output: Path) -> MergeReport:
     out_wh = Wheelhouse(output)
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} exists and is not a directory", path=str(output))
-    if output.is_dir() and any(output.iterdir()) and not out_wh.manifest_path.is_file():
+    if (
+        output.is_dir()
+        and any(p.name != LOCK_NAME for p in output.iterdir())
+        and not out_wh.manifest_path.is_file()
+    ):
         raise UsageError(
             f"{output} is not empty and not a wheelhouse",
             hint="choose a new directory",
             path=str(output),
         )
-    resolved_out = output.resolve()
-    inputs = [r for r in roots if r.resolve() != resolved_out]
-    read = [read_source(r) for r in inputs]
-    if out_wh.manifest_path.is_file():
-        read.insert(0, read_source(output))
-    plan = plan_merge(read)
-    # check every source file before writing anything
-    for rel, (root, sha) in sorted(plan.files.items()):
-        path = root / rel
-        if not path.is_file():
-            raise ExportError(f"{path} is missing (named by {root}/wheelport.json)",
-                              hint=f"run 'wheelport verify {root}'", path=str(path))  # fmt: skip
-        actual = sha256_file(path)
-        if actual != sha:
-            raise ExportError(f"{path} is {actual}, its manifest says {sha}",
-                              hint=f"run 'wheelport verify {root}'", path=str(path))  # fmt: skip
-    copied = linked = present = 0
-    output.mkdir(parents=True, exist_ok=True)
-    for rel, (root, sha) in sorted(plan.files.items()):
-        dest = output / rel
-        if (
-            dest.is_file()
-            and dest.stat().st_size == (root / rel).stat().st_size
-            and sha256_file(dest) == sha
-        ):
-            present += 1
-            continue
-        if _place(root / rel, dest) == "linked":
-            linked += 1
-        else:
-            copied += 1
-    for name, data in sorted(plan.locks.items()):
-        lock = output / name
-        if not lock.is_file() or lock.read_bytes() != data:
-            atomic_write_bytes(lock, data)
-    out_wh.save_manifest(plan.manifest)
-    install_bootstrap(out_wh)
-    write_index(output, manifest=plan.manifest)
+    shared = [(r, True) for r in roots if r.resolve() != output.resolve()]
+    with locked([(output, False), *shared], "merge"):
+        resolved_out = output.resolve()
+        inputs = [r for r in roots if r.resolve() != resolved_out]
+        read = [read_source(r) for r in inputs]
+        if out_wh.manifest_path.is_file():
+            read.insert(0, read_source(output))
+        plan = plan_merge(read)
+        # check every source file before writing anything
+        for rel, (root, sha) in sorted(plan.files.items()):
+            path = contained(root, rel, f"{root / 'wheelport.json'}")
+            if not path.is_file():
+                raise ExportError(f"{path} is missing (named by {root}/wheelport.json)",
+                                  hint=f"run 'wheelport verify {root}'", path=str(path))  # fmt: skip
+            actual = sha256_file(path)
+            if actual != sha:
+                raise ExportError(f"{path} is {actual}, its manifest says {sha}",
+                                  hint=f"run 'wheelport verify {root}'", path=str(path))  # fmt: skip
+        copied = linked = present = 0
+        output.mkdir(parents=True, exist_ok=True)
+        for rel, (root, sha) in sorted(plan.files.items()):
+            dest = contained(output, rel, f"{root / 'wheelport.json'}")
+            if (
+                dest.is_file()
+                and dest.stat().st_size == (root / rel).stat().st_size
+                and sha256_file(dest) == sha
+            ):
+                present += 1
+                continue
+            if _place(root / rel, dest, sha) == "linked":
+                linked += 1
+            else:
+                copied += 1
+        for name, data in sorted(plan.locks.items()):
+            lock = output / name
+            if not lock.is_file() or lock.read_bytes() != data:
+                atomic_write_bytes(lock, data)
+        out_wh.save_manifest(plan.manifest)
+        install_bootstrap(out_wh)
+        write_index(output, manifest=plan.manifest)
     return MergeReport(
         output=output,
         sources=[s.root for s in read],

@@ -1,0 +1,136 @@
+"""A cache that cannot be poisoned: wheelhouses get independent copies of cache entries (never
+hard links), a corrupt cache entry is evicted with a warning and fetched again, and ``sync``
+re-hashes what is already in a wheelhouse and repairs what does not match."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support import run_wheelport
+from support.dists import make_wheel
+from support.server import IndexServer
+from wheelport.cache import Cache
+from wheelport.wheelhouse import copy_verified, sha256_file
+
+TARGET = "cp312-win_amd64"  # not this host: a py3 wheel and a win_amd64 wheel serve it
+WIN_WHEEL = "native-1.0-cp312-cp312-win_amd64.whl"
+PURE_WHEEL = "pure-1.0-py3-none-any.whl"
+
+
+@pytest.fixture
+def index(dists_dir: Path) -> IndexServer:
+    srv = IndexServer().start()
+    srv.add(make_wheel(dists_dir, "native", "1.0", tag="cp312-cp312-win_amd64", deps=["pure"]))
+    srv.add(make_wheel(dists_dir, "pure", "1.0"))
+    yield srv
+    srv.stop()
+
+
+def sync(index: IndexServer, wh: Path) -> subprocess.CompletedProcess[str]:
+    return run_wheelport("sync", "native", "--index-url", index.url, "-t", TARGET,
+                         "--tool", "none", "-o", str(wh), timeout=300)  # fmt: skip
+
+
+def flip(path: Path) -> None:
+    """Edit a file in place, same size (what a careless tool or a bad disk does)."""
+    with path.open("r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def cache_entry(sha: str) -> Path:
+    return Cache.default().artifact_path(sha)
+
+
+def test_an_edit_in_one_wheelhouse_never_reaches_the_cache_or_another(
+    index: IndexServer, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = sync(index, a)
+    assert r.returncode == 0, r.stderr
+    wheel_a = a / "wheels" / WIN_WHEEL
+    good = sha256_file(wheel_a)
+    entry = cache_entry(good)
+    assert entry.is_file()
+    # an independent copy: not the cache's inode, one link
+    assert wheel_a.stat().st_ino != entry.stat().st_ino and wheel_a.stat().st_nlink == 1
+    size = wheel_a.stat().st_size
+    flip(wheel_a)
+    assert sha256_file(wheel_a) != good and wheel_a.stat().st_size == size
+    assert sha256_file(entry) == good  # the edit stayed in A
+    r = sync(index, b)
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(b / "wheels" / WIN_WHEEL) == good
+    assert run_wheelport("verify", str(b)).returncode == 0
+    # `verify A` sees the edit; re-running sync on A repairs it, saying which file
+    assert run_wheelport("verify", str(a)).returncode == 1
+    r = sync(index, a)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "repairing" in line]
+    assert len(warnings) == 1 and f"wheels/{WIN_WHEEL}" in warnings[0], r.stderr
+    assert sha256_file(wheel_a) == good
+    v = run_wheelport("verify", str(a))
+    assert v.returncode == 0, v.stderr
+    # and a sync with nothing to repair says nothing about repairs
+    r = sync(index, a)
+    assert r.returncode == 0 and "repairing" not in r.stderr, r.stderr
+
+
+def test_a_corrupt_cache_entry_is_evicted_and_fetched_again(
+    index: IndexServer, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert sync(index, a).returncode == 0
+    good = sha256_file(a / "wheels" / WIN_WHEEL)
+    entry = cache_entry(good)
+    flip(entry)  # planted directly: the cache itself is damaged
+    downloads_before = sum(1 for r in index.requests if r[1].endswith(WIN_WHEEL))
+    r = sync(index, b)
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if "is corrupt" in line]
+    assert len(lines) == 1 and str(entry) in lines[0], r.stderr
+    assert sha256_file(b / "wheels" / WIN_WHEEL) == good
+    assert sha256_file(entry) == good  # downloaded again into the cache
+    assert sum(1 for r in index.requests if r[1].endswith(WIN_WHEEL)) == downloads_before + 1
+    assert run_wheelport("verify", str(b)).returncode == 0
+
+
+def test_verified_is_the_one_check(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cache = Cache(tmp_path / "cache")
+    data = b"wheel bytes" * 1000
+    import hashlib
+
+    sha = hashlib.sha256(data).hexdigest()
+    assert cache.verified(sha) is None  # absent: nothing to say
+    entry = cache.artifact_path(sha)
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(data)
+    assert cache.verified(sha) == entry
+    dest = tmp_path / "wh" / "wheels" / "x.whl"
+    assert cache.verified(sha, into=dest) == dest and dest.read_bytes() == data
+    assert dest.stat().st_ino != entry.stat().st_ino
+    entry.write_bytes(data[:-1] + b"X")
+    with caplog.at_level(logging.WARNING, logger="wheelport.cache"):
+        assert cache.verified(sha, into=tmp_path / "other.whl") is None
+    assert not entry.exists() and not (tmp_path / "other.whl").exists()
+    assert [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()]
+    assert not list((tmp_path / "wh" / "wheels").glob(".*.part"))
+
+
+def test_copy_verified_keeps_an_old_file_on_mismatch(tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.write_bytes(b"new")
+    dest.write_bytes(b"old")
+    how, actual = copy_verified(src, dest, "0" * 64)
+    assert how is None and actual == sha256_file(src) and dest.read_bytes() == b"old"
+    how, actual = copy_verified(src, dest, sha256_file(src))
+    assert how in ("reflink", "copy") and dest.read_bytes() == b"new"
+    assert os.stat(dest).st_ino != os.stat(src).st_ino
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
