@@ -34,6 +34,7 @@ from packaging.version import InvalidVersion, Version
 from wheelport.cache import Cache
 from wheelport.errors import FetchError, VerifyError, WheelportError
 from wheelport.index.client import CoreMetadata, IndexClient
+from wheelport.index.metadata import wheel_metadata_member
 from wheelport.lock import lock_tool
 from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, copy_verified, sha256_file
 
@@ -236,10 +237,8 @@ def check_resolved_metadata(wheelhouse: Wheelhouse, a: Artifact, src: Path, cach
         return  # resolved elsewhere (another cache): nothing to compare with
     try:
         with zipfile.ZipFile(src) as zf:
-            names = [
-                n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
-            ]
-            data = zf.read(names[0]) if names else None
+            member = wheel_metadata_member(zf, a.filename)
+            data = zf.read(member) if member else None
     except (zipfile.BadZipFile, OSError) as exc:
         raise FetchError(f"{a.filename}: not a readable wheel: {exc}", path=a.path) from None
     if data is None:

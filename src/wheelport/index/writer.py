@@ -26,7 +26,6 @@ import html
 import io
 import json
 import os
-import re
 import tarfile
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -40,13 +39,13 @@ from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
     NormalizedName,
-    canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
 )
 from packaging.version import Version
 
 from wheelport.errors import UsageError, VerifyError
+from wheelport.index.metadata import sdist_members, wheel_metadata_member
 from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, load_manifest, sha256_file
 
 API_VERSION = "1.1"
@@ -60,7 +59,6 @@ ROOT_KEY = "/"
 #: bump when the page format changes, so every page is re-rendered
 RENDER_VERSION = 1
 SMALL_FILE = 16 << 20
-_DIST_INFO_METADATA = re.compile(r"^([^/]+)\.dist-info/METADATA$")
 
 
 # --------------------------------------------------------------------------- values
@@ -336,23 +334,14 @@ def read_wheel_metadata(path: Path, data: bytes | None = None) -> bytes:
     """The bytes of the wheel's ``<name>.dist-info/METADATA`` (``data``: the wheel, if read)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data) if data is not None else path) as zf:
-            candidates = [n for n in zf.namelist() if _DIST_INFO_METADATA.match(n)]
-            if len(candidates) > 1:
-                name, version, _b, _t = parse_wheel_filename(path.name)
-                wanted = [
-                    n
-                    for n in candidates
-                    if canonicalize_name(n.split("-", 1)[0]) == name
-                    and n.split(".dist-info")[0].endswith(str(version))
-                ]
-                candidates = wanted or candidates
-            if not candidates:
+            member = wheel_metadata_member(zf, path.name)
+            if member is None:
                 raise VerifyError(
                     f"wheel {path.name} has no .dist-info/METADATA",
                     hint="remove or rebuild it, then run `wheelport index` again",
                     path=str(path),
                 )
-            return zf.read(sorted(candidates)[0])
+            return zf.read(member)
     except (zipfile.BadZipFile, OSError) as exc:
         raise VerifyError(
             f"cannot read wheel {path.name}: {exc}",
@@ -364,19 +353,7 @@ def read_wheel_metadata(path: Path, data: bytes | None = None) -> bytes:
 def read_sdist_metadata(path: Path) -> bytes | None:
     """The bytes of the sdist's top-level ``PKG-INFO`` (None when it has none)."""
     try:
-        if path.name.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                for n in zf.namelist():
-                    if n.count("/") == 1 and n.endswith("/PKG-INFO"):
-                        return zf.read(n)
-            return None
-        with tarfile.open(path, "r:*") as tf:
-            for member in tf:
-                top_level = member.name.count("/") == 1
-                if member.isfile() and top_level and member.name.endswith("/PKG-INFO"):
-                    f = tf.extractfile(member)
-                    return f.read() if f else None
-        return None
+        return sdist_members(path, ("PKG-INFO",)).get("PKG-INFO")
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise VerifyError(
             f"cannot read sdist {path.name}: {exc}",
