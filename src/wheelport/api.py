@@ -17,19 +17,23 @@ from packaging.requirements import Requirement
 
 from wheelport.build.isolated import sdist_metadata_online
 from wheelport.cache import Cache
-from wheelport.config import Config, SourcedRequirement
-from wheelport.errors import ResolutionError
-from wheelport.index.client import IndexClient
+from wheelport.config import DEFAULT_INDEX, Config, SourcedRequirement, parse_requirement
+from wheelport.errors import FetchError, ResolutionError, UsageError
+from wheelport.importers import ImportedPin, Selected
+from wheelport.index.client import IndexClient, redact
 from wheelport.lock import Staleness, build_lock, check_locks, write_locks
 from wheelport.resolve import (
+    NullReporter,
     Pin,
     Policy,
     Reporter,
     Resolution,
     TargetFailure,
     first_failure,
+    for_target,
     resolve_all,
     resolve_each,
+    select_file,
 )
 from wheelport.targets import Target, parse_targets
 from wheelport.wheelhouse import Wheelhouse, sha256_file
@@ -175,3 +179,179 @@ def check(config: Config, targets: Sequence[Target] | None = None) -> list[Stale
     """Which locks are missing or stale for the current inputs (nothing is written)."""
     targets = list(targets) if targets is not None else parse_targets(list(config.targets))
     return check_locks(Wheelhouse(config.output), targets, config.inputs_digest())
+
+
+def lock_from(
+    config: Config,
+    source: Path,
+    *,
+    client: IndexClient | None = None,
+    reporter: Reporter | None = None,
+    targets: Sequence[Target] | None = None,
+    allow_missing: bool = False,
+) -> LockResult:
+    """Write wheelport's locks from another tool's lock, keeping its pins exactly.
+
+    ``source`` is a uv.lock, poetry.lock, Pipfile.lock, pdm.lock, pylock.toml or environment.yml
+    (see :mod:`wheelport.importers`). Per target, the pins whose markers (or, in uv.lock, some
+    path from the project) hold are kept, with ``config.from_extras``/``from_groups`` selected;
+    each pin's file for the target is chosen from the index, and every hash the source records
+    for a file must equal the index's (else :class:`FetchError`, nothing written). A pin with no
+    file for a target is that target's failure, as in :func:`lock` (``allow_missing``).
+    environment.yml is not a lock: its pip requirements are resolved (``==`` pins stay exact).
+    """
+    from wheelport import importers
+
+    if config.from_lock != source:
+        config = dataclasses.replace(config, from_lock=source)
+    parsed = importers.load(source)
+    if isinstance(parsed, importers.Requirements):
+        if config.from_extras or config.from_groups:
+            raise UsageError(f"{source}: environment.yml has no extras or groups to select")
+        reqs = tuple(parse_requirement(line, f"{source.name} pip") for line in parsed.lines)
+        resolving = dataclasses.replace(config, requirements=reqs)
+        if parsed.index_urls and config.index_urls == (DEFAULT_INDEX,):
+            resolving = dataclasses.replace(resolving, index_urls=parsed.index_urls)
+        return lock(
+            resolving,
+            client=client,
+            reporter=reporter,
+            targets=targets,
+            allow_missing=allow_missing,
+        )
+    targets = list(targets) if targets is not None else parse_targets(list(config.targets))
+    index_config = config
+    if parsed.index_urls and config.index_urls == (DEFAULT_INDEX,):
+        # no --index-url given: the indexes the source lock was made from
+        index_config = dataclasses.replace(
+            config, index_urls=tuple(u.rstrip("/") for u in parsed.index_urls)
+        )
+    own = client is None
+    client = client or make_client(index_config)
+    policy = Policy.from_config(config)
+    reporter = reporter or NullReporter()
+    try:
+        selections = {
+            t.identifier: parsed.select(t.markers, config.from_extras, config.from_groups)
+            for t in targets
+        }
+        names = sorted({n for sel in selections.values() for n in sel})
+        for n in names:
+            client.prefetch_project(n)
+        resolutions: list[Resolution] = []
+        failed: list[TargetFailure] = []
+        for t in targets:
+            reporter.target_started(t)
+            try:
+                pins = {
+                    name: _imported_pin(client, t, s, policy.rule(name), source)
+                    for name, s in sorted(selections[t.identifier].items())
+                }
+            except ResolutionError as exc:
+                failure = TargetFailure(t, for_target(exc, t))
+                failed.append(failure)
+                reporter.target_failed(t, failure.error)
+                continue
+            resolution = Resolution(t, pins)
+            reporter.target_done(t, resolution)
+            resolutions.append(resolution)
+        if failed and (not allow_missing or not resolutions):
+            raise first_failure(failed)
+        tools = resolve_tools(client, [r.target for r in resolutions], config.tools)
+        resolutions = [_with_hashes(client, r) for r in resolutions]
+        for r in resolutions:
+            for pin in r.pins.values():
+                _check_downloaded_hash(pin, selections[r.target.identifier][pin.name].pin, source)
+        tools = {tid: list(_with_hashes_pins(client, pins)) for tid, pins in tools.items()}
+    finally:
+        if own:
+            client.close()
+    wh = Wheelhouse(config.output)
+    digest = config.inputs_digest()
+    locks = {
+        r.target.identifier: build_lock(r, inputs_digest=digest, tools=tools[r.target.identifier])
+        for r in resolutions
+    }
+    with wh.locked("lock"):
+        paths = write_locks(wh, locks)
+        for f in failed:
+            wh.lock_path(f.target.identifier).unlink(missing_ok=True)
+    return LockResult(config.output, resolutions, tools, paths, failed=failed)
+
+
+def _imported_pin(
+    client: IndexClient, target: Target, selected: Selected, rule: str, source: Path
+) -> Pin:
+    """The :class:`Pin` of an imported pin for one target: its version's file on the index that
+    serves the target and whose hash the source lock records."""
+    imp = selected.pin
+    where = ", ".join(redact(u) for u in client.index_urls)
+    if imp.version is None:
+        raise ResolutionError(
+            f"{source.name} does not pin {imp.name} (its tool locked it for another platform), "
+            f"which target {target} needs",
+            hint="lock it where the tool can pin it, or pass --allow-missing to leave this target unlocked",
+            package=imp.name,
+            target=target.identifier,
+        )
+    by_version = client.versions_of(imp.name)
+    files = list(by_version.get(imp.version, []))
+    if not files:
+        shown = ", ".join(str(v) for v in sorted(by_version)[-8:]) or "nothing"
+        raise ResolutionError(
+            f"{imp} (pinned in {source.name}) is not on {where}; it has {shown}",
+            hint="point --index-url at the index the lock was made from",
+            package=imp.name,
+            target=target.identifier,
+        )
+    for f in files:
+        recorded = imp.files.get(f.filename)
+        if recorded and f.sha256 and f.sha256.lower() != recorded:
+            raise FetchError(
+                f"hash mismatch for {f.filename}: {source.name} records sha256 {recorded}, "
+                f"{where} serves {f.sha256}",
+                hint="the file changed on the index or the lock was edited; re-lock with the source tool",
+                package=imp.name,
+                path=f.filename,
+            )
+    # only files whose hash the lock records (files the index gives no hash for are checked
+    # after they are downloaded)
+    usable = [f for f in files if not imp.hashes or not f.sha256 or f.sha256.lower() in imp.hashes]
+    chosen = select_file(usable, target, rule, allow_yanked=True)
+    if chosen is None:
+        other = select_file(files, target, rule, allow_yanked=True)
+        if other is not None:
+            raise FetchError(
+                f"{other.filename} serves target {target} but its hash is not in {source.name}'s hashes for {imp}",
+                hint="re-lock with the source tool so it records that file",
+                package=imp.name,
+                target=target.identifier,
+                path=other.filename,
+            )
+        raise ResolutionError(
+            f"{imp} (pinned in {source.name}) has no file for target {target}; "
+            f"{where} has {', '.join(sorted(f.filename for f in files))}",
+            hint="pass --allow-missing to lock the other targets",
+            package=imp.name,
+            target=target.identifier,
+        )
+    return Pin(
+        name=imp.name,
+        version=imp.version,
+        file=chosen,
+        extras=selected.extras,
+        dependencies=imp.dependencies,
+        markers=selected.markers,
+        requires_python=chosen.requires_python,
+    )
+
+
+def _check_downloaded_hash(pin: Pin, imported: ImportedPin, source: Path) -> None:
+    sha = (pin.file.sha256 or "").lower()
+    if imported.hashes and sha not in imported.hashes:
+        raise FetchError(
+            f"hash mismatch for {pin.file.filename}: sha256 {sha} is not among the hashes "
+            f"{source.name} records for {imported}",
+            package=pin.name,
+            path=pin.file.filename,
+        )

@@ -6,6 +6,7 @@ later stage sees plain ``packaging`` requirements with the file and line they ca
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -59,6 +60,10 @@ class Config:
     tools: tuple[str, ...] = ("pip",)
     #: revalidate every cached index page (not part of the inputs)
     refresh: bool = False
+    #: another tool's lock to take the pins from (``lock --from``), and its extras/groups
+    from_lock: Path | None = None
+    from_extras: tuple[str, ...] = ()
+    from_groups: tuple[str, ...] = ()
 
     def inputs_digest(self) -> str:
         """A digest of everything that changes a resolution (not the output dir or job count)."""
@@ -72,6 +77,16 @@ class Config:
             "from_source": sorted(self.from_source),
             "tools": list(self.tools),
         }
+        if self.from_lock is not None:
+            try:
+                lock_sha = hashlib.sha256(self.from_lock.read_bytes()).hexdigest()
+            except OSError:
+                lock_sha = "missing"
+            data["from_lock"] = {
+                "sha256": lock_sha,
+                "extras": sorted(self.from_extras),
+                "groups": sorted(self.from_groups),
+            }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -239,8 +254,42 @@ def build_config(
     jobs: int | None = None,
     tools: Sequence[str] = (),
     refresh: bool = False,
+    from_lock: Path | None = None,
 ) -> Config:
-    """Merge the project's config file with command-line values (flags win) into a :class:`Config`."""
+    """Merge the project's config file with command-line values (flags win) into a :class:`Config`.
+
+    With ``from_lock`` the pins come from that lock: ``extras``/``groups`` select its extras and
+    groups, and no requirements are read."""
+    if from_lock is not None:
+        if requirement_files or requirements or constraint_files:
+            raise UsageError(
+                "--from takes the pins from a lock: do not pass requirements or constraints too",
+                hint="drop the requirements, or drop --from to resolve them",
+            )
+        if not from_lock.is_file():
+            raise UsageError(f"lock to import not found: {from_lock}", path=str(from_lock))
+        base_config = build_config(
+            directory=directory,
+            requirements=["wheelport-from-lock-placeholder"],
+            targets=targets,
+            index_urls=index_urls,
+            output=output,
+            pre=pre,
+            prefer_binary=prefer_binary,
+            only_binary=only_binary,
+            from_source=from_source,
+            jobs=jobs,
+            tools=tools,
+            refresh=refresh,
+        )
+        return dataclasses.replace(
+            base_config,
+            requirements=(),
+            constraints=(),
+            from_lock=from_lock,
+            from_extras=tuple(extras),
+            from_groups=tuple(groups),
+        )
     cfg_path, table, pyproject = find_config(directory)
     origin = str(cfg_path.name) if cfg_path else "config"
     unknown = set(table) - _KNOWN_KEYS
