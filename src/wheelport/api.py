@@ -8,7 +8,7 @@ a reporter) are parameters.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from wheelport.cache import Cache
 from wheelport.config import DEFAULT_INDEX, Config, SourcedRequirement, parse_requirement
 from wheelport.errors import FetchError, ResolutionError, UsageError
 from wheelport.importers import ImportedPin, Selected
-from wheelport.index.client import IndexClient, redact
+from wheelport.index.client import IndexClient, ProjectStatus, redact
 from wheelport.lock import Staleness, build_lock, check_locks, write_locks
 from wheelport.resolve import (
     NullReporter,
@@ -119,10 +119,24 @@ def lock(
     finally:
         if own:
             client.close()
+    return _write(config, resolutions, tools, failed, client.project_statuses())
+
+
+def _write(
+    config: Config,
+    resolutions: list[Resolution],
+    tools: dict[str, list[Pin]],
+    failed: list[TargetFailure],
+    statuses: Mapping[str, ProjectStatus],
+) -> LockResult:
+    """Write every resolved target's lock (all validated first) and remove the stale locks of
+    the targets that failed; the PEP 792 statuses of the projects go into the locks."""
     wh = Wheelhouse(config.output)
     digest = config.inputs_digest()
     locks = {
-        r.target.identifier: build_lock(r, inputs_digest=digest, tools=tools[r.target.identifier])
+        r.target.identifier: build_lock(
+            r, inputs_digest=digest, tools=tools[r.target.identifier], statuses=statuses
+        )
         for r in resolutions
     }
     with wh.locked("lock"):  # exclusive while writing (re-entered when sync calls this)
@@ -266,17 +280,7 @@ def lock_from(
     finally:
         if own:
             client.close()
-    wh = Wheelhouse(config.output)
-    digest = config.inputs_digest()
-    locks = {
-        r.target.identifier: build_lock(r, inputs_digest=digest, tools=tools[r.target.identifier])
-        for r in resolutions
-    }
-    with wh.locked("lock"):
-        paths = write_locks(wh, locks)
-        for f in failed:
-            wh.lock_path(f.target.identifier).unlink(missing_ok=True)
-    return LockResult(config.output, resolutions, tools, paths, failed=failed)
+    return _write(config, resolutions, tools, failed, client.project_statuses())
 
 
 def _imported_pin(

@@ -22,6 +22,7 @@ from packaging.version import Version
 
 from wheelport import __version__
 from wheelport.errors import UsageError
+from wheelport.index.client import ProjectStatus
 from wheelport.index.models import DistFile
 from wheelport.resolve import Pin, Resolution, marker_for
 from wheelport.targets import Target
@@ -66,7 +67,16 @@ def _artifact_fields(file: DistFile) -> dict[str, Any]:
     }
 
 
-def _package(pin: Pin) -> Package:
+def _package_tool(pin: Pin, status: ProjectStatus | None) -> dict[str, Any] | None:
+    tool: dict[str, Any] = {}
+    if pin.extras:
+        tool["extras"] = sorted(pin.extras)
+    if status is not None and status.notable:
+        tool["project-status"] = status.to_json()
+    return {"wheelport": tool} if tool else None
+
+
+def _package(pin: Pin, status: ProjectStatus | None = None) -> Package:
     is_wheel = pin.file.is_wheel
     return Package(
         name=pin.name,
@@ -77,12 +87,22 @@ def _package(pin: Pin) -> Package:
         dependencies=[{"name": d} for d in pin.dependencies] or None,
         wheels=[PackageWheel(**_artifact_fields(pin.file))] if is_wheel else None,
         sdist=None if is_wheel else PackageSdist(**_artifact_fields(pin.file)),
-        tool={"wheelport": {"extras": sorted(pin.extras)}} if pin.extras else None,
+        tool=_package_tool(pin, status),
     )
 
 
-def build_lock(resolution: Resolution, *, inputs_digest: str, tools: Sequence[Pin] = ()) -> Pylock:
-    """A validated PEP 751 lock for one target's resolution."""
+def build_lock(
+    resolution: Resolution,
+    *,
+    inputs_digest: str,
+    tools: Sequence[Pin] = (),
+    statuses: Mapping[str, ProjectStatus] | None = None,
+) -> Pylock:
+    """A validated PEP 751 lock for one target's resolution.
+
+    ``statuses`` (``IndexClient.project_statuses()``) puts each package's PEP 792 project status
+    other than ``active`` in its ``[packages.tool.wheelport] project-status``."""
+    statuses = statuses or {}
     t = resolution.target
     tool: dict[str, Any] = {
         "target": t.identifier,
@@ -106,7 +126,7 @@ def build_lock(resolution: Resolution, *, inputs_digest: str, tools: Sequence[Pi
         environments=[environment_marker(t)],
         requires_python=SpecifierSet(f"=={t.python_version[0]}.{t.python_version[1]}.*"),
         created_by=CREATED_BY,
-        packages=[_package(p) for p in resolution.pins.values()],
+        packages=[_package(p, statuses.get(p.name)) for p in resolution.pins.values()],
         tool={"wheelport": tool},
     )
     lock.validate()
@@ -142,6 +162,15 @@ def read_lock(path: Path) -> Pylock:
 
 def lock_tool(lock: Pylock) -> dict[str, Any]:
     return dict((lock.tool or {}).get("wheelport", {}))
+
+
+def package_status(pkg: Package) -> ProjectStatus | None:
+    """The PEP 792 status the lock recorded for a package (None: active or not recorded)."""
+    raw = ((pkg.tool or {}).get("wheelport") or {}).get("project-status")
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("status"), str):
+        return None
+    reason = raw.get("reason")
+    return ProjectStatus(str(raw["status"]), reason if isinstance(reason, str) else None)
 
 
 @dataclass(frozen=True)

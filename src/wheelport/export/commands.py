@@ -1,4 +1,5 @@
-"""Click commands of the export verbs: ``docker``, ``publish``, ``bundle``, ``unbundle``, ``merge``.
+"""Click commands of the export verbs: ``docker``, ``publish``, ``bundle``, ``unbundle``, ``merge``,
+``export requirements|sbom``, ``licenses`` and ``audit``.
 
 The CLI adds them with ``cli.add_command(...)``. They parse, call one library function and
 print, with ``wheelport.output.common`` (``--json -q -v`` and the ``Output``) like every verb.
@@ -218,4 +219,144 @@ def merge_cmd(out: Any, wheelhouses: tuple[Path, ...], output: Path) -> None:
         f"targets {', '.join(report.targets)}"))  # fmt: skip
 
 
-COMMANDS = (docker_cmd, publish_cmd, bundle_cmd, unbundle_cmd, merge_cmd)
+@click.group("export")
+def export_group() -> None:
+    """Standard files for other tools: a hash-pinned requirements.txt, a CycloneDX SBOM."""
+
+
+def _target_option(func: F) -> F:
+    return click.option("-t", "--target", default=None,
+                        help="Lock to export (default: the wheelhouse's only lock).")(func)  # fmt: skip
+
+
+@export_group.command("requirements")
+@_wh_option
+@_target_option
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="File to write (default: standard output).")  # fmt: skip
+@_common
+def export_requirements_cmd(
+    out: Any, wheelhouse: Path, target: str | None, output: Path | None
+) -> None:
+    """A requirements.txt with --hash for every wheel that serves the target, for plain pip."""
+    from wheelport.export.requirements import PIP_COMMAND, export_requirements
+
+    result = export_requirements(wheelhouse, target, output)
+    if output is None and not out.json_mode:
+        click.echo(result.text(), nl=False)
+        return
+    hint = PIP_COMMAND.format(wheels=Path(wheelhouse) / "wheels", file=output)
+    out.result(result.to_json(), lambda: out.console.print(
+        f"wrote {output} ({len(result.lines)} packages, {result.target}); install with:\n  {hint}"))  # fmt: skip
+
+
+@export_group.command("sbom")
+@_wh_option
+@_target_option
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="File to write (default: standard output).")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["cyclonedx"]), default="cyclonedx",
+              show_default=True, help="SBOM format (CycloneDX JSON; SPDX is not offered).")  # fmt: skip
+@click.option("--spec-version", type=click.Choice(["1.6", "1.7"]), default="1.6",
+              show_default=True, help="CycloneDX specification version.")  # fmt: skip
+@_common
+def export_sbom_cmd(out: Any, wheelhouse: Path, target: str | None, output: Path | None, fmt: str,
+                    spec_version: str) -> None:  # fmt: skip
+    """A CycloneDX SBOM of one target's lock: hashes, purls, licenses, origins, dependencies."""
+    from wheelport.export.sbom import export_sbom
+
+    result = export_sbom(wheelhouse, target, output, spec_version=spec_version)
+    if output is None and not out.json_mode:
+        click.echo(result.text, nl=False)
+        return
+    out.result(result.to_json(), lambda: out.console.print(
+        f"wrote {output}: CycloneDX {spec_version}, {result.components} components ({result.target})"))  # fmt: skip
+
+
+@click.command("licenses")
+@_wh_option
+@click.option(
+    "-t", "--target", "targets", multiple=True, help="Only these locks (repeatable; default all)."
+)
+@_common
+def licenses_cmd(out: Any, wheelhouse: Path, targets: tuple[str, ...]) -> None:
+    """The license of every locked package and where that answer came from."""
+    from rich.table import Table
+
+    from wheelport.export.sbom import license_report
+
+    rows = license_report(wheelhouse, targets)
+
+    def human() -> None:
+        table = Table(title="licenses")
+        for col in ("package", "version", "license", "source"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            shown = (
+                r.license.shown
+                if r.license.expression or r.license.name
+                else "[yellow]unknown[/yellow]"
+            )
+            source = r.license.source + (
+                f" [dim]({r.license.detail})[/dim]" if r.license.detail else ""
+            )
+            table.add_row(r.name, r.version, shown, source)
+        out.out.print(table)
+
+    out.result({"packages": [r.to_json() for r in rows]}, human)
+
+
+@click.command("audit")
+@_wh_option
+@click.option(
+    "-t", "--target", "targets", multiple=True, help="Only these locks (repeatable; default all)."
+)
+@click.option("--osv", "osv", multiple=True, type=click.Path(path_type=Path),
+              help="OSV records: an all.zip, a directory of OSV JSON files, or one file (repeatable).")  # fmt: skip
+@click.option(
+    "--online", is_flag=True, help="Also ask the index's JSON API (/pypi/<name>/<version>/json)."
+)
+@click.option("--warn-only", is_flag=True, help="Exit 0 even when something is found.")
+@_common
+def audit_cmd(out: Any, wheelhouse: Path, targets: tuple[str, ...], osv: tuple[Path, ...], online: bool,
+              warn_only: bool) -> None:  # fmt: skip
+    """Check every pinned package against OSV vulnerability records (offline, or --online)."""
+    from rich.table import Table
+
+    from wheelport.export.audit import audit
+
+    report = audit(wheelhouse, targets=targets, osv=osv, online=online)
+
+    def human() -> None:
+        if report.findings:
+            table = Table(title="vulnerabilities")
+            for col in ("target", "package", "version", "id", "aliases", "fixed in", "summary"):
+                table.add_column(col, overflow="fold")
+            for f in report.findings:
+                table.add_row(f.target, f.name, f.version, f.id, ", ".join(f.aliases),
+                              ", ".join(f.fixed) or "-", f.summary)  # fmt: skip
+            out.out.print(table)
+        if report.statuses:
+            table = Table(title="project status (PEP 792)")
+            for col in ("target", "package", "version", "status", "reason"):
+                table.add_column(col, overflow="fold")
+            for s in report.statuses:
+                color = "red" if s.status == "quarantined" else "yellow"
+                table.add_row(
+                    s.target, s.name, s.version, f"[{color}]{s.status}[/{color}]", s.reason or ""
+                )
+            out.out.print(table)
+        for line in report.unchecked:
+            out.console.print(f"[yellow]not checked online:[/yellow] {line}")
+        out.console.print(
+            f"{len(report.findings)} vulnerabilities in {report.packages} pinned packages of "
+            f"{len(report.targets)} targets ({report.records} OSV records)"
+        )
+
+    out.result(report.to_json(), human)
+    if report.failed and not warn_only:
+        raise SystemExit(1)
+
+
+COMMANDS = (docker_cmd, publish_cmd, bundle_cmd, unbundle_cmd, merge_cmd, export_group, licenses_cmd,
+            audit_cmd)  # fmt: skip

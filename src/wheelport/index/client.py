@@ -125,11 +125,57 @@ class CoreMetadata:
         )
 
 
+#: PEP 792 project statuses; a page that names none means "active"
+PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    """A project's PEP 792 status marker (``active`` when the index gives none)."""
+
+    status: str
+    reason: str | None = None
+
+    @property
+    def notable(self) -> bool:
+        """Whether a report should show it (anything but ``active``)."""
+        return self.status != "active"
+
+    def to_json(self) -> dict[str, str]:
+        return {"status": self.status, **({"reason": self.reason} if self.reason else {})}
+
+
+def _status(value: object, reason: object) -> ProjectStatus | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    status = value.strip().lower()
+    if status not in PROJECT_STATUSES:
+        log.warning("ignoring unknown project status %r", value)
+        return None
+    return ProjectStatus(status, str(reason) if isinstance(reason, str) and reason else None)
+
+
+def parse_json_status(data: Mapping[str, Any]) -> ProjectStatus | None:
+    """The PEP 792 ``project-status`` of a PEP 691 (v1.4) project page, None when absent."""
+    raw = data.get("project-status")
+    if not isinstance(raw, Mapping):
+        return None
+    return _status(raw.get("status"), raw.get("reason"))
+
+
+def parse_html_status(text: str) -> ProjectStatus | None:
+    """The PEP 792 ``pypi:project-status`` meta tag of a PEP 503 project page, None when absent."""
+    parser = _LinkParser()
+    parser.feed(text)
+    return parser.status()
+
+
 class _LinkParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.base: str | None = None
         self.links: list[dict[str, str | None]] = []
+        self.meta: dict[str, str] = {}
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         d = dict(attrs)
@@ -137,10 +183,24 @@ class _LinkParser(HTMLParser):
             self.base = d["href"]
         elif tag == "a" and d.get("href"):
             self.links.append(d)
+        elif tag == "meta" and d.get("name") and d.get("content") is not None:
+            self.meta.setdefault(str(d["name"]).lower(), str(d["content"]))
+
+    def status(self) -> ProjectStatus | None:
+        return _status(
+            self.meta.get("pypi:project-status"), self.meta.get("pypi:project-status-reason")
+        )
 
 
 def parse_html_page(text: str, page_url: str, project: str, index_url: str) -> list[DistFile]:
     """Files of a PEP 503 project page (anchors with hash fragments and data- attributes)."""
+    return parse_html_project(text, page_url, project, index_url)[0]
+
+
+def parse_html_project(
+    text: str, page_url: str, project: str, index_url: str
+) -> tuple[list[DistFile], ProjectStatus | None]:
+    """Files and PEP 792 status of a PEP 503 project page (the page is parsed once)."""
     parser = _LinkParser()
     parser.feed(text)
     base = urljoin(page_url, parser.base) if parser.base else page_url
@@ -175,7 +235,7 @@ def parse_html_page(text: str, page_url: str, project: str, index_url: str) -> l
         )
         if f is not None:
             out.append(f)
-    return out
+    return out, parser.status()
 
 
 def parse_json_page(
@@ -221,11 +281,17 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
     versions while a resolution looks at a few: a version's files are made on first access."""
 
     def __init__(
-        self, groups: dict[Version, list[Any]], make: Callable[[Any], DistFile | None]
+        self,
+        groups: dict[Version, list[Any]],
+        make: Callable[[Any], DistFile | None],
+        *,
+        status: ProjectStatus | None = None,
     ) -> None:
         self._groups = groups
         self._make = make
         self._built: dict[Version, list[DistFile]] = {}
+        #: the page's PEP 792 project status (None: the index gave none, i.e. active)
+        self.status = status
 
     @classmethod
     def of(cls, files: Iterable[DistFile]) -> VersionFiles:
@@ -455,11 +521,27 @@ class IndexClient:
             if ctype == "404":
                 continue
             if ctype == JSON_V1 or ctype.endswith("+json") or ctype == "application/json":
-                return VersionFiles.of_json(json.loads(body), final, name, index)
-            return VersionFiles.of(
-                parse_html_page(body.decode("utf-8", "replace"), final, name, index)
-            )
+                data = json.loads(body)
+                found = VersionFiles.of_json(data, final, name, index)
+                found.status = parse_json_status(data)
+                return found
+            files, status = parse_html_project(body.decode("utf-8", "replace"), final, name, index)
+            found = VersionFiles.of(files)
+            found.status = status
+            return found
         return VersionFiles({}, lambda f: None)
+
+    def project_statuses(self) -> dict[str, ProjectStatus]:
+        """The PEP 792 statuses other than ``active`` of every project loaded so far."""
+        with self._lock:
+            pages = dict(self._pages)
+        out = {}
+        for name, fut in pages.items():
+            if fut.done() and fut.exception() is None:
+                status = fut.result().status
+                if status is not None and status.notable:
+                    out[name] = status
+        return out
 
     def _load_file_index(self, index: str, name: str) -> list[DistFile] | None:
         from urllib.parse import unquote

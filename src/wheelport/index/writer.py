@@ -3,6 +3,10 @@
 It writes a PEP 503 HTML and a PEP 691 (v1.1) JSON page per project plus the project lists,
 and the PEP 658 core metadata beside every wheel (``wheels/<wheel>.metadata``), advertised
 with both ``data-core-metadata`` and the legacy ``data-dist-info-metadata`` (PEP 714).
+PEP 700 ``versions``, ``size`` and ``upload-time`` are on every JSON page (``upload-time`` for
+files the manifest or a lock dates: downloaded ones; built files have none). A project whose
+lock entry records a PEP 792 status other than ``active`` gets ``project-status`` (its JSON
+page then says API v1.4) and the ``pypi:project-status`` meta tags in its HTML page.
 
 Links are relative (``../../wheels/<file>``), so the tree works from ``file://``, behind any
 static web server, and through ``wheelport serve``. Output is deterministic: two wheelhouses
@@ -26,11 +30,13 @@ import html
 import io
 import json
 import os
+import sys
 import tarfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -48,7 +54,14 @@ from wheelport.errors import UsageError, VerifyError
 from wheelport.index.metadata import sdist_members, wheel_metadata_member
 from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, load_manifest, sha256_file
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 API_VERSION = "1.1"
+#: PEP 792 project status needs API v1.4; only pages that carry a status say so
+STATUS_API_VERSION = "1.4"
 STATE_NAME = ".wheelport-index.json"
 STATE_VERSION = 1
 SDIST_SUFFIXES = (".tar.gz", ".zip")
@@ -57,7 +70,7 @@ _JSON: dict[str, Any] = {"sort_keys": True, "separators": (",", ":")}
 #: key of the project list in the state's fingerprints (not a valid project name)
 ROOT_KEY = "/"
 #: bump when the page format changes, so every page is re-rendered
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 SMALL_FILE = 16 << 20
 
 
@@ -160,10 +173,70 @@ def manifest_facts(manifest: Mapping[str, Any], rel: str) -> Mapping[str, Any]:
     return record if isinstance(record, Mapping) else {}
 
 
+def _utc(value: object) -> str | None:
+    """A PEP 700 ``upload-time`` (``yyyy-mm-ddThh:mm:ss[.ffffff]Z``) from a lock's TOML datetime."""
+    if isinstance(value, str):
+        return value or None
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{value.microsecond:06d}" if value.microsecond else "") + "Z"
+
+
+@dataclass(frozen=True)
+class LockFacts:
+    """What the locks tell the index: files' upload times and projects' PEP 792 statuses."""
+
+    upload_times: Mapping[str, str] = field(default_factory=dict)
+    #: project → (status, reason), statuses other than ``active`` only
+    statuses: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+
+
+#: when locks disagree (made at different times), the gravest status wins
+_STATUS_RANK = {"quarantined": 3, "archived": 2, "deprecated": 1}
+
+
+def lock_facts(wh: Wheelhouse) -> LockFacts:
+    """Upload times (by artifact path) and project statuses from every ``pylock.*.toml``.
+
+    A lock that cannot be read is skipped: ``verify`` is the verb that names a broken lock."""
+    times: dict[str, str] = {}
+    statuses: dict[str, tuple[str, str | None]] = {}
+    for path in wh.lock_paths():
+        try:
+            with path.open("rb") as f:
+                data = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        for pkg in data.get("packages") or []:
+            if not isinstance(pkg, dict):
+                continue
+            arts = [*(pkg.get("wheels") or []), *([pkg["sdist"]] if pkg.get("sdist") else [])]
+            for art in arts:
+                when = _utc(art.get("upload-time")) if isinstance(art, dict) else None
+                if when and isinstance(art.get("path"), str):
+                    times.setdefault(art["path"], when)
+            status = ((pkg.get("tool") or {}).get("wheelport") or {}).get("project-status")
+            if isinstance(status, dict) and status.get("status") in _STATUS_RANK:
+                name = str(pkg.get("name", ""))
+                reason = status.get("reason")
+                new = (str(status["status"]), reason if isinstance(reason, str) else None)
+                old = statuses.get(name)
+                if old is None or _STATUS_RANK[new[0]] > _STATUS_RANK[old[0]]:
+                    statuses[name] = new
+    return LockFacts(times, statuses)
+
+
 def make_entries(
-    facts: Iterable[FileFacts], manifest: Mapping[str, Any]
+    facts: Iterable[FileFacts],
+    manifest: Mapping[str, Any],
+    upload_times: Mapping[str, str] | None = None,
 ) -> dict[NormalizedName, list[IndexEntry]]:
-    """Group files by project (sorted by version, then file name) with manifest facts added."""
+    """Group files by project (sorted by version, then file name) with manifest facts added
+    (``upload_times``: the locks' upload times by path, for files the manifest does not date)."""
+    upload_times = upload_times or {}
     projects: dict[NormalizedName, list[IndexEntry]] = {}
     for fact in facts:
         parsed = classify(fact.rel)
@@ -173,7 +246,7 @@ def make_entries(
         yanked = record.get("yanked", False)
         if not isinstance(yanked, (bool, str)) or yanked == "":
             yanked = bool(yanked) or yanked == ""  # PEP 691: a reason is a non-empty string
-        upload = record.get("upload-time", record.get("upload_time"))
+        upload = record.get("upload-time", record.get("upload_time")) or upload_times.get(fact.rel)
         projects.setdefault(parsed[0], []).append(
             IndexEntry(
                 project=parsed[0],
@@ -192,13 +265,24 @@ def _file_url(entry: IndexEntry) -> str:
     return "../../" + quote(entry.facts.rel)
 
 
-def render_project_html(name: str, entries: list[IndexEntry]) -> str:
-    """The PEP 503 page of one project (with PEP 592/658/714 attributes)."""
+def render_project_html(
+    name: str, entries: list[IndexEntry], status: tuple[str, str | None] | None = None
+) -> str:
+    """The PEP 503 page of one project (with PEP 592/658/714 attributes, PEP 792 status)."""
+    version = STATUS_API_VERSION if status else API_VERSION
     lines = [
         "<!DOCTYPE html>",
         "<html>",
         "  <head>",
-        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        f'    <meta name="pypi:repository-version" content="{version}">',
+    ]
+    if status:
+        lines.append(f'    <meta name="pypi:project-status" content="{html.escape(status[0])}">')
+        if status[1]:
+            lines.append(
+                f'    <meta name="pypi:project-status-reason" content="{html.escape(status[1])}">'
+            )
+    lines += [
         f"    <title>Links for {html.escape(name)}</title>",
         "  </head>",
         "  <body>",
@@ -220,8 +304,10 @@ def render_project_html(name: str, entries: list[IndexEntry]) -> str:
     return "\n".join(lines)
 
 
-def render_project_json(name: str, entries: list[IndexEntry]) -> str:
-    """The PEP 691 (API v1.1) page of one project."""
+def render_project_json(
+    name: str, entries: list[IndexEntry], status: tuple[str, str | None] | None = None
+) -> str:
+    """The PEP 691 (API v1.1; v1.4 with a PEP 792 ``status``) page of one project."""
     files: list[dict[str, Any]] = []
     for entry in entries:
         facts = entry.facts
@@ -243,12 +329,17 @@ def render_project_json(name: str, entries: list[IndexEntry]) -> str:
             record["upload-time"] = entry.upload_time
         files.append(record)
     versions = sorted({e.version for e in entries})
-    page = {
-        "meta": {"api-version": API_VERSION},
+    page: dict[str, Any] = {
+        "meta": {"api-version": STATUS_API_VERSION if status else API_VERSION},
         "name": name,
         "files": files,
         "versions": [str(v) for v in versions],
     }
+    if status:
+        page["project-status"] = {
+            "status": status[0],
+            **({"reason": status[1]} if status[1] else {}),
+        }
     return json.dumps(page, **_JSON) + "\n"
 
 
@@ -274,7 +365,7 @@ def render_root_json(names: Iterable[str]) -> str:
     return json.dumps(page, **_JSON) + "\n"
 
 
-def fingerprint(entries: list[IndexEntry]) -> str:
+def fingerprint(entries: list[IndexEntry], status: tuple[str, str | None] | None = None) -> str:
     """A digest of everything a project's pages show (mtimes excluded)."""
     rows = [
         [
@@ -288,7 +379,8 @@ def fingerprint(entries: list[IndexEntry]) -> str:
         ]
         for e in entries
     ]
-    return hashlib.sha256(json.dumps([RENDER_VERSION, rows]).encode()).hexdigest()
+    head: list[Any] = [RENDER_VERSION, list(status)] if status else [RENDER_VERSION]
+    return hashlib.sha256(json.dumps([*head, rows]).encode()).hexdigest()
 
 
 def fingerprint_names(names: Iterable[str]) -> str:
@@ -296,15 +388,19 @@ def fingerprint_names(names: Iterable[str]) -> str:
     return hashlib.sha256(json.dumps([RENDER_VERSION, list(names)]).encode()).hexdigest()
 
 
-def plan_pages(projects: Mapping[NormalizedName, list[IndexEntry]]) -> dict[str, str]:
+def plan_pages(
+    projects: Mapping[NormalizedName, list[IndexEntry]],
+    statuses: Mapping[str, tuple[str, str | None]] | None = None,
+) -> dict[str, str]:
     """Every page of the index: path relative to the wheelhouse root → text."""
+    statuses = statuses or {}
     pages: dict[str, str] = {
         "simple/index.html": render_root_html(projects),
         "simple/index.json": render_root_json(projects),
     }
     for name, entries in projects.items():
-        pages[f"simple/{name}/index.html"] = render_project_html(name, entries)
-        pages[f"simple/{name}/index.json"] = render_project_json(name, entries)
+        pages[f"simple/{name}/index.html"] = render_project_html(name, entries, statuses.get(name))
+        pages[f"simple/{name}/index.json"] = render_project_json(name, entries, statuses.get(name))
     return pages
 
 
@@ -459,7 +555,8 @@ def write_index(
 
     ``manifest`` defaults to ``root/wheelport.json`` (or nothing when it does not exist); its
     ``artifacts[rel]`` records supply sha256/size (trusted when the size matches), ``yanked``
-    and ``upload-time``. Only new or changed files are opened; only pages whose bytes change
+    and ``upload-time`` (else the locks' ``upload-time``); the locks' recorded PEP 792 project
+    statuses are shown. Only new or changed files are opened; only pages whose bytes change
     are written (atomically, ``jobs`` at a time). Raises
     :class:`~wheelport.errors.VerifyError` for an unreadable artifact.
     """
@@ -496,8 +593,12 @@ def write_index(
         facts.append(fact)
     _write_all(wh.root, meta_writes, jobs)
 
-    projects = make_entries(facts, manifest)
-    prints: dict[str, str] = {name: fingerprint(e) for name, e in projects.items()}
+    from_locks = lock_facts(wh)
+    statuses = from_locks.statuses
+    projects = make_entries(facts, manifest, from_locks.upload_times)
+    prints: dict[str, str] = {
+        name: fingerprint(e, statuses.get(name)) for name, e in projects.items()
+    }
     prints[ROOT_KEY] = fingerprint_names(projects)
     page_writes: list[tuple[str, bytes]] = []
     for name, fp in prints.items():
@@ -511,7 +612,11 @@ def write_index(
             texts = (render_root_html(projects), render_root_json(projects))
         else:
             entries = projects[NormalizedName(name)]
-            texts = (render_project_html(name, entries), render_project_json(name, entries))
+            status = statuses.get(name)
+            texts = (
+                render_project_html(name, entries, status),
+                render_project_json(name, entries, status),
+            )
         for key, text in zip(keys, texts, strict=True):
             data = text.encode("utf-8")
             if _differs(wh.root / key, data):

@@ -1,0 +1,140 @@
+"""`wheelport export sbom` (CycloneDX, validated by cyclonedx-python-lib's own strict validator) and
+`wheelport licenses`: licenses from metadata, origins from the manifest, PEP 770 SBOMs nested."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
+from support import run_wheelport
+from support.dists import make_sdist, make_wheel
+from support.server import IndexServer
+from wheelport.export.sbom import license_of, parse_metadata
+from wheelport.wheelhouse import sha256_file
+
+APACHE = "License :: OSI Approved :: Apache Software License"
+EMBEDDED = {
+    "bomFormat": "CycloneDX",
+    "specVersion": "1.6",
+    "version": 1,
+    "components": [
+        {"type": "library", "name": "libfoo", "version": "3.2", "bom-ref": "libfoo",
+         "purl": "pkg:generic/libfoo@3.2"},
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory, tinybackend_wheel: Path) -> Path:
+    root = tmp_path_factory.mktemp("sbom")
+    dists = root / "dists"
+    with IndexServer() as srv:
+        srv.add(tinybackend_wheel)
+        srv.add(make_wheel(dists, "mitpkg", "1.0", license_expression="MIT"))
+        srv.add(
+            make_wheel(
+                dists, "apachepkg", "2.0", classifiers=[APACHE, "Programming Language :: Python"]
+            )
+        )
+        srv.add(make_wheel(dists, "bundler", "1.0", files={
+            "bundler-1.0.dist-info/sboms/libs.cdx.json": json.dumps(EMBEDDED)}))  # fmt: skip
+        srv.add(make_sdist(dists, "puresrc", "1.0", deps=["mitpkg", "apachepkg"]))
+        wh = root / "wh"
+        r = run_wheelport("sync", "puresrc", "bundler", "--index-url", srv.url, "-t", "host",
+                          "--tool", "none", "-o", str(wh), timeout=600)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    return wh
+
+
+def sbom(wh: Path) -> dict:  # type: ignore[type-arg]
+    r = run_wheelport("export", "sbom", "-w", str(wh))
+    assert r.returncode == 0, r.stderr
+    error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(r.stdout)
+    assert error is None, error
+    return dict(json.loads(r.stdout))
+
+
+def test_sbom_validates_and_carries_licenses_hashes_purls(wheelhouse: Path) -> None:
+    doc = sbom(wheelhouse)
+    assert doc["specVersion"] == "1.6"
+    comps = {c["name"]: c for c in doc["components"]}
+    assert set(comps) == {"mitpkg", "apachepkg", "bundler", "puresrc"}
+    assert comps["mitpkg"]["licenses"] == [{"license": {"id": "MIT"}}]
+    assert comps["apachepkg"]["licenses"] == [{"license": {"id": "Apache-2.0"}}]
+    mit = comps["mitpkg"]
+    wheel = wheelhouse / "wheels" / "mitpkg-1.0-py3-none-any.whl"
+    assert mit["hashes"] == [{"alg": "SHA-256", "content": sha256_file(wheel)}]
+    assert mit["purl"].startswith("pkg:pypi/mitpkg@1.0?file_name=mitpkg-1.0-py3-none-any.whl")
+    ref = mit["externalReferences"][0]
+    assert ref["type"] == "distribution" and ref["url"].endswith("/mitpkg-1.0-py3-none-any.whl")
+    # the lock's dependencies; the wheelhouse (metadata.component) depends on the top packages
+    deps = {d["ref"]: set(d.get("dependsOn", [])) for d in doc["dependencies"]}
+    assert deps["puresrc@1.0"] == {"mitpkg@1.0", "apachepkg@2.0"}
+    root = doc["metadata"]["component"]["bom-ref"]
+    assert deps[root] == {"puresrc@1.0", "bundler@1.0"}
+
+
+def test_a_built_wheel_names_its_sdist_and_builder(wheelhouse: Path) -> None:
+    comp = next(c for c in sbom(wheelhouse)["components"] if c["name"] == "puresrc")
+    props = {p["name"]: p["value"] for p in comp["properties"]}
+    assert props["wheelport:origin:kind"] == "build"
+    assert props["wheelport:origin:builder"] == "native"
+    assert props["wheelport:origin:sdist"] == "sdists/puresrc-1.0.tar.gz"
+    assert "externalReferences" not in comp  # nothing was downloaded as this wheel
+    (ancestor,) = comp["pedigree"]["ancestors"]
+    sdist = wheelhouse / "sdists" / "puresrc-1.0.tar.gz"
+    assert ancestor["hashes"] == [{"alg": "SHA-256", "content": sha256_file(sdist)}]
+    assert "file_name=puresrc-1.0.tar.gz" in ancestor["purl"]
+    assert ancestor["externalReferences"][0]["url"].endswith("/puresrc-1.0.tar.gz")
+
+
+def test_pep770_sbom_in_a_wheel_is_nested(wheelhouse: Path) -> None:
+    comp = next(c for c in sbom(wheelhouse)["components"] if c["name"] == "bundler")
+    (inner,) = comp["components"]
+    assert inner["name"] == "libfoo" and inner["version"] == "3.2"
+    assert inner["bom-ref"].startswith("bundler@1.0/")
+    props = [p["value"] for p in comp["properties"] if p["name"] == "wheelport:embedded-sbom"]
+    assert props and props[0].startswith("bundler-1.0.dist-info/sboms/libs.cdx.json sha256:")
+
+
+def test_licenses_table_and_json(wheelhouse: Path, tmp_path: Path) -> None:
+    r = run_wheelport("licenses", "-w", str(wheelhouse), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {p["name"]: p for p in json.loads(r.stdout)["packages"]}
+    assert (rows["mitpkg"]["license"], rows["mitpkg"]["source"]) == ("MIT", "License-Expression")
+    assert (rows["apachepkg"]["license"], rows["apachepkg"]["source"]) == (
+        "Apache-2.0",
+        "classifier",
+    )
+    assert rows["puresrc"]["license"] is None and rows["puresrc"]["source"] == "none"
+    r = run_wheelport("licenses", "-w", str(wheelhouse))
+    assert r.returncode == 0 and "Apache-2.0" in r.stdout and "License-Expression" in r.stdout
+    # -o writes the file; 1.7 validates too
+    out = tmp_path / "bom.json"
+    r = run_wheelport(
+        "export", "sbom", "-w", str(wheelhouse), "-o", str(out), "--spec-version", "1.7"
+    )
+    assert r.returncode == 0, r.stderr
+    assert JsonStrictValidator(SchemaVersion.V1_7).validate_str(out.read_text()) is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (["License-Expression: MIT OR Apache-2.0", "License: BSD"], ("MIT OR Apache-2.0", None, "License-Expression")),
+        (["License: mit"], ("MIT", None, "License")),
+        (["License: BSD", "Classifier: License :: OSI Approved :: BSD License"], (None, "BSD", "License")),
+        (["License: Apache 2.0", f"Classifier: {APACHE}"], ("Apache-2.0", None, "classifier")),
+        (["Classifier: License :: OSI Approved :: MIT License", f"Classifier: {APACHE}"], (None, None, "none")),
+        (["License-File: LICENSE.txt"], (None, None, "License-File")),
+        (["License: Line one\n        of a long license text"], (None, None, "none")),
+    ],
+)  # fmt: skip
+def test_license_order(fields: list[str], expected: tuple[str | None, str | None, str]) -> None:
+    text = "Metadata-Version: 2.4\nName: x\nVersion: 1\n" + "\n".join(fields) + "\n\n"
+    answer = license_of(parse_metadata(text.encode()))
+    assert (answer.expression, answer.name, answer.source) == expected
