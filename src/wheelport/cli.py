@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -76,6 +76,7 @@ def config_from(kwargs: dict[str, Any]) -> Config:
         jobs=kwargs.pop("jobs", None),
         tools=kwargs.pop("tools", ()),
         refresh=kwargs.pop("refresh", False),
+        from_lock=kwargs.pop("from_lock", None),
     )
 
 
@@ -182,6 +183,13 @@ def cli() -> None:
     is_flag=True,
     help="Lock the targets that resolve; report (not fail on) those that do not.",
 )
+@click.option(
+    "--from",
+    "from_lock",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Take the pins from uv.lock, poetry.lock, Pipfile.lock, pdm.lock, pylock.toml or environment.yml (no re-resolve; --extra/--group select its extras and groups).",
+)
 @common
 def lock_cmd(out: Output, check: bool, allow_missing: bool, **kwargs: Any) -> None:
     """Resolve for every target and write pylock.<target>.toml (PEP 751)."""
@@ -209,7 +217,18 @@ def lock_cmd(out: Output, check: bool, allow_missing: bool, **kwargs: Any) -> No
     progress = _progress(out)
     reporter = ProgressReporter(progress)
     with progress or contextlib.nullcontext():
-        result = api.lock(config, reporter=reporter, targets=targets, allow_missing=allow_missing)
+        if config.from_lock is not None:
+            result = api.lock_from(
+                config,
+                config.from_lock,
+                reporter=reporter,
+                targets=targets,
+                allow_missing=allow_missing,
+            )
+        else:
+            result = api.lock(
+                config, reporter=reporter, targets=targets, allow_missing=allow_missing
+            )
 
     def human() -> None:
         out.console.print(summary_table(result.resolutions))
@@ -263,11 +282,30 @@ class FetchProgress:
             self.progress.stop()
 
 
-def coverage_table(coverage: Any, targets: Sequence[str]) -> Table:
+def lock_statuses(wheelhouse: Path) -> dict[str, str]:
+    """Package → PEP 792 status other than ``active``, as the wheelhouse's locks record them."""
+    from wheelport.index.writer import lock_facts
+    from wheelport.wheelhouse import Wheelhouse
+
+    statuses = lock_facts(Wheelhouse(wheelhouse)).statuses
+    return {
+        name: status + (f": {reason}" if reason else "")
+        for name, (status, reason) in statuses.items()
+    }
+
+
+def coverage_table(
+    coverage: Any, targets: Sequence[str], statuses: Mapping[str, str] | None = None
+) -> Table:
+    """The package × target table; ``statuses`` (:func:`lock_statuses`) adds a project-status
+    column when some project is archived, quarantined or deprecated."""
+    statuses = statuses or {}
     table = Table(title="coverage")
     table.add_column("package", overflow="fold")
     for t in targets:
         table.add_column(t, overflow="fold")
+    if statuses:
+        table.add_column("project status", overflow="fold")
     for pkg, row in sorted(coverage.cells.items()):
         cells = [pkg]
         for t in targets:
@@ -280,6 +318,10 @@ def coverage_table(coverage: Any, targets: Sequence[str]) -> Table:
                 cells.append(f"[red]✗ {detail}[/red]")
             else:
                 cells.append("[dim]—[/dim]")
+        if statuses:
+            status = statuses.get(pkg, "")
+            color = "red" if status.startswith("quarantined") else "yellow"
+            cells.append(f"[{color}]{status}[/{color}]" if status else "")
         table.add_row(*cells)
     return table
 
@@ -292,6 +334,13 @@ def coverage_table(coverage: Any, targets: Sequence[str]) -> Table:
     help="Finish with exit 0 even when a package cannot be served for a target.",
 )
 @click.option("-j", "--jobs", type=int, default=None, help="Concurrent downloads (default 16).")
+@click.option(
+    "--from",
+    "from_lock",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Take the pins from uv.lock, poetry.lock, Pipfile.lock, pdm.lock, pylock.toml or environment.yml (no re-resolve; --extra/--group select its extras and groups).",
+)
 @common
 def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
     """Lock (if stale), fetch, build and index: the whole wheelhouse, idempotently."""
@@ -320,7 +369,8 @@ def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
         fp.stop()
 
     def human() -> None:
-        out.console.print(coverage_table(result.coverage, result.targets))
+        statuses = lock_statuses(result.wheelhouse)
+        out.console.print(coverage_table(result.coverage, result.targets, statuses))
         f = result.fetched
         out.console.print(
             f"wheelhouse {result.wheelhouse}: {len(f.downloaded)} downloaded, {len(f.linked_from_cache)} from cache, "
@@ -464,11 +514,39 @@ def image_group() -> None:
 
 
 @image_group.command("build-local")
+@click.option(
+    "--release",
+    type=click.Choice(["bullseye", "bookworm", "trixie"]),
+    default="bookworm",
+    show_default=True,
+    help="Debian release: its glibc is the image's policy (2.31, 2.36, 2.41).",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(["x86_64", "aarch64"]),
+    default="x86_64",
+    show_default=True,
+    help="Image architecture (aarch64 on an x86_64 machine runs under qemu-user-static).",
+)
+@click.option(
+    "--python",
+    "pythons",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="A CPython prefix to copy in, e.g. $PYENV_ROOT/versions/3.12.1 (repeatable).",
+)
 @click.option("--tag", default=None, help="An extra tag for the image.")
 @click.option("--engine", default=None, help="podman or docker (default: detected).")
 @common
-def image_build_local_cmd(out: Output, tag: str | None, engine: str | None) -> None:
-    """Build the manylinux-compatible base image from this Debian release's own packages
+def image_build_local_cmd(
+    out: Output,
+    release: str,
+    arch: str,
+    pythons: tuple[Path, ...],
+    tag: str | None,
+    engine: str | None,
+) -> None:
+    """Build a manylinux-compatible image from a Debian release's own packages
     (debootstrap + import), for machines that cannot pull quay.io images."""
     from wheelport.build import container, images
 
@@ -477,12 +555,51 @@ def image_build_local_cmd(out: Output, tag: str | None, engine: str | None) -> N
         raise UsageError(
             "no container engine found", hint="install podman (apt-get install podman runc)"
         )
-    out.info("building the local base image (debootstrap; takes a few minutes the first time)")
-    image = images.ensure_local_base_image(engine, extra_tag=tag)
-    out.result(
-        {"image": image, "tag": tag},
-        lambda: out.console.print(f"image {image}" + (f" (also {tag})" if tag else "")),
+    # bad input (release, arch, an interpreter that does not fit) fails before any work
+    planned = images.local_image_tag(release, arch, pythons)
+    if not images.image_exists(engine, planned):
+        out.info(f"building {planned} (debootstrap; takes a few minutes)")
+    image = images.ensure_local_image(
+        engine, release=release, arch=arch, pythons=pythons, extra_tag=tag
     )
+    out.result(
+        {"image": image.tag, "tag": tag, **image.to_json()},
+        lambda: out.console.print(
+            f"image {image.tag} ({image.policy} {image.arch}: {', '.join(image.pythons)})"
+            + (f" (also {tag})" if tag else "")
+        ),
+    )
+
+
+@image_group.command("list")
+@click.option("--engine", default=None, help="podman or docker (default: detected).")
+@common
+def image_list_cmd(out: Output, engine: str | None) -> None:
+    """The local images wheelport built: tag, policy, arch and the CPythons each serves."""
+    from wheelport.build import container, images
+
+    engine = engine or container.detect_engine()
+    if engine is None:
+        raise UsageError(
+            "no container engine found", hint="install podman (apt-get install podman runc)"
+        )
+    found = images.local_images(engine)
+
+    def human() -> None:
+        if not found:
+            out.console.print("no local wheelport images (build one: wheelport image build-local)")
+            return
+        table = Table(title="local images")
+        for column in ("tag", "policy", "arch", "pythons"):
+            table.add_column(column)
+        for image in found:
+            table.add_row(image.tag, image.policy, image.arch, ", ".join(image.pythons))
+        out.console.print(table)
+
+    if out.json_mode:  # a list of images, not one result object
+        sys.stdout.write(json.dumps([image.to_json() for image in found], indent=2) + "\n")
+    elif not out.quiet:
+        human()
 
 
 def _register_exports() -> None:

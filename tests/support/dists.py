@@ -56,8 +56,16 @@ def metadata_text(
     summary: str = "",
     metadata_version: str = "2.1",
     dynamic: Sequence[str] = (),
+    license: str | None = None,
+    license_expression: str | None = None,
+    license_files: Sequence[str] = (),
+    classifiers: Sequence[str] = (),
 ) -> str:
-    """Return core metadata (METADATA / PKG-INFO) text for the given fields."""
+    """Return core metadata (METADATA / PKG-INFO) text for the given fields.
+
+    *license_expression* (PEP 639) raises the default ``Metadata-Version`` to 2.4."""
+    if license_expression and metadata_version == "2.1":
+        metadata_version = "2.4"
     lines = [
         f"Metadata-Version: {metadata_version}",
         f"Name: {name}",
@@ -65,6 +73,12 @@ def metadata_text(
     ]
     if summary:
         lines.append(f"Summary: {summary}")
+    if license:
+        lines.append(f"License: {license}")
+    if license_expression:
+        lines.append(f"License-Expression: {license_expression}")
+    lines.extend(f"License-File: {f}" for f in license_files)
+    lines.extend(f"Classifier: {c}" for c in classifiers)
     if requires_python:
         lines.append(f"Requires-Python: {requires_python}")
     lines.extend(f"Dynamic: {field}" for field in dynamic)
@@ -122,8 +136,13 @@ def make_wheel(
     extras: Mapping[str, Sequence[str]] | None = None,
     files: Mapping[str, str] | None = None,
     summary: str = "",
+    license: str | None = None,
+    license_expression: str | None = None,
+    classifiers: Sequence[str] = (),
 ) -> Path:
     """Write a valid, installable wheel into *directory* and return its path.
+
+    *license*, *license_expression* (PEP 639) and *classifiers* go into METADATA as written.
 
     The wheel holds ``{module}/__init__.py`` (with ``__version__``) plus *files* (archive path ->
     text; an entry for ``{module}/__init__.py`` replaces the default one, entries under
@@ -141,7 +160,15 @@ def make_wheel(
     payload = {f"{mod}/__init__.py": f'__version__ = "{ver}"\n', **(files or {})}
     contents: dict[str, bytes] = {path: text.encode("utf-8") for path, text in payload.items()}
     contents[f"{dist_info}/METADATA"] = metadata_text(
-        name, ver, deps=deps, requires_python=requires_python, extras=extras, summary=summary
+        name,
+        ver,
+        deps=deps,
+        requires_python=requires_python,
+        extras=extras,
+        summary=summary,
+        license=license,
+        license_expression=license_expression,
+        classifiers=classifiers,
     ).encode("utf-8")
     wheel_lines = [
         "Wheel-Version: 1.0",
@@ -202,6 +229,7 @@ Configuration lives in ``[tool.tinybackend]`` of pyproject.toml:
     deps = ["dep>=1"]            # Requires-Dist of the built wheel
     requires-python = ">=3.8"    # optional
     c-extension = "my_pkg/_speedup.c"   # optional: compile this into my_pkg/_speedup<EXT_SUFFIX>
+    py-limited-api = "cp38"      # optional, with c-extension: stable ABI, an abi3 wheel
 """
 
 import base64
@@ -267,9 +295,11 @@ def _metadata(config):
 def _tag(config):
     if not config.get("c-extension"):
         return "py3-none-any"
+    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    if config.get("py-limited-api"):
+        return "%s-abi3-%s" % (config["py-limited-api"], plat)
     interp = "cp%d%d" % sys.version_info[:2]
     abi = interp + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
-    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
     return "%s-%s-%s" % (interp, abi, plat)
 
 
@@ -304,6 +334,14 @@ def _sources(config):
 def _compile(config, tmpdir):
     source = config["c-extension"]
     ext_suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    limited = config.get("py-limited-api")
+    defines = []
+    if limited:
+        ext_suffix = ".abi3.so"
+        minor = int(limited[3:])
+        # auditwheel reads the libc of an .abi3.so (no "-linux-gnu" in its name) from its
+        # DT_NEEDED entries, and this tiny module calls nothing from libc by itself
+        defines = ["-DPy_LIMITED_API=0x03%02x0000" % minor, "-Wl,--no-as-needed", "-lc"]
     module_path = os.path.splitext(source)[0]
     target = os.path.join(tmpdir, os.path.basename(module_path) + ext_suffix)
     cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
@@ -312,6 +350,7 @@ def _compile(config, tmpdir):
         "-fPIC",
         "-O2",
         "-I" + sysconfig.get_paths()["include"],
+    ] + defines + [
         source,
         "-o",
         target,
@@ -429,6 +468,7 @@ def make_sdist(
     backend: str = "tinybackend",
     backend_requires: Sequence[str] | None = None,
     c_extension: bool = False,
+    py_limited_api: str | None = None,
     metadata_version: str = "2.2",
     project: Mapping[str, object] | None = None,
 ) -> Path:
@@ -437,7 +477,9 @@ def make_sdist(
     ``PKG-INFO`` lists *deps* unless *dynamic_deps*, in which case it says ``Dynamic: Requires-Dist``
     and only the backend (from ``[tool.tinybackend] deps``) puts them in the built wheel. With
     *c_extension* the sdist carries ``{module}/_speedup.c`` (``add(a, b)``) that tinybackend
-    compiles into a platform wheel for the building interpreter. *project* writes a PEP 621
+    compiles into a platform wheel for the building interpreter; *py_limited_api* (``"cp38"``,
+    with *c_extension*) compiles it for the stable ABI into one ``cp38-abi3`` wheel that
+    serves every later CPython. *project* writes a PEP 621
     ``[project]`` table (scalars and string lists; ``optional-dependencies`` as a mapping).
     """
     directory.mkdir(parents=True, exist_ok=True)
@@ -450,6 +492,8 @@ def make_sdist(
         config["requires-python"] = requires_python
     if c_extension:
         config["c-extension"] = f"{mod}/_speedup.c"
+    if py_limited_api:
+        config["py-limited-api"] = py_limited_api
     pyproject = (
         "[build-system]\n"
         f"requires = {json.dumps(requires)}\n"
