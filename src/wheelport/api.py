@@ -110,16 +110,27 @@ def lock(
             policy=policy,
             reporter=reporter,
         )
-        if failed and (not allow_missing or not resolutions):
-            raise first_failure(failed)
-        resolved = [r.target for r in resolutions]
-        tools = resolve_tools(client, resolved, config.tools)
-        resolutions = [_with_hashes(client, r) for r in resolutions]
-        tools = {tid: list(_with_hashes_pins(client, pins)) for tid, pins in tools.items()}
+        resolutions, tools = _complete(client, config, resolutions, failed, allow_missing)
     finally:
         if own:
             client.close()
     return _write(config, resolutions, tools, failed, client.project_statuses())
+
+
+def _complete(
+    client: IndexClient,
+    config: Config,
+    resolutions: list[Resolution],
+    failed: list[TargetFailure],
+    allow_missing: bool,
+) -> tuple[list[Resolution], dict[str, list[Pin]]]:
+    """Raise for the failed targets (unless ``allow_missing`` and some target resolved); give
+    every pin a hash and every resolved target its installer tools."""
+    if failed and (not allow_missing or not resolutions):
+        raise first_failure(failed)
+    tools = resolve_tools(client, [r.target for r in resolutions], config.tools)
+    hashed = [_with_hashes(client, r) for r in resolutions]
+    return hashed, {tid: _with_hashes_pins(client, pins) for tid, pins in tools.items()}
 
 
 def _write(
@@ -269,14 +280,10 @@ def lock_from(
             resolution = Resolution(t, pins)
             reporter.target_done(t, resolution)
             resolutions.append(resolution)
-        if failed and (not allow_missing or not resolutions):
-            raise first_failure(failed)
-        tools = resolve_tools(client, [r.target for r in resolutions], config.tools)
-        resolutions = [_with_hashes(client, r) for r in resolutions]
+        resolutions, tools = _complete(client, config, resolutions, failed, allow_missing)
         for r in resolutions:
             for pin in r.pins.values():
                 _check_downloaded_hash(pin, selections[r.target.identifier][pin.name].pin, source)
-        tools = {tid: list(_with_hashes_pins(client, pins)) for tid, pins in tools.items()}
     finally:
         if own:
             client.close()
