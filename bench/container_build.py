@@ -3,10 +3,14 @@
 1. Overhead: wall time of ``build_in_container`` vs ``python -m cibuildwheel`` invoked by hand
    on the same sdist, image and settings (goal: < 10 % overhead).
 2. Concurrency: two independent sdists built concurrently vs one (goal: < 1.6x).
+3. Emulation: the same sdist built for ``cp311-manylinux_2_36_aarch64`` in the local arm64
+   image under qemu vs for x86_64 natively (the ratio; no goal, it is what emulation costs).
 
-Needs podman and the local base image (built when missing). Run from the repository root:
+Needs podman, the local base image and the local aarch64 image (built when missing; the
+aarch64 part is skipped with the reason when this machine cannot run arm64 containers). Run
+from the repository root:
 
-    .venv/bin/python bench/container_build.py [--repeat N]
+    .venv/bin/python bench/container_build.py [--repeat N] [--emulated-repeat N]
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from support.dists import make_backend_wheel, make_sdist  # noqa: E402
 from wheelport.build import container, images  # noqa: E402
-from wheelport.targets import parse_target  # noqa: E402
+from wheelport.errors import WheelportError  # noqa: E402
+from wheelport.targets import Target, parse_target  # noqa: E402
 
 TARGET = parse_target("cp311-manylinux_2_36_x86_64")
+ARM_TARGET = parse_target("cp311-manylinux_2_36_aarch64")
 
 
 def _by_hand(sdist: Path, image: str, deps: Path, out: Path) -> float:
@@ -51,18 +57,40 @@ def _by_hand(sdist: Path, image: str, deps: Path, out: Path) -> float:
         return time.perf_counter() - start
 
 
-def _wheelport(sdist: Path, image: str, deps: Path, out: Path, logs: Path) -> float:
+def _wheelport(
+    sdist: Path, image: str, deps: Path, out: Path, logs: Path, target: Target = TARGET
+) -> float:
     start = time.perf_counter()
     container.build_in_container(
-        sdist, TARGET, image=image, deps_dir=deps, out_dir=out, log_dir=logs, engine="podman"
+        sdist, target, image=image, deps_dir=deps, out_dir=out, log_dir=logs, engine="podman"
     )
     return time.perf_counter() - start
+
+
+def _emulation(sdist: Path, native: str, deps: Path, work: Path, repeat: int) -> None:
+    """The same sdist for aarch64 under qemu vs natively for x86_64, printed with the ratio."""
+    try:
+        images.emulation_for("aarch64")
+        arm = images.ensure_local_image("podman", arch="aarch64").tag
+    except WheelportError as exc:
+        print(f"emulated aarch64      : skipped ({exc})")
+        return
+    _wheelport(sdist, arm, deps, work / "arm-warm", work / "logs", ARM_TARGET)  # warm-up
+    x86, emulated = [], []
+    for i in range(repeat):
+        x86.append(_wheelport(sdist, native, deps, work / f"x86-{i}", work / "logs"))
+        emulated.append(_wheelport(sdist, arm, deps, work / f"arm-{i}", work / "logs", ARM_TARGET))
+    n, e = statistics.median(x86), statistics.median(emulated)
+    print(f"native x86_64        : median {n:.2f}s  {[round(x, 2) for x in x86]}")
+    print(f"emulated aarch64     : median {e:.2f}s  {[round(x, 2) for x in emulated]}")
+    print(f"emulation ratio      : {e / n:.2f}x native on medians")
 
 
 def main() -> None:
     """Run both measurements and print the figures and ratios."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--emulated-repeat", type=int, default=2)
     args = parser.parse_args()
     image = images.ensure_local_base_image("podman")
     with tempfile.TemporaryDirectory(prefix="wheelport-bench-") as tmp:
@@ -105,6 +133,7 @@ def main() -> None:
             f"{min(pairs) / min(ours):.2f}x on best runs (goal < 1.6x)"
         )
         print(f"load average         : {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+        _emulation(sdists[0], image, deps, work, args.emulated_repeat)
 
 
 if __name__ == "__main__":

@@ -590,7 +590,8 @@ def image_list_cmd(out: Output, engine: str | None) -> None:
             out.console.print("no local wheelport images (build one: wheelport image build-local)")
             return
         table = Table(title="local images")
-        for column in ("tag", "policy", "arch", "pythons"):
+        table.add_column("tag", overflow="fold")
+        for column in ("policy", "arch", "pythons"):
             table.add_column(column)
         for image in found:
             table.add_row(image.tag, image.policy, image.arch, ", ".join(image.pythons))

@@ -8,6 +8,7 @@ target by the same builder is not rebuilt, and the index only rewrites changed p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.pylock import PackageWheel, Pylock
 from packaging.requirements import Requirement
@@ -27,6 +28,8 @@ from wheelport.build.native import build_native
 from wheelport.build.plan import (
     BuildNeed,
     Coverage,
+    ImageSlot,
+    group_container_builds,
     is_pure,
     needs_from_locks,
     read_sdist_info,
@@ -47,6 +50,9 @@ from wheelport.lock import check_locks, dumps, install_list, read_lock
 from wheelport.resolve import Policy, Reporter, TargetFailure, resolve_target
 from wheelport.targets import Target, host_target, parse_targets
 from wheelport.wheelhouse import Wheelhouse, atomic_write_text, sha256_file
+
+if TYPE_CHECKING:
+    from wheelport.build.images import Interpreter, LocalImage
 
 
 @dataclass
@@ -96,18 +102,22 @@ DEFAULT_SYSTEM_PACKAGES: dict[str, tuple[str, ...]] = {
     "lxml": ("libxml2-dev", "libxslt1-dev"),
 }
 
-#: (sdist, target, wheels dir, out dir, log dir) -> wheel path
-ContainerBuilder = Callable[[Path, Target, Path, Path, Path], Path]
+#: (sdist, targets, wheels dir, out dir, log dir) -> target identifier → wheel path. The
+#: targets share one image (their first one's); one run builds once per interpreter.
+ContainerBuilder = Callable[[Path, Sequence[Target], Path, Path, Path], Mapping[str, Path]]
+
+NO_ENGINE = "no container engine — install podman (apt-get install podman runc) or docker"
 
 
 @dataclass(frozen=True)
 class Builders:
-    """How sdists become wheels. ``container`` is None when no engine/image is usable."""
+    """How sdists become wheels. ``container`` is None when no engine is usable."""
 
     native: bool = True
     container: ContainerBuilder | None = None
-    #: (target, project) → the image that would build it (its tag names its content), or None
-    container_label: Callable[[Target, str], str | None] = lambda t, p: None
+    #: (target, project) → the image that would build it (its tag names its content), or
+    #: why there is none
+    container_slot: Callable[[Target, str], ImageSlot] = lambda t, p: ImageSlot(None, NO_ENGINE)
 
 
 def sync(
@@ -135,7 +145,10 @@ def sync(
             failed: list[TargetFailure] = []
             if stale:
                 log(f"locking {len(targets)} target(s) ({stale[0].reason})")
-                failed = api.lock(
+                locker = api.lock
+                if config.from_lock is not None:  # lock --from: the pins of another tool's lock
+                    locker = functools.partial(api.lock_from, source=config.from_lock)
+                failed = locker(
                     config,
                     client=client,
                     reporter=reporter,
@@ -204,45 +217,99 @@ def _report_json(report: object) -> dict[str, Any]:
     return {}
 
 
-def default_builders(config: Config) -> Builders:
-    """The native builder, plus the container builder when an engine is installed."""
+def default_builders(
+    config: Config,
+    *,
+    engine: str | None = None,
+    local: Sequence[LocalImage] | None = None,
+    pinned: Mapping[str, Mapping[str, str]] | None = None,
+) -> Builders:
+    """The native builder, plus the container builder when an engine is installed.
+
+    Each Linux target's image: ``[tool.wheelport] images`` > a present local image serving
+    it (:func:`images.local_images`, looked up once; ``local`` gives them instead) >
+    cibuildwheel's pinned image (``pinned`` replaces that table), pulled by the engine when
+    absent. A target none serves, or whose arch this host cannot run, gets an
+    :class:`ImageSlot` saying what is missing and the command that adds it.
+    """
     try:
         from wheelport.build import container, images
     except ImportError:  # pragma: no cover
         return Builders()
-    engine = container.detect_engine()
+    engine = engine or container.detect_engine()
     if engine is None:
         return Builders()
+    found = engine
     overrides = dict(config.images)
+    present: list[Sequence[LocalImage]] = [local] if local is not None else []
+
+    def local_list() -> Sequence[LocalImage]:
+        if not present:
+            present.append(tuple(images.local_images(found)))
+        return present[0]
 
     def packages_for(project: str) -> tuple[str, ...]:
         name = canonicalize_name(project)
         return config.build_system_packages.get(name, DEFAULT_SYSTEM_PACKAGES.get(name, ()))
 
-    def label(target: Target, project: str) -> str | None:
-        if not target.is_linux or target.os == "linux":
-            return None
+    def choose(target: Target) -> images.ImageChoice:
+        images.emulation_for(target.arch)  # raises naming the missing piece
         try:
-            base = images.policy_image(target, overrides)
-        except WheelportError:
-            return None
-        pkgs = sorted(set(packages_for(project)))
-        if not pkgs:
-            return base
-        return images.builder_tag(base, pkgs, images.builder_template())
+            return images.choose_image(target, overrides, local=local_list(), pinned=pinned)
+        except WheelportError:  # again, to name a CPython found here in the command
+            return images.choose_image(
+                target, overrides, local=local_list(), pinned=pinned,
+                interpreter=_host_interpreter(target),
+            )  # fmt: skip
 
-    def run(sdist: Path, target: Target, wheels: Path, out: Path, logs: Path) -> Path:
-        image = images.policy_image(target, overrides)
-        if images.is_local_base(image):
-            image = images.ensure_local_base_image(engine, log_dir=logs)
+    def slot(target: Target, project: str) -> ImageSlot:
+        if target.os not in ("manylinux", "musllinux"):
+            return ImageSlot(None, f"{target.identifier} has no manylinux/musllinux policy")
+        try:
+            choice = choose(target)
+        except WheelportError as exc:
+            return ImageSlot(None, str(exc))
+        pkgs = sorted(set(packages_for(project)))
+        label = (
+            images.builder_tag(choice.image, pkgs, images.builder_template())
+            if pkgs
+            else choice.image
+        )
+        return ImageSlot(label, "", images.policy_glibc(choice.policy), choice.pythons)
+
+    def run(
+        sdist: Path, targets: Sequence[Target], wheels: Path, out: Path, logs: Path
+    ) -> Mapping[str, Path]:
+        choice = choose(targets[0])
+        image = choice.image
+        if choice.source != "local":  # a local image is present: it was listed
+            # the engine's pull, the only network access; a failure says what to do instead
+            hint = images.image_hint(targets[0], _host_interpreter(targets[0]))
+            container.pull_image(found, image, hint=hint)
         pkgs = packages_for(_sdist_project(sdist))
         if pkgs:
-            image = images.ensure_builder_image(image, pkgs, engine, log_dir=logs)
-        return container.build_in_container(
-            sdist, target, image=image, deps_dir=wheels, out_dir=out, log_dir=logs, engine=engine
+            image = images.ensure_builder_image(image, pkgs, found, log_dir=logs)
+        return container.build_wheels_in_container(
+            sdist, targets, image=image, deps_dir=wheels, out_dir=out, log_dir=logs, engine=found
         )
 
-    return Builders(native=True, container=run, container_label=label)
+    return Builders(native=True, container=run, container_slot=slot)
+
+
+def _host_interpreter(target: Target) -> Interpreter | None:
+    """A pyenv CPython of the target's version on this host, to suggest for a local image;
+    None when there is none."""
+    from wheelport.build import images
+
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    major, minor = target.python_version
+    found = [p for p in root.glob(f"{major}.{minor}.*") if p.name.split(".")[2].isdigit()]
+    for prefix in sorted(found, key=lambda p: int(p.name.split(".")[2]), reverse=True):
+        try:
+            return images.inspect_interpreter(prefix)
+        except WheelportError:
+            continue
+    return None
 
 
 def _sdist_project(sdist: Path) -> str:
@@ -266,6 +333,28 @@ def _prior_builds(manifest: Mapping[str, Any], sdist_sha: str) -> dict[str, tupl
             for t in origin.get("targets", []):
                 out[t] = (path, origin.get("builder", ""))
     return out
+
+
+def _serving_build(
+    manifest: Mapping[str, Any], sdist_sha: str, target: Target, wh: Wheelhouse
+) -> tuple[str, str] | None:
+    """(wheel path, builder) of a present container-built wheel of this sdist whose tags
+    ``target`` accepts (best-ranked), or None."""
+    best: tuple[int, str, str] | None = None
+    for path, rec in manifest.get("artifacts", {}).items():
+        origin = rec.get("origin", {})
+        builder = str(origin.get("builder", ""))
+        if (
+            origin.get("kind") != "build"
+            or origin.get("sdist_sha256") != sdist_sha
+            or not builder.startswith("container:")
+            or not (wh.root / path).is_file()
+        ):
+            continue
+        rank = target.wheel_rank(Path(path).name)
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, str(path), builder)
+    return (best[1], best[2]) if best else None
 
 
 def build_stage(
@@ -293,6 +382,7 @@ def build_stage(
     manifest = wh.load_manifest()
     host = host_target()
     jobs: list[tuple[BuildNeed, str, list[Target]]] = []  # (need, builder, targets it is for)
+    reused = False
     for need in needs:
         prior = _prior_builds(manifest, need.sdist_sha256)
         pending: list[Target] = []
@@ -312,26 +402,48 @@ def build_stage(
                         skipped=True,
                     )
                 )
+            elif reuse := _serving_build(manifest, need.sdist_sha256, by_id[tid], wh):
+                # a wheel built before (abi3, or an older policy) whose tags this target takes
+                path, builder = reuse
+                _record_built(wh, manifest, locks, need, builder, wh.root / path, [by_id[tid]],
+                              coverage)  # fmt: skip
+                outcomes.append(
+                    BuildOutcome(need.name, need.sdist_path, builder, path, [tid], skipped=True)
+                )
+                reused = True
             else:
                 pending.append(by_id[tid])
         if not pending:
             continue
         info = read_sdist_info(wh.root / need.sdist_path)
         native_for: list[Target] = []
+        slots: dict[str, ImageSlot] = {}
         for t in pending:
-            label = builders.container_label(t, need.name) if builders.container else None
-            if info.compiled and label:
-                # a manylinux/musllinux target gets its compiled wheel from a container whose
-                # image matches its policy — honest tags, hermetic, whatever the host is
-                jobs.append((need, f"container:{label}", [t]))
-            elif not info.compiled or _host_serves(host, t):
+            if info.compiled and builders.container and t.os in ("manylinux", "musllinux"):
+                slots[t.identifier] = builders.container_slot(t, need.name)
+        # a manylinux/musllinux target gets its compiled wheel from a container whose image
+        # fits its policy — honest tags, hermetic, whatever the host is; one build per
+        # interpreter (one for all when abi3) serves every target it fits
+        for slot, members in group_container_builds(
+            [t for t in pending if t.identifier in slots], slots, abi3=info.abi3
+        ):
+            jobs.append((need, f"container:{slot.label}", members))
+        for t in pending:
+            if t.identifier in slots and slots[t.identifier].label is not None:
+                continue
+            if not info.compiled or _host_serves(host, t):
                 native_for.append(t)
             elif t.is_linux:
+                why = slots[t.identifier].reason if t.identifier in slots else NO_ENGINE
+                if t.os == "linux":
+                    why = (
+                        "a plain linux target has no manylinux/musllinux image; use a policy target"
+                    )
                 coverage.set(
                     need.name,
                     t.identifier,
                     "missing",
-                    "compiled sdist; needs a container build for this Linux target (no engine or image available)",
+                    f"compiled sdist; needs a container build for {t.identifier}: {why}",
                 )
             else:
                 kind = {"windows": "Windows", "macos": "macOS"}.get(t.os, t.os)
@@ -343,14 +455,16 @@ def build_stage(
                 )
         if native_for:
             jobs.append((need, NATIVE, native_for))
+    if reused:
+        wh.save_manifest(manifest)
     if not jobs:
         return outcomes, coverage
     jobs, waits = _prepare_build_deps(wh, jobs, client, host, log=log)
     results = _run_scheduled(wh, jobs, waits, builders, log)
     manifest = wh.load_manifest()
-    for need, builder, job_targets, wheel, err in results:
+    for need, builder, job_targets, built, err in results:
         if not need.targets:  # a build requirement that had to be built first
-            if wheel is not None:
+            for wheel in sorted(set((built or {}).values())):
                 manifest["artifacts"][wh.relative(wheel)] = {
                     "sha256": sha256_file(wheel),
                     "size": wheel.stat().st_size,
@@ -358,12 +472,13 @@ def build_stage(
                                "sdist_sha256": need.sdist_sha256, "targets": [],
                                "for": "build-requirement"},
                 }  # fmt: skip
+            wheel0 = next(iter(built.values()), None) if built else None
             outcomes.append(
-                BuildOutcome(need.name, need.sdist_path, builder, wh.relative(wheel) if wheel else None,
+                BuildOutcome(need.name, need.sdist_path, builder, wh.relative(wheel0) if wheel0 else None,
                              [], error=str(err) if err else None)
             )  # fmt: skip
             continue
-        if wheel is None:
+        if built is None:
             for t in job_targets:
                 coverage.set(need.name, t.identifier, "missing", f"build failed: {err}")
             outcomes.append(
@@ -377,47 +492,61 @@ def build_stage(
                 )
             )
             continue
-        serves = (
-            served_targets(wheel.name, job_targets)
-            if not is_pure(wheel.name)
-            else list(job_targets)
-        )
-        rel = wh.relative(wheel)
-        rec = manifest["artifacts"].get(rel, {})
-        prev_targets = (
-            rec.get("origin", {}).get("targets", [])
-            if rec.get("origin", {}).get("kind") == "build"
-            else []
-        )
-        manifest["artifacts"][rel] = {
-            "sha256": sha256_file(wheel),
-            "size": wheel.stat().st_size,
-            "origin": {
-                "kind": "build",
-                "builder": builder,
-                "sdist": need.sdist_path,
-                "sdist_sha256": need.sdist_sha256,
-                "targets": sorted(set(prev_targets) | {t.identifier for t in serves}),
-            },
-        }
-        for t in job_targets:
-            if t in serves:
-                _point_lock_at(
-                    wh, locks, t.identifier, need, wheel, sha=manifest["artifacts"][rel]["sha256"]
-                )
-                coverage.set(need.name, t.identifier, "built", f"{wheel.name} ({builder})")
-            else:
-                coverage.set(
-                    need.name,
-                    t.identifier,
-                    "missing",
-                    f"built {wheel.name} on this host, which does not fit {t}; needs a container or native build host",
-                )
-        outcomes.append(
-            BuildOutcome(need.name, need.sdist_path, builder, rel, [t.identifier for t in serves])
-        )
+        unserved = [t for t in job_targets if t.identifier not in built]
+        for wheel in sorted(set(built.values())):
+            candidates = [t for t in job_targets if built.get(t.identifier) == wheel]
+            serves = (
+                served_targets(wheel.name, candidates) if not is_pure(wheel.name) else candidates
+            )
+            unserved += [t for t in candidates if t not in serves]
+            _record_built(wh, manifest, locks, need, builder, wheel, serves, coverage)
+            outcomes.append(
+                BuildOutcome(need.name, need.sdist_path, builder, wh.relative(wheel),
+                             [t.identifier for t in serves])
+            )  # fmt: skip
+        for t in unserved:
+            coverage.set(
+                need.name,
+                t.identifier,
+                "missing",
+                f"built {', '.join(sorted({w.name for w in built.values()}))} ({builder}), "
+                f"which does not fit {t}; needs a container or native build host",
+            )
     wh.save_manifest(manifest)
     return outcomes, coverage
+
+
+def _record_built(
+    wh: Wheelhouse,
+    manifest: dict[str, Any],
+    locks: dict[str, Pylock],
+    need: BuildNeed,
+    builder: str,
+    wheel: Path,
+    serves: Sequence[Target],
+    coverage: Coverage,
+) -> None:
+    """Record one built wheel in the manifest for every target it serves (with the targets
+    an earlier run recorded) and point those targets' locks at it."""
+    rel = wh.relative(wheel)
+    rec = manifest["artifacts"].get(rel, {})
+    origin = rec.get("origin", {})
+    prev_targets = origin.get("targets", []) if origin.get("kind") == "build" else []
+    sha = sha256_file(wheel)
+    manifest["artifacts"][rel] = {
+        "sha256": sha,
+        "size": wheel.stat().st_size,
+        "origin": {
+            "kind": "build",
+            "builder": builder,
+            "sdist": need.sdist_path,
+            "sdist_sha256": need.sdist_sha256,
+            "targets": sorted(set(prev_targets) | {t.identifier for t in serves}),
+        },
+    }
+    for t in serves:
+        _point_lock_at(wh, locks, t.identifier, need, wheel, sha=sha)
+        coverage.set(need.name, t.identifier, "built", f"{wheel.name} ({builder})")
 
 
 def _host_serves(host: Target, target: Target) -> bool:
@@ -444,7 +573,8 @@ def _run_build(
     job: tuple[BuildNeed, str, list[Target]],
     builders: Builders,
     log: Callable[[str], None],
-) -> Path:
+) -> dict[str, Path]:
+    """Run one build job; return target identifier → its wheel, moved into ``wheels/``."""
     need, builder, targets = job
     sdist = wh.root / need.sdist_path
     log(
@@ -453,15 +583,19 @@ def _run_build(
     with tempfile.TemporaryDirectory(prefix="wheelport-out-") as tmp:
         if builder == NATIVE:
             wheel = build_native(sdist, wheels_dir=wh.wheels, out_dir=Path(tmp), log_dir=wh.logs)
+            built: Mapping[str, Path] = {t.identifier: wheel for t in targets}
         else:
             assert builders.container is not None
-            wheel = builders.container(sdist, targets[0], wh.wheels, Path(tmp), wh.logs)
-        dest = wh.wheels / wheel.name
+            built = builders.container(sdist, targets, wh.wheels, Path(tmp), wh.logs)
         wh.wheels.mkdir(parents=True, exist_ok=True)
-        tmp_dest = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-        shutil.copyfile(wheel, tmp_dest)
-        os.replace(tmp_dest, dest)
-        return dest
+        placed: dict[Path, Path] = {}
+        for wheel in sorted(set(built.values())):
+            dest = wh.wheels / wheel.name
+            tmp_dest = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+            shutil.copyfile(wheel, tmp_dest)
+            os.replace(tmp_dest, dest)
+            placed[wheel] = dest
+        return {tid: placed[w] for tid, w in built.items()}
 
 
 def _point_lock_at(
@@ -524,50 +658,56 @@ def _prepare_build_deps(
     i = 0
     while i < len(all_jobs):
         need, builder, targets = all_jobs[i]
-        build_target = host if builder == NATIVE else targets[0]
-        key = (need.sdist_sha256, build_target.identifier)
-        if key not in resolved:
-            recorded = build_deps.get(need.sdist_sha256, {}).get(build_target.identifier)
-            if recorded and all("path" in r and (wh.root / r["path"]).exists() for r in recorded):
-                resolved[key] = recorded
-            else:
-                resolved[key] = _resolve_build_requires(wh, need, build_target, client, wanted)
-                # fetch now: an sdist among them is read (and maybe built) next
-                fetch_artifacts(wh, list(wanted.values()), client)
-                wanted.clear()
-                build_deps.setdefault(need.sdist_sha256, {})[build_target.identifier] = resolved[
-                    key
-                ]
-                log(
-                    f"build requirements of {need.name}: "
-                    + ", ".join(e["name"] + " " + e["version"] + (" (sdist)" if "sdist" in e else "")
-                                for e in resolved[key])
-                )  # fmt: skip
-        for entry in resolved[key]:
-            if "sdist" not in entry:
-                continue
-            built = _built_from(manifest, entry["sha256"], builder, wh)
-            if built:
-                continue
-            dkey = (entry["sha256"], builder)
-            same = next(
-                (
-                    j
-                    for j, (n, b, _t) in enumerate(all_jobs)
-                    if n.sdist_sha256 == dkey[0] and b == builder
-                ),
-                None,
-            )
-            if same is not None:
-                dep_jobs.setdefault(dkey, same)
-            if dkey not in dep_jobs:
-                dep_need = BuildNeed(
-                    entry["name"], entry["version"], entry["sdist"], entry["sha256"], ()
+        # the interpreters that run the build: the host's, or one per Python in the container
+        build_targets = (
+            [host] if builder == NATIVE else list({t.abi: t for t in reversed(targets)}.values())
+        )
+        for build_target in build_targets:
+            key = (need.sdist_sha256, build_target.identifier)
+            if key not in resolved:
+                recorded = build_deps.get(need.sdist_sha256, {}).get(build_target.identifier)
+                if recorded and all(
+                    "path" in r and (wh.root / r["path"]).exists() for r in recorded
+                ):
+                    resolved[key] = recorded
+                else:
+                    resolved[key] = _resolve_build_requires(wh, need, build_target, client, wanted)
+                    # fetch now: an sdist among them is read (and maybe built) next
+                    fetch_artifacts(wh, list(wanted.values()), client)
+                    wanted.clear()
+                    build_deps.setdefault(need.sdist_sha256, {})[build_target.identifier] = (
+                        resolved[key]
+                    )
+                    log(
+                        f"build requirements of {need.name}: "
+                        + ", ".join(e["name"] + " " + e["version"] + (" (sdist)" if "sdist" in e else "")
+                                    for e in resolved[key])
+                    )  # fmt: skip
+            for entry in resolved[key]:
+                if "sdist" not in entry:
+                    continue
+                built = _built_from(manifest, entry["sha256"], builder, wh)
+                if built:
+                    continue
+                dkey = (entry["sha256"], builder)
+                same = next(
+                    (
+                        j
+                        for j, (n, b, _t) in enumerate(all_jobs)
+                        if n.sdist_sha256 == dkey[0] and b == builder
+                    ),
+                    None,
                 )
-                dep_jobs[dkey] = len(all_jobs)
-                waits[len(all_jobs)] = set()
-                all_jobs.append((dep_need, builder, [build_target]))
-            waits[i].add(dep_jobs[dkey])
+                if same is not None:
+                    dep_jobs.setdefault(dkey, same)
+                if dkey not in dep_jobs:
+                    dep_need = BuildNeed(
+                        entry["name"], entry["version"], entry["sdist"], entry["sha256"], ()
+                    )
+                    dep_jobs[dkey] = len(all_jobs)
+                    waits[len(all_jobs)] = set()
+                    all_jobs.append((dep_need, builder, [build_target]))
+                waits[i].add(dep_jobs[dkey])
         i += 1
     # fetch_artifacts recorded what it placed; keep those records and add build_deps
     fresh = wh.load_manifest()
@@ -633,14 +773,14 @@ def _run_scheduled(
     waits: Mapping[int, set[int]],
     builders: Builders,
     log: Callable[[str], None],
-) -> list[tuple[BuildNeed, str, list[Target], Path | None, BuildError | None]]:
+) -> list[tuple[BuildNeed, str, list[Target], dict[str, Path] | None, BuildError | None]]:
     """Run independent builds concurrently (up to the core count); a build starts when the
     builds of its build requirements finished, and fails at once when one of them failed."""
-    results: dict[int, tuple[Path | None, BuildError | None]] = {}
+    results: dict[int, tuple[dict[str, Path] | None, BuildError | None]] = {}
     pending = set(range(len(jobs)))
     workers = max(1, min(len(jobs), os.cpu_count() or 2))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelport-build") as pool:
-        running: dict[Future[Path], int] = {}
+        running: dict[Future[dict[str, Path]], int] = {}
         while pending or running:
             for i in sorted(pending):
                 deps = waits.get(i, set())

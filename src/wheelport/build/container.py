@@ -65,6 +65,20 @@ _MISSING_DEP_RES = (
 )
 
 
+#: an engine's pull errors: podman's "Error: initializing source docker://IMAGE: ...", docker's
+#: "pull access denied for IMAGE," and "Unable to find image 'IMAGE' locally" + a daemon error
+_PULL_FAILED_RES = (
+    re.compile(r"Error: initializing source docker://(\S+?): "),
+    re.compile(r"pull access denied for (\S+?),"),
+    re.compile(r"Unable to find image '(\S+?)' locally[\s\S]*Error response from daemon"),
+)
+#: what to do when an image cannot be pulled (no registry reachable)
+PULL_HINT = (
+    "build a local image (wheelport image build-local --release bookworm), or set "
+    "[tool.wheelport] images to an image this machine can pull"
+)
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What a runner reports: the exit code and the combined output."""
@@ -197,6 +211,8 @@ def cibw_config() -> str:
         'before-build = ""\n'
         'test-command = ""\n'
         "test-requires = []\n"
+        "# abi3audit would be installed from an index on the host: not hermetic\n"
+        'audit-command = ""\n'
         "build-verbosity = 1\n"
         "\n[tool.cibuildwheel.linux]\n"
         'repair-wheel-command = "auditwheel repair -w {dest_dir} {wheel}"\n'
@@ -210,18 +226,29 @@ def cibw_env(
     engine: str,
     deps_dir: Path,
     base_env: Mapping[str, str],
+    also: Sequence[Target] = (),
 ) -> dict[str, str]:
     """The full environment of the cibuildwheel subprocess.
 
-    The host's ``CIBW_*``, ``PIP_*`` and ``UV_*`` variables are dropped so nothing outside
-    wheelport's settings leaks into the build.
+    ``also`` are more targets of the same OS family and arch built in the same run (one
+    cibuildwheel identifier per interpreter; cibuildwheel reuses an abi3 wheel for the
+    later ones instead of building again). The host's ``CIBW_*``, ``PIP_*`` and ``UV_*``
+    variables are dropped so nothing outside wheelport's settings leaks into the build.
     """
+    for other in also:
+        if (other.os, other.arch) != (target.os, target.arch):
+            raise BuildError(
+                f"targets {target.identifier} and {other.identifier} need different images: "
+                "one container run builds for one OS family and arch",
+                target=other.identifier,
+            )
     env = {k: v for k, v in base_env.items() if not k.startswith(("CIBW_", "PIP_", "UV_"))}
     env.update(engine_env())
     image_var = f"CIBW_{target.os.upper()}_{target.arch.upper()}_IMAGE"
+    identifiers = sorted({cibw_identifier(t) for t in (target, *also)})
     env.update(
         {
-            "CIBW_BUILD": cibw_identifier(target),
+            "CIBW_BUILD": " ".join(identifiers),
             "CIBW_ARCHS_LINUX": target.arch,
             "CIBW_CONTAINER_ENGINE": cibw_engine_config(engine, deps_dir),
             image_var: image,
@@ -232,7 +259,7 @@ def cibw_env(
             "CIBW_BUILD_VERBOSITY": "1",
         }
     )
-    if target.free_threaded:
+    if any(t.free_threaded for t in (target, *also)):
         env["CIBW_ENABLE"] = "cpython-freethreading"
     return env
 
@@ -246,12 +273,37 @@ def missing_build_dependency(log_text: str) -> str | None:
     return None
 
 
+def failed_pull(log_text: str) -> str | None:
+    """The image the engine could not pull, from an engine or cibuildwheel log; None if none."""
+    for regex in _PULL_FAILED_RES:
+        m = regex.search(log_text)
+        if m:
+            return m.group(1)
+    return None
+
+
 def explain_failure(
-    returncode: int, log_text: str, *, sdist: str, target: str, log_path: Path
+    returncode: int,
+    log_text: str,
+    *,
+    sdist: str,
+    target: str,
+    log_path: Path,
+    image: str | None = None,
 ) -> BuildError:
     """Turn a failed cibuildwheel run into one clear :class:`BuildError`."""
     missing = missing_build_dependency(log_text)
     where = f"building {sdist} for {target} in a container"
+    unpulled = failed_pull(log_text)
+    if unpulled:
+        return BuildError(
+            f"{where}: no image: {image or unpulled} is not here and could not be pulled "
+            f"(log: {log_path})",
+            hint=PULL_HINT,
+            package=sdist,
+            target=target,
+            path=str(log_path),
+        )
     if missing:
         return BuildError(
             f"{where}: build dependency {missing} is not in the wheelhouse (log: {log_path})",
@@ -321,10 +373,41 @@ def build_in_container(
     at ``log_dir/<sdist-stem>.<target>.log``. Failures raise :class:`BuildError` naming the
     log, and a build dependency missing from ``deps_dir`` when that was the cause.
     """
+    wheels = build_wheels_in_container(
+        sdist, [target], image=image, deps_dir=deps_dir, out_dir=out_dir, log_dir=log_dir,
+        engine=engine, runner=runner, python=python,
+    )  # fmt: skip
+    return wheels[target.identifier]
+
+
+def build_wheels_in_container(
+    sdist: Path,
+    targets: Sequence[Target],
+    *,
+    image: str,
+    deps_dir: Path,
+    out_dir: Path,
+    log_dir: Path,
+    engine: str | None = None,
+    runner: Runner = subprocess_runner,
+    python: str = sys.executable,
+) -> dict[str, Path]:
+    """Build ``sdist`` once per interpreter of ``targets`` in one cibuildwheel run in ``image``.
+
+    ``targets`` share an OS family and arch (one image). cibuildwheel builds the lowest
+    interpreter first and reuses an abi3 (or ``none``) wheel for the others, so an abi3 sdist
+    is built once. Returns target identifier → the wheel in ``out_dir`` that serves it (its
+    best-ranked fitting wheel); a target no wheel fits raises :class:`BuildError`. The log
+    is ``log_dir/<sdist-stem>.<target>[+<target>...].log``.
+    """
+    if not targets:
+        raise BuildError(f"building {sdist.name}: no target given")
     sdist = sdist.resolve()
     deps_dir = deps_dir.resolve()
     out_dir = out_dir.resolve()
     log_dir = log_dir.resolve()
+    first = targets[0]
+    label = "+".join(t.identifier for t in targets)
     if not sdist.is_file():
         raise BuildError(f"sdist {sdist} does not exist", path=str(sdist))
     if not deps_dir.is_dir():
@@ -334,15 +417,18 @@ def build_in_container(
     engine = engine or detect_engine()
     if engine is None:
         raise BuildError(
-            f"no container engine to build {sdist.name} for {target.identifier}",
+            f"no container engine to build {sdist.name} for {label}",
             hint="install podman (see .ci/setup-containers.sh) or docker",
-            target=target.identifier,
+            target=first.identifier,
         )
     if engine not in ENGINES:
         raise BuildError(f"unknown container engine {engine!r}", hint="use podman or docker")
-    env = cibw_env(target, image=image, engine=engine, deps_dir=deps_dir, base_env=os.environ)
+    env = cibw_env(
+        first, image=image, engine=engine, deps_dir=deps_dir, base_env=os.environ,
+        also=targets[1:],
+    )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{sdist_stem(sdist)}.{target.identifier}.log"
+    log_path = log_dir / f"{sdist_stem(sdist)}.{label}.log"
     with tempfile.TemporaryDirectory(prefix="wheelport-cibw-") as tmp:
         work = Path(tmp)
         config = work / "cibuildwheel.toml"
@@ -355,21 +441,59 @@ def build_in_container(
                 result.returncode,
                 result.output,
                 sdist=sdist.name,
-                target=target.identifier,
+                target=label,
                 log_path=log_path,
+                image=image,
             )
         wheels = sorted(staging.glob("*.whl")) if staging.is_dir() else []
-        if len(wheels) != 1:
+        interpreters = {cibw_identifier(t) for t in targets}
+        if not wheels or len(wheels) > len(interpreters):
             raise BuildError(
-                f"building {sdist.name} for {target.identifier}: expected one wheel, "
+                f"building {sdist.name} for {label}: expected "
+                f"{'one wheel' if len(interpreters) == 1 else f'1 to {len(interpreters)} wheels'}, "
                 f"cibuildwheel produced {len(wheels)} (log: {log_path})",
                 package=sdist.name,
-                target=target.identifier,
+                target=first.identifier,
                 path=str(log_path),
             )
-        check_wheel_fits(wheels[0].name, target, log_path=log_path)
-        final = out_dir / wheels[0].name
-        partial = out_dir / f".{wheels[0].name}.part"
-        shutil.copyfile(wheels[0], partial)
-        os.replace(partial, final)
-    return final
+        chosen: dict[str, Path] = {}
+        for t in targets:
+            ranked = [(r, w) for w in wheels if (r := t.wheel_rank(w.name)) is not None]
+            if not ranked:
+                check_wheel_fits(wheels[0].name, t, log_path=log_path)  # raises, naming it
+            chosen[t.identifier] = min(ranked)[1]
+        placed: dict[Path, Path] = {}
+        for wheel in sorted(set(chosen.values())):
+            final = out_dir / wheel.name
+            partial = out_dir / f".{wheel.name}.part"
+            shutil.copyfile(wheel, partial)
+            os.replace(partial, final)
+            placed[wheel] = final
+    return {tid: placed[w] for tid, w in chosen.items()}
+
+
+def pull_image(
+    engine: str, image: str, runner: Runner = subprocess_runner, *, hint: str = PULL_HINT
+) -> None:
+    """Make ``image`` present: nothing when the engine has it, else one ``pull``.
+
+    A failed pull raises :class:`BuildError` naming the image and what to do instead; the
+    engine's own pull is the only network access.
+    """
+    env = dict(os.environ)
+    env.update(engine_env())
+    exists = (
+        [engine, "image", "exists", image]
+        if engine == "podman"
+        else [engine, "image", "inspect", image]
+    )
+    if runner(exists, env=env).returncode == 0:
+        return
+    result = runner([engine, "pull", image], env=env)
+    if result.returncode != 0:
+        lines = [line for line in result.output.strip().splitlines() if line.strip()]
+        raise BuildError(
+            f"no image: {image} is not here and could not be pulled "
+            f"({lines[-1] if lines else 'no output'})",
+            hint=hint,
+        )

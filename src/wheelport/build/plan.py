@@ -8,6 +8,7 @@ builder once per Linux target policy.
 
 from __future__ import annotations
 
+import re
 import sys
 import tarfile
 import zipfile
@@ -52,11 +53,25 @@ class BuildNeed:
     targets: tuple[str, ...]
 
 
+#: text in an sdist's top-level build files that says it builds for the stable ABI (abi3):
+#: setuptools' ``py_limited_api``, scikit-build-core's ``wheel.py-api``, meson-python's
+#: ``limited-api``, PyO3's ``abi3`` features
+ABI3_MARKERS = re.compile(
+    r"py[_-]limited[_-]api\s*[=:]\s*['\"]?(?:cp3|true|True)"
+    r"|py-api\s*=\s*['\"]cp3"
+    r"|limited-api\s*=\s*true"
+    r"|['\"]abi3(?:-py3\d+)?['\"]"
+)
+ABI3_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "Cargo.toml", "meson.build")
+
+
 @dataclass(frozen=True)
 class SdistInfo:
     build_requires: tuple[str, ...]
     backend: str
     compiled: bool
+    #: its build files ask for the stable ABI: one wheel is expected to serve every CPython
+    abi3: bool = False
 
 
 def needs_from_locks(
@@ -93,19 +108,26 @@ def read_sdist_info(sdist: Path) -> SdistInfo:
     it contains sources that compile."""
     pyproject: bytes | None = None
     names: list[str] = []
+    build_files: list[bytes] = []
     if sdist.name.endswith(".zip"):
         with zipfile.ZipFile(sdist) as zf:
             names = zf.namelist()
             for n in names:
                 if n.count("/") == 1 and n.endswith("/pyproject.toml"):
                     pyproject = zf.read(n)
+                if n.count("/") == 1 and n.rsplit("/", 1)[-1] in ABI3_FILES:
+                    build_files.append(zf.read(n))
     else:
         with tarfile.open(sdist) as tf:
             for m in tf:
                 names.append(m.name)
-                if m.isfile() and m.name.count("/") == 1 and m.name.endswith("/pyproject.toml"):
+                top = m.isfile() and m.name.count("/") == 1
+                if top and m.name.rsplit("/", 1)[-1] in ABI3_FILES:
                     fh = tf.extractfile(m)
-                    pyproject = fh.read() if fh else None
+                    content = fh.read() if fh else b""
+                    build_files.append(content)
+                    if m.name.endswith("/pyproject.toml"):
+                        pyproject = content
     requires: tuple[str, ...] = DEFAULT_BUILD_REQUIRES
     backend = "setuptools.build_meta:__legacy__"
     if pyproject is not None:
@@ -120,7 +142,10 @@ def read_sdist_info(sdist: Path) -> SdistInfo:
     compiled = any(
         n.endswith(COMPILED_MARKERS) or n.rsplit("/", 1)[-1] in COMPILED_MARKERS for n in names
     )
-    return SdistInfo(requires, backend, compiled)
+    abi3 = compiled and any(
+        ABI3_MARKERS.search(content.decode("utf-8", "replace")) for content in build_files
+    )
+    return SdistInfo(requires, backend, compiled, abi3)
 
 
 def wheel_tags(filename: str) -> frozenset[Tag]:
@@ -139,6 +164,73 @@ def served_targets(filename: str, targets: Iterable[Target]) -> list[Target]:
     """The targets whose tag lists accept a wheel."""
     tags = wheel_tags(filename)
     return [t for t in targets if any(tag in t.tag_priority for tag in tags)]
+
+
+@dataclass(frozen=True)
+class ImageSlot:
+    """The image that would build a Linux target's compiled wheels, or why there is none.
+
+    ``label`` names the image by content (a builder image's tag); None when no image can
+    build the target, and then ``reason`` says the missing piece and the command that adds
+    it. ``glibc`` is the image's policy glibc (None: musllinux or unknown) and ``pythons``
+    the interpreters it carries (None: every CPython, as cibuildwheel's images).
+    """
+
+    label: str | None
+    reason: str = ""
+    glibc: tuple[int, int] | None = None
+    pythons: tuple[str, ...] | None = None
+
+    def can_build(self, target: Target) -> bool:
+        """Whether this image also builds an honest wheel for ``target``: it carries the
+        target's interpreter and its glibc is not newer than the target's policy."""
+        if self.label is None or (self.pythons is not None and target.abi not in self.pythons):
+            return False
+        if target.os != "manylinux":
+            return False
+        return (
+            self.glibc is not None
+            and target.policy_version is not None
+            and self.glibc <= target.policy_version
+        )
+
+
+def group_container_builds(
+    targets: Iterable[Target], slots: Mapping[str, ImageSlot], *, abi3: bool
+) -> list[tuple[ImageSlot, list[Target]]]:
+    """One container build per interpreter (or one for all, abi3), not one per target.
+
+    Targets of one OS family, arch and interpreter — every CPython when the sdist builds for
+    the stable ABI — share one build when one of their images can build for all of them
+    (:meth:`ImageSlot.can_build`: their interpreters, glibc not newer than their policies),
+    so its wheel's tag is accepted by each. Of their own images, the one that builds for the
+    most of them is used (then the lowest policy's); each group's first target is one whose
+    own image it is. Targets whose slot has no image are left out.
+    """
+    order = sorted(
+        (t for t in targets if slots[t.identifier].label is not None),
+        key=lambda t: (t.policy_version or (0, 0), t.python_version, t.identifier),
+    )
+    by_key: dict[tuple[str, str, str], list[Target]] = {}
+    for t in order:
+        key = (t.os, t.arch, "abi3" if abi3 and not t.free_threaded else t.abi)
+        by_key.setdefault(key, []).append(t)
+    groups: list[tuple[ImageSlot, list[Target]]] = []
+    for remaining in by_key.values():
+        while remaining:
+
+            def takes(slot: ImageSlot, rest: list[Target] = remaining) -> list[Target]:
+                return [
+                    t for t in rest if slots[t.identifier].label == slot.label or slot.can_build(t)
+                ]
+
+            lead = max(remaining, key=lambda t: len(takes(slots[t.identifier])))  # first on ties
+            slot = slots[lead.identifier]
+            members = takes(slot)
+            members.remove(lead)
+            groups.append((slot, [lead, *members]))
+            remaining = [t for t in remaining if t is not lead and t not in members]
+    return groups
 
 
 @dataclass
