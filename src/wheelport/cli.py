@@ -316,6 +316,8 @@ def coverage_table(
                 cells.append(f"[green]✓ built[/green] [dim]{detail}[/dim]")
             elif state == "missing":
                 cells.append(f"[red]✗ {detail}[/red]")
+            elif state == "deferred":
+                cells.append(f"[yellow]… {detail}[/yellow]")
             else:
                 cells.append("[dim]—[/dim]")
         if statuses:
@@ -341,11 +343,35 @@ def coverage_table(
     default=None,
     help="Take the pins from uv.lock, poetry.lock, Pipfile.lock, pdm.lock, pylock.toml or environment.yml (no re-resolve; --extra/--group select its extras and groups).",
 )
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/N",
+    help="Build only the I-th of N balanced parts of the build work (e.g. 2/3), for 'wheelport merge'.",
+)
+@click.option(
+    "--only-target",
+    "only_targets",
+    multiple=True,
+    metavar="TARGET",
+    help="Build only the jobs for TARGET (repeatable); other builds are left to other runs.",
+)
 @common
-def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
+def sync_cmd(
+    out: Output,
+    allow_missing: bool,
+    shard: str | None,
+    only_targets: tuple[str, ...],
+    **kwargs: Any,
+) -> None:
     """Lock (if stale), fetch, build and index: the whole wheelhouse, idempotently."""
+    from wheelport.build.planner import parse_shard
     from wheelport.sync import SyncResult, sync
 
+    try:
+        part = parse_shard(shard) if shard is not None else None
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="--shard I/N, 1 <= I <= N") from None
     config = config_from(kwargs)
     fp = FetchProgress(out)
     progress = _progress(out)
@@ -359,6 +385,8 @@ def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
                 fetch_reporter=fp,
                 allow_missing=allow_missing,
                 log=out.info,
+                shard=part,
+                only_targets=only_targets,
             )
     except WheelportError as exc:
         # red coverage cells: the table still shows what was served and why the rest was not
@@ -380,6 +408,50 @@ def sync_cmd(out: Output, allow_missing: bool, **kwargs: Any) -> None:
     out.result(result.to_json(), human)
     if failure is not None:
         raise failure
+
+
+@cli.command("plan")
+@click.option(
+    "-w",
+    "--wheelhouse",
+    type=click.Path(path_type=Path),
+    default=Path("wheelhouse"),
+    help="Wheelhouse directory (default ./wheelhouse).",
+)
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Show every build the locks imply and its shard of N (as 'sync --shard I/N' cuts them).",
+)
+@common
+def plan_cmd(out: Output, wheelhouse: Path, shards: int | None) -> None:
+    """The build work the locks leave (no network): each job's builder, runner and whether
+    this machine can run it."""
+    from wheelport.sync import build_plan, default_builders
+
+    config = build_config(directory=Path.cwd(), output=wheelhouse)
+    rows = build_plan(wheelhouse, default_builders(config), shards=shards)
+
+    def human() -> None:
+        table = Table(title=f"build plan ({len(rows)} job(s))")
+        for col in ("package", "version", "targets", "builder", "runner", "here", "size"):
+            table.add_column(col, overflow="fold")
+        if shards is not None:
+            table.add_column("shard")
+        for r in rows:
+            here = (
+                "[green]✓ here[/green]" if r["here"] else f"[red]✗[/red] [dim]{r['reason']}[/dim]"
+            )
+            cells = [r["package"], r["version"], ", ".join(r["targets"]), r["builder"],
+                     r["runner"], here, str(r["size"])]  # fmt: skip
+            table.add_row(*cells, *([r["shard"]] if shards is not None else []))
+        out.console.print(table)
+
+    if out.json_mode:  # a list of rows, not an object
+        sys.stdout.write(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+    elif not out.quiet:
+        human()
 
 
 @cli.command("index")

@@ -29,14 +29,15 @@ from wheelport.build.plan import (
     BuildNeed,
     Coverage,
     ImageSlot,
-    group_container_builds,
+    SdistInfo,
     is_pure,
     needs_from_locks,
     read_sdist_info,
     served_targets,
 )
+from wheelport.build.planner import NO_ENGINE, PlannedJob, assign_shards, decide, host_serves
 from wheelport.config import Config, SourcedRequirement
-from wheelport.errors import BuildError, JobError, WheelportError
+from wheelport.errors import BuildError, JobError, UsageError, WheelportError
 from wheelport.fetch import (
     Artifact,
     FetchReporter,
@@ -106,8 +107,6 @@ DEFAULT_SYSTEM_PACKAGES: dict[str, tuple[str, ...]] = {
 #: targets share one image (their first one's); one run builds once per interpreter.
 ContainerBuilder = Callable[[Path, Sequence[Target], Path, Path, Path], Mapping[str, Path]]
 
-NO_ENGINE = "no container engine — install podman (apt-get install podman runc) or docker"
-
 
 @dataclass(frozen=True)
 class Builders:
@@ -129,10 +128,22 @@ def sync(
     builders: Builders | None = None,
     allow_missing: bool = False,
     log: Callable[[str], None] = lambda s: None,
+    shard: tuple[int, int] | None = None,
+    only_targets: Sequence[str] = (),
 ) -> SyncResult:
     """Make the wheelhouse complete for the config's targets. Raises on failure unless
-    ``allow_missing`` (then red coverage cells are reported, not raised)."""
+    ``allow_missing`` (then red coverage cells are reported, not raised).
+
+    ``shard`` (I, N) and ``only_targets`` build only part of the build work (every lock is
+    still written and every download made): a partial wheelhouse for ``wheelport merge``."""
     targets = parse_targets(list(config.targets))
+    only = {t.identifier for t in parse_targets(list(only_targets))} if only_targets else set()
+    if only - {t.identifier for t in targets}:
+        raise UsageError(
+            f"--only-target {sorted(only - {t.identifier for t in targets})[0]} is not a target "
+            "of this sync",
+            hint="name one of the -t targets",
+        )
     wh = Wheelhouse(config.output)
     # exclusive: a second sync (or lock, merge into it) waits; provision/verify/bundle wait too
     with wh.locked("sync"):
@@ -163,7 +174,8 @@ def sync(
                 wh, list(locks.values()), client, jobs=config.jobs, reporter=fetch_reporter
             )
             builders = builders or default_builders(config)
-            outcomes, coverage = build_stage(wh, locked, locks, client, config, builders, log=log)
+            outcomes, coverage = build_stage(wh, locked, locks, client, config, builders, log=log,
+                                             shard=shard, only_targets=only)  # fmt: skip
             for f in failed:
                 coverage.set(
                     f.error.package or "(all)",
@@ -366,8 +378,14 @@ def build_stage(
     builders: Builders,
     *,
     log: Callable[[str], None] = lambda s: None,
+    shard: tuple[int, int] | None = None,
+    only_targets: Collection[str] = (),
 ) -> tuple[list[BuildOutcome], Coverage]:
-    """Build every sdist some target needs; rewrite those targets' locks to the built wheels."""
+    """Build every sdist some target needs; rewrite those targets' locks to the built wheels.
+
+    With ``shard`` (I, N) only the I-th of N balanced parts of the whole build plan is built
+    (:func:`~wheelport.build.planner.assign_shards`), with ``only_targets`` only the jobs'
+    parts for those targets; the other cells are ``deferred`` (left to another run)."""
     by_id = {t.identifier: t for t in targets}
     coverage = Coverage()
     for tid, lock in locks.items():
@@ -381,6 +399,9 @@ def build_stage(
         return outcomes, coverage
     manifest = wh.load_manifest()
     host = host_target()
+    left: dict[tuple[str, str], str] = {}
+    if shard is not None or only_targets:
+        left = _left_to_others(wh, locks, by_id, builders, host, shard, only_targets)
     jobs: list[tuple[BuildNeed, str, list[Target]]] = []  # (need, builder, targets it is for)
     reused = False
     for need in needs:
@@ -411,50 +432,20 @@ def build_stage(
                     BuildOutcome(need.name, need.sdist_path, builder, path, [tid], skipped=True)
                 )
                 reused = True
+            elif (need.sdist_sha256, tid) in left:
+                coverage.set(need.name, tid, "deferred", f"left to {left[need.sdist_sha256, tid]}")
             else:
                 pending.append(by_id[tid])
         if not pending:
             continue
         info = read_sdist_info(wh.root / need.sdist_path)
-        native_for: list[Target] = []
-        slots: dict[str, ImageSlot] = {}
-        for t in pending:
-            if info.compiled and builders.container and t.os in ("manylinux", "musllinux"):
-                slots[t.identifier] = builders.container_slot(t, need.name)
-        # a manylinux/musllinux target gets its compiled wheel from a container whose image
-        # fits its policy — honest tags, hermetic, whatever the host is; one build per
-        # interpreter (one for all when abi3) serves every target it fits
-        for slot, members in group_container_builds(
-            [t for t in pending if t.identifier in slots], slots, abi3=info.abi3
-        ):
-            jobs.append((need, f"container:{slot.label}", members))
-        for t in pending:
-            if t.identifier in slots and slots[t.identifier].label is not None:
-                continue
-            if not info.compiled or _host_serves(host, t):
-                native_for.append(t)
-            elif t.is_linux:
-                why = slots[t.identifier].reason if t.identifier in slots else NO_ENGINE
-                if t.os == "linux":
-                    why = (
-                        "a plain linux target has no manylinux/musllinux image; use a policy target"
-                    )
-                coverage.set(
-                    need.name,
-                    t.identifier,
-                    "missing",
-                    f"compiled sdist; needs a container build for {t.identifier}: {why}",
-                )
+        for job in decide(need, pending, info, host=host, container=builders.container is not None,
+                          slot=builders.container_slot):  # fmt: skip
+            if job.here:
+                jobs.append((need, job.builder, list(job.targets)))
             else:
-                kind = {"windows": "Windows", "macos": "macOS"}.get(t.os, t.os)
-                coverage.set(
-                    need.name,
-                    t.identifier,
-                    "missing",
-                    f"compiled sdist; needs a native build host for {kind} ({t.platform})",
-                )
-        if native_for:
-            jobs.append((need, NATIVE, native_for))
+                for t in job.targets:
+                    coverage.set(need.name, t.identifier, "missing", job.reason)
     if reused:
         wh.save_manifest(manifest)
     if not jobs:
@@ -549,23 +540,89 @@ def _record_built(
         coverage.set(need.name, t.identifier, "built", f"{wheel.name} ({builder})")
 
 
-def _host_serves(host: Target, target: Target) -> bool:
-    """Can a wheel built on this host be honest for ``target``? Same interpreter and OS family."""
-    if host.python_version != target.python_version or host.free_threaded != target.free_threaded:
-        return False
-    if not target.is_linux or not host.is_linux:
-        return host.os == target.os and host.arch == target.arch
-    if host.arch != target.arch or (host.os == "musllinux" and target.os != "musllinux"):
-        return False
-    if target.os == "linux":
-        return True
-    if host.os != target.os:
-        return False
-    return (
-        host.policy_version is not None
-        and target.policy_version is not None
-        and host.policy_version <= target.policy_version
-    ) or target == host
+_host_serves = host_serves
+
+
+#: what a plan assumes of an sdist not fetched yet: that it compiles (the cautious answer)
+UNFETCHED_SDIST = SdistInfo((), "", compiled=True)
+
+
+def plan_jobs(
+    wh: Wheelhouse,
+    locks: Mapping[str, Pylock],
+    targets: Sequence[Target],
+    builders: Builders,
+    host: Target,
+    *,
+    remaining: bool = True,
+) -> list[PlannedJob]:
+    """The build jobs the locks ask for, decided as the build stage decides them
+    (:func:`~wheelport.build.planner.decide`). ``remaining``: only those whose lock does not
+    point at a present wheel yet; otherwise every build the locks imply, done or not (what
+    shards are cut from, so a shard's part does not move as work gets done)."""
+    by_id = {t.identifier: t for t in targets}
+    present = (lambda rel: (wh.root / rel).is_file()) if remaining else (lambda rel: False)
+    out: list[PlannedJob] = []
+    for need in needs_from_locks(locks, present=present):
+        sdist = wh.root / need.sdist_path
+        info = read_sdist_info(sdist) if sdist.is_file() else UNFETCHED_SDIST
+        size = need.size or (sdist.stat().st_size if sdist.is_file() else 0)
+        out += decide(need, [by_id[t] for t in need.targets if t in by_id], info, host=host,
+                      container=builders.container is not None, slot=builders.container_slot,
+                      size=size)  # fmt: skip
+    return out
+
+
+def build_plan(
+    root: Path, builders: Builders | None = None, *, shards: int | None = None
+) -> list[dict[str, Any]]:
+    """``wheelport plan``: the build work the wheelhouse's locks leave (no network), one row
+    per sdist × target group with its builder, the runner it needs and whether this machine
+    is one. With ``shards``, every build the locks imply (done or not) with its shard."""
+    wh = Wheelhouse(root)
+    paths = wh.lock_paths()
+    if not paths:
+        raise UsageError(
+            f"no locks in {wh.root}", hint="run 'wheelport lock' first", path=str(root)
+        )
+    targets = parse_targets([p.name[len("pylock.") : -len(".toml")] for p in paths])
+    locks = {t.identifier: read_lock(wh.lock_path(t.identifier)) for t in targets}
+    jobs = plan_jobs(wh, locks, targets, builders or Builders(), host_target(),
+                     remaining=shards is None)  # fmt: skip
+    rows = [j.to_json() for j in jobs]
+    if shards is not None:
+        for row, k in zip(rows, assign_shards(jobs, shards), strict=True):
+            row["shard"] = f"{k}/{shards}"
+    return rows
+
+
+def _left_to_others(
+    wh: Wheelhouse,
+    locks: Mapping[str, Pylock],
+    by_id: Mapping[str, Target],
+    builders: Builders,
+    host: Target,
+    shard: tuple[int, int] | None,
+    only_targets: Collection[str],
+) -> dict[tuple[str, str], str]:
+    """(sdist sha256, target) → who builds it instead of this run: ``shard k/N`` or another
+    run's ``--only-target``. Cut from every build the locks imply, so it is stable."""
+    left: dict[tuple[str, str], str] = {}
+    mine: list[PlannedJob] = []
+    for job in plan_jobs(wh, locks, list(by_id.values()), builders, host, remaining=False):
+        kept = tuple(t for t in job.targets if not only_targets or t.identifier in only_targets)
+        for t in job.targets:
+            if t not in kept:
+                left[job.need.sdist_sha256, t.identifier] = "another run (--only-target)"
+        if kept:
+            mine.append(dataclasses.replace(job, targets=kept))
+    if shard is not None:
+        index, count = shard
+        for job, k in zip(mine, assign_shards(mine, count), strict=True):
+            if k != index:
+                for t in job.targets:
+                    left[job.need.sdist_sha256, t.identifier] = f"shard {k}/{count}"
+    return left
 
 
 def _run_build(

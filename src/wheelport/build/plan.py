@@ -51,6 +51,8 @@ class BuildNeed:
     sdist_path: str  # relative to the wheelhouse
     sdist_sha256: str
     targets: tuple[str, ...]
+    #: the sdist's size in bytes as its lock records it (0: not recorded)
+    size: int = 0
 
 
 #: text in an sdist's top-level build files that says it builds for the stable ABI (abi3):
@@ -93,12 +95,20 @@ def needs_from_locks(
                     "name": str(pkg.name),
                     "version": str(pkg.version),
                     "path": pkg.sdist.path,
+                    "size": pkg.sdist.size or 0,
                     "targets": [],
                 },
             )
             entry["targets"].append(target_id)  # type: ignore[attr-defined]
     return [
-        BuildNeed(str(e["name"]), str(e["version"]), str(e["path"]), sha, tuple(e["targets"]))  # type: ignore[arg-type]
+        BuildNeed(
+            str(e["name"]),
+            str(e["version"]),
+            str(e["path"]),
+            sha,
+            tuple(e["targets"]),  # type: ignore[arg-type]
+            int(e["size"]),  # type: ignore[call-overload]
+        )
         for sha, e in sorted(by_sdist.items(), key=lambda kv: str(kv[1]["name"]))
     ]
 

@@ -1,5 +1,5 @@
 """Click commands of the export verbs: ``docker``, ``publish``, ``bundle``, ``unbundle``, ``merge``,
-``export requirements|sbom``, ``licenses`` and ``audit``.
+``export requirements|sbom``, ``licenses``, ``audit`` and ``ci github``.
 
 The CLI adds them with ``cli.add_command(...)``. They parse, call one library function and
 print, with ``wheelport.output.common`` (``--json -q -v`` and the ``Output``) like every verb.
@@ -358,5 +358,34 @@ def audit_cmd(out: Any, wheelhouse: Path, targets: tuple[str, ...], osv: tuple[P
         raise SystemExit(1)
 
 
+@click.group("ci")
+def ci_group() -> None:
+    """CI workflows that build the wheelhouse on native runners and merge the results."""
+
+
+@ci_group.command("github")
+@_wh_option
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path(".github/workflows/wheelport.yml"),
+              show_default=True, help="Workflow file to write.")  # fmt: skip
+@click.option("--shards", type=int, default=1, show_default=True,
+              help="Split each runner's work into at most N shards (a matrix).")  # fmt: skip
+@click.option("-r", "--requirement", "requirement_files", multiple=True,
+              help="Requirements file the jobs pass to sync (committed; repeatable).")  # fmt: skip
+@click.option("--publish", "publish_secret", default=None, metavar="URL_SECRET",
+              help="Publish the merged wheelhouse to the upload URL held in this secret "
+              "(token: secret WHEELPORT_PUBLISH_PASSWORD).")  # fmt: skip
+@click.option("--bundle", is_flag=True, help="Also bundle the merged wheelhouse into one archive.")
+@_common
+def ci_github_cmd(out: Any, wheelhouse: Path, output: Path, shards: int, requirement_files: tuple[str, ...],
+                  publish_secret: str | None, bundle: bool) -> None:  # fmt: skip
+    """Write a GitHub Actions workflow: one job per runner kind the locks need, then merge."""
+    from wheelport.ci import write_github
+
+    report = write_github(wheelhouse, output, shards=shards, requirement_files=requirement_files,
+                          publish_secret=publish_secret, bundle=bundle)  # fmt: skip
+    out.result(report.to_json(), lambda: out.console.print(
+        f"wrote {report.output}: jobs {', '.join(report.jobs)}"))  # fmt: skip
+
+
 COMMANDS = (docker_cmd, publish_cmd, bundle_cmd, unbundle_cmd, merge_cmd, export_group, licenses_cmd,
-            audit_cmd)  # fmt: skip
+            audit_cmd, ci_group)  # fmt: skip

@@ -6,6 +6,10 @@ artifacts (``wheels/``, ``sdists/``), locks and manifests, then a fresh index an
 with different content, is a conflict: an error naming the file and both hashes, and nothing
 is written. A path in an input's manifest or locks that escapes that input is refused.
 
+An input may also be a directory of CI artifacts (one wheelhouse per subdirectory, as
+actions/download-artifact writes them) or a ``.zip`` of a wheelhouse, unpacked safely
+(:func:`extract_zip`); a conflict names both origins (input, artifact or zip) and both sha256s.
+
 Files are copied (a reflink where the filesystem has them), never hard-linked: the output
 and the inputs stay independent. ``merge`` holds the output's exclusive lock and each
 input's shared lock (:func:`wheelport.wheelhouse.locked`).
@@ -18,10 +22,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from packaging.pylock import Pylock
 
 from wheelport.errors import ExportError, UsageError, VerifyError
 from wheelport.wheelhouse import (
@@ -43,6 +50,12 @@ class Source:
     manifest: Mapping[str, Any]
     #: lock file name -> its bytes
     locks: Mapping[str, bytes]
+    #: where it came from, for messages (``input a.zip``, ``artifact X of input DIR``)
+    label: str = ""
+
+    @property
+    def origin(self) -> str:
+        return self.label or str(self.root)
 
 
 @dataclass
@@ -68,6 +81,8 @@ class MergeReport:
     linked: int
     present: int
     locks: int
+    #: each source's origin (``input DIR``, ``ARTIFACT of input DIR``, ...)
+    origins: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +94,7 @@ class MergeReport:
             "linked": self.linked,
             "already_present": self.present,
             "locks": self.locks,
+            "origins": self.origins,
         }
 
 
@@ -110,6 +126,63 @@ def _merge_build_deps(into: dict[str, Any], other: Mapping[str, Any], where: Pat
             slot[target] = copy.deepcopy(entries)
 
 
+def _combine_locks(a: bytes, b: bytes) -> bytes | None:
+    """One target's lock from two shards (``sync --shard``), each of which pointed only its
+    own builds at their wheels: the lock pointing every package at the wheel either built.
+    None when they differ in anything else (then it is a conflict)."""
+    import dataclasses
+
+    from packaging.pylock import PylockValidationError
+
+    from wheelport.lock import dumps
+
+    try:
+        la, lb = (_load_lock(x) for x in (a, b))
+    except (UnicodeDecodeError, ValueError, PylockValidationError):  # TOMLDecodeError: ValueError
+        return None
+    if len(la.packages) != len(lb.packages) or dataclasses.replace(
+        la, packages=[]
+    ) != dataclasses.replace(lb, packages=[]):
+        return None
+    packages = []
+    joined = False  # same content in other bytes is not a shard's rewrite: a conflict
+    for pa, pb in zip(la.packages, lb.packages, strict=True):
+        if pa != pb:
+            joined = True
+            built = pa if pa.wheels else pb  # the side that built it; the other has no wheel
+            if (
+                (pa.wheels and pb.wheels)
+                or dataclasses.replace(pa, wheels=None) != dataclasses.replace(pb, wheels=None)
+                or pa.sdist is None
+                or any(w.url for w in built.wheels or ())
+            ):
+                return None
+            pa = built
+        packages.append(pa)
+    if not joined:
+        return None
+    return dumps(dataclasses.replace(la, packages=packages)).encode("utf-8")
+
+
+def _load_lock(data: bytes) -> Pylock:
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return Pylock.from_dict(tomllib.loads(data.decode("utf-8")))
+
+
+def _lock_summary(name: str, data: bytes) -> dict[str, Any]:
+    """The manifest's ``locks`` entry for a lock file ``pylock.<target>.toml``."""
+    from wheelport.sync import lock_summary
+    from wheelport.targets import parse_target
+
+    target = parse_target(name[len("pylock.") : -len(".toml")])
+    return lock_summary(target, _load_lock(data), Path(name))
+
+
 def plan_merge(sources: Sequence[Source]) -> MergePlan:
     """Unite the sources' manifests and locks; raise :class:`ExportError` on any conflict.
 
@@ -130,9 +203,11 @@ def plan_merge(sources: Sequence[Source]) -> MergePlan:
     plan = MergePlan(manifest=manifest)
     targets: set[str] = set()
     lock_origin: dict[str, Path] = {}
+    file_origin: dict[str, str] = {}
     extra: dict[str, Any] = {}
     dropped: set[str] = set()
     known = {"version", "inputs_digest", "targets", "artifacts", "locks", "build_deps"}
+    combined: set[str] = set()  # locks united from shards that each rewrote their own builds
     for src in sources:
         m = src.manifest
         if m.get("inputs_digest") != manifest["inputs_digest"]:
@@ -144,10 +219,11 @@ def plan_merge(sources: Sequence[Source]) -> MergePlan:
             if have is None:
                 manifest["artifacts"][rel] = copy.deepcopy(dict(rec))
                 plan.files[rel] = (src.root, sha)
+                file_origin[rel] = src.origin
             elif have["sha256"] != sha:
-                other = plan.files[rel][0]
                 raise ExportError(
-                    f"conflict: {rel} is {have['sha256']} in {other} but {sha} in {src.root}",
+                    f"conflict: {rel} is sha256 {have['sha256']} in {file_origin[rel]} but "
+                    f"sha256 {sha} in {src.origin}",
                     hint="two builds made different files of the same name; rebuild one or "
                     "drop it before merging",
                     path=rel,
@@ -156,6 +232,11 @@ def plan_merge(sources: Sequence[Source]) -> MergePlan:
                 have["origin"] = _merge_origin(have.get("origin", {}), rec.get("origin", {}))
         for name, data in sorted(src.locks.items()):
             if name in plan.locks and plan.locks[name] != data:
+                joined = _combine_locks(plan.locks[name], data)
+                if joined is not None:
+                    plan.locks[name] = joined
+                    combined.add(name)
+                    continue
                 a = hashlib.sha256(plan.locks[name]).hexdigest()
                 b = hashlib.sha256(data).hexdigest()
                 raise ExportError(
@@ -168,7 +249,11 @@ def plan_merge(sources: Sequence[Source]) -> MergePlan:
             lock_origin.setdefault(name, src.root)
         for target, summary in sorted(m.get("locks", {}).items()):
             locks_section = manifest.setdefault("locks", {})
-            if target in locks_section and locks_section[target] != summary:
+            if (
+                target in locks_section
+                and locks_section[target] != summary
+                and summary.get("file") not in combined
+            ):
                 raise ExportError(
                     f"conflict: the manifest's lock summary for {target} differs between "
                     f"{lock_origin.get(summary.get('file', ''), sources[0].root)} and {src.root}",
@@ -186,13 +271,16 @@ def plan_merge(sources: Sequence[Source]) -> MergePlan:
                 del extra[key]
             elif key not in extra:
                 extra[key] = copy.deepcopy(value)
+    for name in sorted(combined):  # their summaries were each shard's; make the merged one's
+        summary = _lock_summary(name, plan.locks[name])
+        manifest.setdefault("locks", {})[name[len("pylock.") : -len(".toml")]] = summary
     manifest["targets"] = sorted(targets)
     manifest.update(extra)
     return plan
 
 
-def read_source(root: Path) -> Source:
-    """Read one input wheelhouse (its manifest and lock files)."""
+def read_source(root: Path, label: str = "") -> Source:
+    """Read one input wheelhouse (its manifest and lock files); ``label`` names its origin."""
     wh = Wheelhouse(Path(root))
     if not wh.manifest_path.is_file():
         raise UsageError(
@@ -217,7 +305,83 @@ def read_source(root: Path) -> Source:
             path=rel,
         )
     locks = {p.name: p.read_bytes() for p in wh.lock_paths()}
-    return Source(root=wh.root, manifest=manifest, locks=locks)
+    return Source(root=wh.root, manifest=manifest, locks=locks, label=label)
+
+
+@dataclass(frozen=True)
+class Input:
+    """One wheelhouse directory to read, and where it came from (for messages)."""
+
+    root: Path
+    label: str
+
+
+def _is_wheelhouse(path: Path) -> bool:
+    return (path / "wheelport.json").is_file()
+
+
+def extract_zip(archive: Path, dest: Path) -> None:
+    """Unpack ``archive`` into the empty directory ``dest``, refusing any member that is a
+    symlink, absolute, has a ``..`` component or would land outside ``dest``."""
+    import shutil
+    import stat
+    import zipfile
+
+    from wheelport.bootstrap import escape_reason
+
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{archive} is not a readable zip: {exc}", path=str(archive)) from None
+    with zf:
+        for info in zf.infolist():
+            name = info.filename
+            why = escape_reason(str(dest), name.rstrip("/"))
+            if why is None and stat.S_ISLNK(info.external_attr >> 16):
+                why = "a symlink"
+            if why is not None:
+                raise VerifyError(
+                    f"{name!r} in {archive} is refused: {why}",
+                    hint="merge only artifacts written by 'wheelport sync' and upload-artifact",
+                    path=name,
+                )
+            target = dest / name
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, open(target, "xb") as out:
+                    shutil.copyfileobj(src, out)
+            except FileExistsError:
+                raise VerifyError(f"{name!r} is in {archive} twice; refused", path=name) from None
+
+
+def _wheelhouses_in(path: Path, label: str, tmp: Path) -> list[Input]:
+    """The wheelhouses of one input: itself, each subdirectory that is one (an artifact as
+    actions/download-artifact puts it), or each ``.zip`` (of one) it is or holds."""
+    if path.is_file() and path.suffix.lower() == ".zip":
+        dest = Path(tempfile.mkdtemp(prefix="zip-", dir=tmp))
+        extract_zip(path, dest)
+        inner = _wheelhouses_in(dest, label, tmp) if not _is_wheelhouse(dest) else []
+        return inner or [Input(dest, label)]
+    if not path.is_dir() or _is_wheelhouse(path):
+        return [Input(path, label)]
+    found: list[Input] = []
+    for child in sorted(path.iterdir()):
+        if _is_wheelhouse(child) or (child.is_file() and child.suffix.lower() == ".zip"):
+            found += _wheelhouses_in(child, f"{child.name} of {label}", tmp)
+    return found or [Input(path, label)]
+
+
+def expand_inputs(sources: Sequence[Path], tmp: Path) -> list[Input]:
+    """Every wheelhouse the merge inputs name, zips unpacked (safely) under ``tmp``; an
+    input that is neither a wheelhouse nor holds one stays as it is (reading it says why)."""
+    out: list[Input] = []
+    for source in sources:
+        path = Path(source)
+        out += _wheelhouses_in(path, f"input {path}", tmp)
+    return out
 
 
 def _place(src: Path, dest: Path, sha256: str) -> str:
@@ -236,10 +400,11 @@ def merge(sources: Sequence[Path], output: Path) -> MergeReport:
     ``output`` may be new, empty, or a wheelhouse itself (then it takes part in the merge as
     the first source). Every source file is re-hashed before it is placed; any conflict or
     mismatch raises before anything is written. Files are copied (reflinked when possible).
-    """
-    from wheelport.index.writer import write_index
-    from wheelport.sync import install_bootstrap
 
+    Each source may be a wheelhouse, a directory holding wheelhouses or ``.zip`` files of them
+    (the layout actions/download-artifact leaves), or such a ``.zip``, unpacked to a temporary
+    directory with no member allowed out of it. Conflicts name both origins.
+    """
     output = Path(output)
     roots = [Path(s) for s in sources]
     if not roots:
@@ -257,11 +422,20 @@ def merge(sources: Sequence[Path], output: Path) -> MergeReport:
             hint="choose a new directory",
             path=str(output),
         )
-    shared = [(r, True) for r in roots if r.resolve() != output.resolve()]
+    with tempfile.TemporaryDirectory(prefix="wheelport-merge-") as tmp:
+        expanded = expand_inputs(roots, Path(tmp))
+        return _merge_into(expanded, output, out_wh)
+
+
+def _merge_into(expanded: Sequence[Input], output: Path, out_wh: Wheelhouse) -> MergeReport:
+    from wheelport.index.writer import write_index
+    from wheelport.sync import install_bootstrap
+
+    resolved_out = output.resolve()
+    inputs = [i for i in expanded if i.root.resolve() != resolved_out]
+    shared = [(i.root, True) for i in inputs]
     with locked([(output, False), *shared], "merge"):
-        resolved_out = output.resolve()
-        inputs = [r for r in roots if r.resolve() != resolved_out]
-        read = [read_source(r) for r in inputs]
+        read = [read_source(i.root, i.label) for i in inputs]
         if out_wh.manifest_path.is_file():
             read.insert(0, read_source(output))
         plan = plan_merge(read)
@@ -300,6 +474,7 @@ def merge(sources: Sequence[Path], output: Path) -> MergeReport:
     return MergeReport(
         output=output,
         sources=[s.root for s in read],
+        origins=[s.origin for s in read],
         targets=list(plan.manifest["targets"]),
         artifacts=len(plan.files),
         copied=copied,
