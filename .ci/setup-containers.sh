@@ -2,7 +2,8 @@
 # Install what wheelport's container builds need on a Debian host: podman (run with runc,
 # see src/wheelport/resources/containers.conf, the package data wheelport itself points
 # CONTAINERS_CONF at), runc, debootstrap (for `wheelport image build-local`), uidmap and
-# fuse-overlayfs. Idempotent: installs only what is missing.
+# fuse-overlayfs, and qemu-user-static + binfmt-support (aarch64 images run under emulation).
+# Idempotent: installs only what is missing.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,9 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v fuse-overlayfs >/dev/null 2>&1 || need+=(fuse-overlayfs)
+command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
+command -v update-binfmts >/dev/null 2>&1 || need+=(binfmt-support)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)  # the mirror tests serve a published tree
 
 if ((${#need[@]})); then
     echo "setup-containers: installing ${need[*]}"
