@@ -254,3 +254,56 @@ def test_merge_refuses_an_escaping_manifest_key(tmp_path: Path) -> None:
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("symlink and flock semantics are tested on Linux")
+
+
+def test_a_file_index_page_linking_out_of_its_tree_is_refused(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    """A static (file://) index whose page links ``../../../outside/…`` — a wheel with the right
+    sha256, outside the index's tree — is refused in one line naming the page; nothing written."""
+    outside = make_wheel(tmp_path / "outside", "evil", "1.0")
+    page = tmp_path / "idx" / "simple" / "evil" / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text(
+        f'<a href="../../../outside/{outside.name}#sha256={sha256_file(outside)}">'
+        f"{outside.name}</a>\n"
+    )
+    out = tmp_path / "wh"
+    proc = run_wheelport("lock", "evil", "--index-url", (tmp_path / "idx" / "simple").as_uri(),
+                         "-o", str(out), "--tool", "none", "-t", TARGET, env=clean_env)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "leaves the index's tree" in lines[0] and str(page) in lines[0]
+    assert not out.exists()
+
+
+def test_serve_never_follows_a_symlink_out_of_the_wheelhouse(tmp_path: Path) -> None:
+    """``serve`` answers 404 for a symlink in wheels/ that points outside the wheelhouse, and
+    still serves the wheelhouse's own files."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from wheelport.serve import make_server
+
+    wh = tmp_path / "wh"
+    (wh / "wheels").mkdir(parents=True)
+    (wh / "simple").mkdir()
+    (wh / "simple" / "index.html").write_text("<html></html>\n")
+    own = make_wheel(wh / "wheels", "own", "1.0")
+    secret = tmp_path / "secret.whl"
+    secret.write_bytes(b"not for the index")
+    (wh / "wheels" / "leak-1.0-py3-none-any.whl").symlink_to(secret)
+    server = make_server(wh, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/wheels/"
+        with urllib.request.urlopen(base + own.name) as resp:
+            assert resp.read() == own.read_bytes()
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(base + "leak-1.0-py3-none-any.whl")
+        assert info.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -28,6 +28,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
+from wheelport.bootstrap import escape_reason
 from wheelport.errors import UsageError
 
 log = logging.getLogger("wheelport.serve")
@@ -274,6 +275,10 @@ def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data)
 
         def _file(self, path: Path, ctype: str, body: bool, vary: bool = False) -> None:
+            if escape_reason(str(base), path.relative_to(base).as_posix()) is not None:
+                # a symlink inside the wheelhouse that points out of it is never followed
+                self._simple_error(HTTPStatus.NOT_FOUND, "not found", body)
+                return
             try:
                 f = path.open("rb")
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):

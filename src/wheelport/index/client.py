@@ -36,6 +36,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
+from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
 from wheelport.errors import IndexError_, JobError, WheelportError
 from wheelport.index.metadata import (
@@ -546,11 +547,28 @@ class IndexClient:
     def _load_file_index(self, index: str, name: str) -> list[DistFile] | None:
         from urllib.parse import unquote
 
-        base = Path(unquote(urlsplit(index).path)) / name
-        page = base / "index.html"
+        simple = Path(unquote(urlsplit(index).path))
+        page = simple / name / "index.html"
         if not page.exists():
             return None
-        return parse_html_page(page.read_text(encoding="utf-8"), page.as_uri(), name, index)
+        files = parse_html_page(page.read_text(encoding="utf-8"), page.as_uri(), name, index)
+        # a static index names files of its own tree (a wheelhouse: ../../wheels/…); a link
+        # out of it (../../../../etc/…, an absolute file URL, a symlink) is refused
+        root = simple.parent
+        for f in files:
+            if not f.url.startswith("file://"):
+                continue
+            target = Path(unquote(urlsplit(f.url).path))
+            rel = os.path.relpath(target, root)
+            why = escape_reason(str(root), rel.replace(os.sep, "/"))
+            if why is not None:
+                raise IndexError_(
+                    f"{page}: link to {f.filename} leaves the index's tree {root} ({why})",
+                    hint="the index page was edited by hand or is hostile; rebuild it with "
+                    "'wheelport index'",
+                    path=str(page),
+                )
+        return files
 
     # -- metadata ----------------------------------------------------------------------------
     def metadata(
