@@ -264,22 +264,23 @@ def cibw_env(
     return env
 
 
-def missing_build_dependency(log_text: str) -> str | None:
-    """The build requirement pip/uv could not find, from a build log; None if none."""
-    for regex in _MISSING_DEP_RES:
-        m = regex.search(log_text)
+def _first_match(regexes: Sequence[re.Pattern[str]], text: str) -> str | None:
+    """The first group of the first regex that matches ``text``."""
+    for regex in regexes:
+        m = regex.search(text)
         if m:
             return m.group(1)
     return None
+
+
+def missing_build_dependency(log_text: str) -> str | None:
+    """The build requirement pip/uv could not find, from a build log; None if none."""
+    return _first_match(_MISSING_DEP_RES, log_text)
 
 
 def failed_pull(log_text: str) -> str | None:
     """The image the engine could not pull, from an engine or cibuildwheel log; None if none."""
-    for regex in _PULL_FAILED_RES:
-        m = regex.search(log_text)
-        if m:
-            return m.group(1)
-    return None
+    return _first_match(_PULL_FAILED_RES, log_text)
 
 
 def explain_failure(
