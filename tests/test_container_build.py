@@ -137,7 +137,7 @@ def test_exit_codes_map_to_messages(tmp_path: Path, code: int, words: str) -> No
     message = str(info.value)
     assert words in message
     assert str(log) in message and log.read_text() == "some cibuildwheel output\n"
-    assert f"exit {code}" in message or code == 42
+    assert f"exit {code};" in message
     argv, env = runner.calls[0]
     assert argv[1:3] == ["-m", "cibuildwheel"] and argv[-1] == str(sdist)
     config = Path(argv[argv.index("--config-file") + 1])
@@ -318,13 +318,11 @@ def test_c_extension_builds_offline_and_imports(tmp_path: Path, local_base_image
     assert wheel.parent == tmp_path / "wheels" and wheel.is_file()
     _, _, _, tags = parse_wheel_filename(wheel.name)
     platforms = {tag.platform for tag in tags}
-    assert "manylinux_2_5_x86_64" in platforms or any(
-        p.startswith("manylinux_2_") for p in platforms
-    )
+    assert any(p.startswith("manylinux_2_") for p in platforms)
     assert all(p.startswith("manylinux") and p.endswith("_x86_64") for p in platforms)
     assert all(target.supports(tag) for tag in tags)  # manylinux_2_36 or lower
     log = (tmp_path / "logs" / f"fastadd-1.0.{LOCAL_TARGET}.log").read_text()
-    assert "--network=none" in log or "network=none" in log
+    assert "create_args: ('--network=none'" in log
     python = _offline_venv(tmp_path, wheel)
     out = subprocess.run(
         [str(python), "-c", "from fastadd._speedup import add; print(add(2, 3))"],

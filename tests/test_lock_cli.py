@@ -343,7 +343,7 @@ def test_only_binary_failure_says_why(
                "-o", str(tmp_path / "wh"), "--tool", "none", "-t", WIN312)  # fmt: skip
     assert proc.returncode == 1
     line = one_error_line(proc)
-    assert "sdist" in line or "only-binary" in line or "no wheel" in line
+    assert "sd" in line and "have only an sdist, which --only-binary excludes" in line
 
 
 def test_missing_installer_tool_says_so(
