@@ -51,6 +51,7 @@ def source_index(dists_dir: Path, tinybackend_wheel: Path, pip_wheel: Path) -> I
         srv.stop()
 
 
+@pytest.mark.slow
 def test_sync_builds_sdists_offline_and_provisions_offline(
     source_index: IndexServer, tmp_path: Path
 ) -> None:
@@ -189,6 +190,7 @@ def test_tampered_wheel_fails_verify_and_provision(
     assert not venv.exists()
 
 
+@pytest.mark.slow
 def test_kill_during_downloads_leaves_no_partial_file(dists_dir: Path, tmp_path: Path) -> None:
     srv = IndexServer(delay=0.3).start()
     try:
@@ -242,6 +244,7 @@ def test_kill_during_downloads_leaves_no_partial_file(dists_dir: Path, tmp_path:
         srv.stop()
 
 
+@pytest.mark.slow
 def test_one_wheelhouse_two_interpreters(dists_dir: Path, tmp_path: Path, pip_wheel: Path) -> None:
     py312 = sorted(Path("/root/.pyenv/versions").glob("3.12*/bin/python"))
     if not py312 or sys.version_info[:2] == (3, 12):

@@ -16,9 +16,10 @@ appears by one rename of a complete, verified directory, and a second ``unbundle
 same place fails on that rename (the directory is no longer empty). The lock file is
 hidden, so it is never a member.
 
-The section marked *stdlib only* (:class:`BundleError`, :func:`open_bundle_stream`,
-:func:`extract_bundle`) imports nothing but the standard library and runs on Python 3.8, so
-``bootstrap.py --from-bundle`` can carry a copy of it.
+The reading side (:class:`BundleError`, :func:`open_bundle_stream`, :func:`extract_bundle`)
+lives in ``bootstrap.py`` — stdlib only, Python 3.8+ — so ``bootstrap.py --from-bundle`` and
+``wheelport unbundle`` share one implementation. This module is the writing side and runs
+under wheelport (Python 3.10+).
 """
 
 from __future__ import annotations
