@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from support.dists import make_backend_wheel, make_sdist  # noqa: E402
-from wheelport.build import container, images  # noqa: E402
+from wheelport.builders import container, images  # noqa: E402
 from wheelport.errors import WheelportError  # noqa: E402
 from wheelport.targets import Target, parse_target  # noqa: E402
 

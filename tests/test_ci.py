@@ -20,8 +20,8 @@ from support.dists import make_sdist, make_wheel
 from support.server import IndexServer
 from wheelport import __version__
 from wheelport.api import lock
-from wheelport.build.plan import BuildNeed, SdistInfo
-from wheelport.build.planner import decide
+from wheelport.builders.plan import BuildNeed, SdistInfo
+from wheelport.builders.planner import decide
 from wheelport.ci import GITHUB_RUNNERS, write_github
 from wheelport.cli import main
 from wheelport.config import build_config

@@ -28,8 +28,8 @@ from packaging.utils import parse_wheel_filename
 
 from support.dists import make_backend_wheel, make_sdist
 from wheelport import resources
-from wheelport.build import container, images
-from wheelport.build.container import RunResult, build_in_container, subprocess_runner
+from wheelport.builders import container, images
+from wheelport.builders.container import RunResult, build_in_container, subprocess_runner
 from wheelport.errors import BuildError
 from wheelport.targets import parse_target
 

@@ -26,10 +26,10 @@ from packaging.utils import parse_wheel_filename
 from support import can_unshare, run_wheelport, scrubbed_env
 from support.dists import make_sdist
 from support.server import IndexServer
-from wheelport.build import images
-from wheelport.build.container import engine_env, failed_pull
-from wheelport.build.images import LocalImage
-from wheelport.build.plan import ImageSlot, group_container_builds, read_sdist_info
+from wheelport.builders import images
+from wheelport.builders.container import engine_env, failed_pull
+from wheelport.builders.images import LocalImage
+from wheelport.builders.plan import ImageSlot, group_container_builds, read_sdist_info
 from wheelport.config import Config, SourcedRequirement
 from wheelport.sync import Builders, SyncResult, default_builders, sync
 from wheelport.targets import Target, parse_target

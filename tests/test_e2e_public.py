@@ -70,7 +70,7 @@ def test_lxml_from_source_in_container(
 ) -> None:
     """--from-source lxml: built by cibuildwheel in the derived local image (libxml2/libxslt
     headers), network off, repaired by auditwheel; provisioned offline; a rerun builds nothing."""
-    from wheelport.build.container import detect_engine
+    from wheelport.builders.container import detect_engine
 
     if detect_engine() is None:
         pytest.skip("no container engine (run .ci/setup-containers.sh)")

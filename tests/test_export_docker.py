@@ -112,7 +112,7 @@ def test_context_holds_exactly_the_target_lock(wheelhouse: Path, tmp_path: Path)
 def _podman_ready() -> str | None:
     if shutil.which("podman") is None:
         return None
-    from wheelport.build.container import engine_env
+    from wheelport.builders.container import engine_env
 
     env = {**os.environ, **engine_env()}
     ok = subprocess.run(["podman", "info"], capture_output=True, env=env).returncode == 0
@@ -125,8 +125,8 @@ def test_podman_build_offline_then_import(wheelhouse: Path, tmp_path: Path) -> N
     engine = _podman_ready()
     if engine is None:
         pytest.skip("podman is not usable here")
-    from wheelport.build.container import engine_env
-    from wheelport.build.images import ensure_local_base_image
+    from wheelport.builders.container import engine_env
+    from wheelport.builders.images import ensure_local_base_image
     from wheelport.export.docker import build_image
 
     base = ensure_local_base_image(engine)

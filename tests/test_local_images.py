@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelport.build import images
-from wheelport.build.container import RunResult, engine_env, subprocess_runner
+from wheelport.builders import images
+from wheelport.builders.container import RunResult, engine_env, subprocess_runner
 from wheelport.errors import BuildError, UsageError
 
 PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"

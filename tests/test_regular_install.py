@@ -30,8 +30,8 @@ from support import bundled_pip_wheel, scrubbed_env
 from support.dists import make_backend_wheel, make_sdist
 from support.server import IndexServer
 from wheelport import resources
-from wheelport.build import images
-from wheelport.build.container import engine_env
+from wheelport.builders import images
+from wheelport.builders.container import engine_env
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -110,7 +110,7 @@ def test_wheel_carries_the_recipes_and_the_install_no_source_path(installed: Ins
     probe = (
         "import json, wheelport, wheelport.resources as r\n"
         "print(json.dumps({'module': wheelport.__file__, 'files': str(r.files()),"
-        " 'conf': str(r.path(r.CONTAINERS_CONF)), 'tag': __import__('wheelport.build.images',"
+        " 'conf': str(r.path(r.CONTAINERS_CONF)), 'tag': __import__('wheelport.builders.images',"
         " fromlist=['x']).local_base_tag()}))"
     )
     out = json.loads(

@@ -14,8 +14,8 @@ import pytest
 from support import run_wheelport
 from support.dists import make_sdist
 from support.server import IndexServer
-from wheelport.build.plan import BuildNeed
-from wheelport.build.planner import PlannedJob, assign_shards, parse_shard
+from wheelport.builders.plan import BuildNeed
+from wheelport.builders.planner import PlannedJob, assign_shards, parse_shard
 from wheelport.config import build_config
 from wheelport.sync import SyncResult, build_plan, sync
 from wheelport.targets import parse_target

@@ -15,7 +15,7 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
-from wheelport.build.isolated import sdist_metadata_online
+from wheelport.builders.isolated import sdist_metadata_online
 from wheelport.cache import Cache
 from wheelport.config import DEFAULT_INDEX, Config, SourcedRequirement, parse_requirement
 from wheelport.errors import FetchError, ResolutionError, UsageError

@@ -365,7 +365,7 @@ def sync_cmd(
     **kwargs: Any,
 ) -> None:
     """Lock (if stale), fetch, build and index: the whole wheelhouse, idempotently."""
-    from wheelport.build.planner import parse_shard
+    from wheelport.builders.planner import parse_shard
     from wheelport.sync import SyncResult, sync
 
     try:
@@ -620,7 +620,7 @@ def image_build_local_cmd(
 ) -> None:
     """Build a manylinux-compatible image from a Debian release's own packages
     (debootstrap + import), for machines that cannot pull quay.io images."""
-    from wheelport.build import container, images
+    from wheelport.builders import container, images
 
     engine = engine or container.detect_engine()
     if engine is None:
@@ -648,7 +648,7 @@ def image_build_local_cmd(
 @common
 def image_list_cmd(out: Output, engine: str | None) -> None:
     """The local images wheelport built: tag, policy, arch and the CPythons each serves."""
-    from wheelport.build import container, images
+    from wheelport.builders import container, images
 
     engine = engine or container.detect_engine()
     if engine is None:

@@ -23,9 +23,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from wheelport import api
-from wheelport.build.native import BUILDER as NATIVE
-from wheelport.build.native import build_native
-from wheelport.build.plan import (
+from wheelport.builders.native import BUILDER as NATIVE
+from wheelport.builders.native import build_native
+from wheelport.builders.plan import (
     BuildNeed,
     Coverage,
     ImageSlot,
@@ -35,7 +35,7 @@ from wheelport.build.plan import (
     read_sdist_info,
     served_targets,
 )
-from wheelport.build.planner import NO_ENGINE, PlannedJob, assign_shards, decide, host_serves
+from wheelport.builders.planner import NO_ENGINE, PlannedJob, assign_shards, decide, host_serves
 from wheelport.config import Config, SourcedRequirement
 from wheelport.errors import BuildError, JobError, UsageError, WheelportError
 from wheelport.fetch import (
@@ -53,7 +53,7 @@ from wheelport.targets import Target, host_target, parse_targets
 from wheelport.wheelhouse import Wheelhouse, atomic_write_text, sha256_file
 
 if TYPE_CHECKING:
-    from wheelport.build.images import Interpreter, LocalImage
+    from wheelport.builders.images import Interpreter, LocalImage
 
 
 @dataclass
@@ -245,7 +245,7 @@ def default_builders(
     :class:`ImageSlot` saying what is missing and the command that adds it.
     """
     try:
-        from wheelport.build import container, images
+        from wheelport.builders import container, images
     except ImportError:  # pragma: no cover
         return Builders()
     engine = engine or container.detect_engine()
@@ -311,7 +311,7 @@ def default_builders(
 def _host_interpreter(target: Target) -> Interpreter | None:
     """A pyenv CPython of the target's version on this host, to suggest for a local image;
     None when there is none."""
-    from wheelport.build import images
+    from wheelport.builders import images
 
     root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
     major, minor = target.python_version
@@ -384,7 +384,7 @@ def build_stage(
     """Build every sdist some target needs; rewrite those targets' locks to the built wheels.
 
     With ``shard`` (I, N) only the I-th of N balanced parts of the whole build plan is built
-    (:func:`~wheelport.build.planner.assign_shards`), with ``only_targets`` only the jobs'
+    (:func:`~wheelport.builders.planner.assign_shards`), with ``only_targets`` only the jobs'
     parts for those targets; the other cells are ``deferred`` (left to another run)."""
     by_id = {t.identifier: t for t in targets}
     coverage = Coverage()
@@ -557,7 +557,7 @@ def plan_jobs(
     remaining: bool = True,
 ) -> list[PlannedJob]:
     """The build jobs the locks ask for, decided as the build stage decides them
-    (:func:`~wheelport.build.planner.decide`). ``remaining``: only those whose lock does not
+    (:func:`~wheelport.builders.planner.decide`). ``remaining``: only those whose lock does not
     point at a present wheel yet; otherwise every build the locks imply, done or not (what
     shards are cut from, so a shard's part does not move as work gets done)."""
     by_id = {t.identifier: t for t in targets}
@@ -900,7 +900,7 @@ def finish(
 
 def lock_summary(target: Target, lock: Pylock, path: Path) -> dict[str, Any]:
     """The part of a lock an installer needs, in JSON (docs/lock-format.md)."""
-    from wheelport.build.plan import wheel_tags
+    from wheelport.builders.plan import wheel_tags
 
     m = target.markers
     items = install_list(lock)

@@ -168,7 +168,7 @@ def requirements_text(entries: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _engine(engine: str | None) -> str:
-    from wheelport.build.container import detect_engine
+    from wheelport.builders.container import detect_engine
 
     found = engine or detect_engine()
     if found is None:
@@ -179,7 +179,7 @@ def _engine(engine: str | None) -> str:
 
 
 def _env() -> dict[str, str]:
-    from wheelport.build.container import engine_env
+    from wheelport.builders.container import engine_env
 
     return {**os.environ, **engine_env()}
 

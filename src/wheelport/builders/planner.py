@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wheelport.build.plan import BuildNeed, ImageSlot, SdistInfo, group_container_builds
+from wheelport.builders.plan import BuildNeed, ImageSlot, SdistInfo, group_container_builds
 from wheelport.targets import Target
 
 NATIVE = "native"

@@ -35,7 +35,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from wheelport import bootstrap, resources
-from wheelport.build.container import Runner, engine_env, subprocess_runner
+from wheelport.builders.container import Runner, engine_env, subprocess_runner
 from wheelport.errors import BuildError, UsageError
 from wheelport.targets import Target
 

@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from wheelport.build.isolated import IsolatedBuild, scrubbed_env
-from wheelport.build.plan import is_pure
+from wheelport.builders.isolated import IsolatedBuild, scrubbed_env
+from wheelport.builders.plan import is_pure
 from wheelport.errors import BuildError
 from wheelport.wheelhouse import atomic_write_text
 
