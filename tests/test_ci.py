@@ -154,7 +154,7 @@ def test_cli_writes_the_workflow(
 
 def test_native_red_cell_points_to_ci_github() -> None:
     need = BuildNeed("cext", "0.1", "sdists/cext-0.1.tar.gz", "0" * 64, (WIN,))
-    info = SdistInfo(build_requires=(), backend="setuptools.build_meta", compiled=True)
+    info = SdistInfo(build_requires=(), compiled=True)
     jobs = decide(need, [parse_target(WIN)], info, host=parse_target("cp312-manylinux_2_28_x86_64"),
                   container=False, slot=lambda t, n: None)  # type: ignore[arg-type,return-value]  # fmt: skip
     assert [j.here for j in jobs] == [False]

@@ -16,7 +16,7 @@ from support.server import HTML_TYPE, JSON_TYPE, IndexServer
 from wheelport import api
 from wheelport.cache import Cache
 from wheelport.config import build_config
-from wheelport.errors import IndexError_
+from wheelport.errors import IndexAccessError
 from wheelport.index.client import IndexClient, redact
 
 UPLOAD = "2024-03-01T12:00:00.000000Z"
@@ -116,7 +116,7 @@ def test_persistent_500_is_index_error(
     client = IndexClient(
         [index_server.url], cache=Cache(tmp_path / "cache"), backoff=0.01, retries=2
     )
-    with client, pytest.raises(IndexError_) as info:
+    with client, pytest.raises(IndexAccessError) as info:
         client.project_files("pkg")
     assert "\n" not in str(info.value)
     assert index_server.count("/simple/pkg/") == 3
@@ -197,7 +197,7 @@ def test_without_credentials_is_a_clear_error(tmp_path: Path, dists_dir: Path) -
     with IndexServer(auth=("alice", PASSWORD)) as srv:
         srv.add(make_wheel(dists_dir, "pkg", "1.0"))
         client = IndexClient([srv.url], cache=Cache(tmp_path / "cache"))
-        with client, pytest.raises(IndexError_) as info:
+        with client, pytest.raises(IndexAccessError) as info:
             client.project_files("pkg")
     assert "401" in str(info.value)
     assert "credentials" in str(info.value)
@@ -236,7 +236,7 @@ def test_unreachable_index(tmp_path: Path) -> None:
     # the socket is closed now: nothing listens on the port
     url = f"http://127.0.0.1:{port}/simple/"
     client = IndexClient([url], cache=Cache(tmp_path / "cache"), backoff=0.01)
-    with client, pytest.raises(IndexError_) as info:
+    with client, pytest.raises(IndexAccessError) as info:
         client.project_files("pkg")
     msg = str(info.value)
     assert f"127.0.0.1:{port}" in msg and "\n" not in msg

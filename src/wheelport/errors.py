@@ -72,7 +72,7 @@ class JobError(WheelportError):
     return_code = 1
 
 
-class IndexError_(JobError):
+class IndexAccessError(JobError):
     """The package index could not be reached or answered badly."""
 
 

@@ -544,7 +544,7 @@ _host_serves = host_serves
 
 
 #: what a plan assumes of an sdist not fetched yet: that it compiles (the cautious answer)
-UNFETCHED_SDIST = SdistInfo((), "", compiled=True)
+UNFETCHED_SDIST = SdistInfo((), compiled=True)
 
 
 def plan_jobs(

@@ -70,7 +70,6 @@ ABI3_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "Cargo.toml", "meson.bu
 @dataclass(frozen=True)
 class SdistInfo:
     build_requires: tuple[str, ...]
-    backend: str
     compiled: bool
     #: its build files ask for the stable ABI: one wheel is expected to serve every CPython
     abi3: bool = False
@@ -139,7 +138,6 @@ def read_sdist_info(sdist: Path) -> SdistInfo:
                     if m.name.endswith("/pyproject.toml"):
                         pyproject = content
     requires: tuple[str, ...] = DEFAULT_BUILD_REQUIRES
-    backend = "setuptools.build_meta:__legacy__"
     if pyproject is not None:
         try:
             data = tomllib.loads(pyproject.decode("utf-8"))
@@ -148,14 +146,13 @@ def read_sdist_info(sdist: Path) -> SdistInfo:
         bs = data.get("build-system", {})
         if "requires" in bs:
             requires = tuple(str(r) for r in bs["requires"])
-            backend = str(bs.get("build-backend", "setuptools.build_meta:__legacy__"))
     compiled = any(
         n.endswith(COMPILED_MARKERS) or n.rsplit("/", 1)[-1] in COMPILED_MARKERS for n in names
     )
     abi3 = compiled and any(
         ABI3_MARKERS.search(content.decode("utf-8", "replace")) for content in build_files
     )
-    return SdistInfo(requires, backend, compiled, abi3)
+    return SdistInfo(requires, compiled, abi3)
 
 
 def wheel_tags(filename: str) -> frozenset[Tag]:

@@ -42,7 +42,7 @@ from packaging.utils import (
 )
 
 from wheelport.errors import ExportError, UsageError
-from wheelport.index.client import parse_html_page, parse_json_page
+from wheelport.index.client import parse_html_page, parse_json_page, split_credentials
 from wheelport.wheelhouse import Wheelhouse, sha256_file
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
@@ -143,12 +143,9 @@ class PublishReport:
 # ------------------------------------------------------------------------------- decisions
 
 
-def redact(url: str) -> str:
-    """``url`` without any ``user:password@`` part (for messages)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+def without_credentials(url: str) -> str:
+    """``url`` without any ``user:password@`` part (to build URLs from, and for messages)."""
+    return split_credentials(url)[0]
 
 
 def resolve_credentials(
@@ -179,7 +176,7 @@ def resolve_credentials(
         pw = parts.password
     if user is not None and pw is None and keyring_get is not None:
         with contextlib.suppress(Exception):
-            pw = keyring_get(redact(url), user)
+            pw = keyring_get(without_credentials(url), user)
             source = "keyring" if pw else source
     if pw is None and parts.hostname:
         path = netrc_path or Path(
@@ -207,7 +204,7 @@ def default_simple_url(repository_url: str) -> str:
     ``/USER/INDEX/`` and serves ``/USER/INDEX/+simple/``; PyPI/TestPyPI take them at
     ``upload.*/legacy/`` and serve ``/simple/`` on the main host.
     """
-    parts = urlsplit(redact(repository_url))
+    parts = urlsplit(without_credentials(repository_url))
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     host = parts.netloc
     if path.endswith("/legacy/"):
@@ -344,15 +341,17 @@ def _fetch_server_files(
                 return {}
             resp = client.get(target, headers={"Accept": JSON_ACCEPT}, follow_redirects=False)
     except httpx.HTTPError as exc:
-        raise ExportError(f"cannot reach {redact(url)}: {exc}",
+        raise ExportError(f"cannot reach {without_credentials(url)}: {exc}",
                           hint="check --repository-url / --simple-url and that the server runs") from None  # fmt: skip
     if resp.status_code == 404:
         return {}
     if resp.status_code in (401, 403):
-        raise ExportError(f"{redact(url)} refused to list {project} ({resp.status_code})",
+        raise ExportError(f"{without_credentials(url)} refused to list {project} ({resp.status_code})",
                           hint="check the credentials") from None  # fmt: skip
     if resp.status_code != 200:
-        raise ExportError(f"{redact(url)} answered {resp.status_code} listing {project}")
+        raise ExportError(
+            f"{without_credentials(url)} answered {resp.status_code} listing {project}"
+        )
     return parse_project_page(
         resp.content, resp.headers.get("content-type", ""), project=project, page_url=str(resp.url)
     )
@@ -390,7 +389,7 @@ def publish_to_repository(
     """
     root = Path(wheelhouse)
     if urlsplit(repository_url).scheme not in ("http", "https"):
-        raise UsageError(f"not an http(s) URL: {redact(repository_url)}",
+        raise UsageError(f"not an http(s) URL: {without_credentials(repository_url)}",
                          hint="e.g. --repository-url http://mirror:8080/")  # fmt: skip
     artifacts = wheelhouse_artifacts(root)
     keyring_get: Callable[[str, str], str | None] | None = None
@@ -401,7 +400,7 @@ def publish_to_repository(
     creds = resolve_credentials(repository_url, username=username, password=password,
                                 environ=environ, keyring_get=keyring_get)  # fmt: skip
     auth = httpx.BasicAuth(creds.username, creds.password) if creds else None
-    upload_url = redact(repository_url)
+    upload_url = without_credentials(repository_url)
     simple = simple_url or default_simple_url(repository_url)
     own = client is None
     http = client or httpx.Client(
@@ -438,7 +437,7 @@ def publish_to_repository(
             if resp.is_redirect:
                 raise ExportError(
                     f"{upload_url} redirected the upload of {art.filename} to "
-                    f"{redact(resp.headers.get('location', '?'))}",
+                    f"{without_credentials(resp.headers.get('location', '?'))}",
                     hint="use the repository's upload URL itself (with its trailing slash)",
                     path=art.rel,
                 )

@@ -38,7 +38,7 @@ from packaging.version import Version
 
 from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
-from wheelport.errors import IndexError_, JobError, WheelportError
+from wheelport.errors import IndexAccessError, JobError, WheelportError
 from wheelport.index.metadata import (
     TAIL_BYTES,
     RangesUnsupported,
@@ -76,7 +76,8 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _strip_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without ``user:password@``, the (user, password) it carried or None)."""
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url, None
@@ -354,7 +355,7 @@ class IndexClient:
         self.index_urls: list[str] = []
         self._auth: dict[str, tuple[str, str]] = {}
         for raw in index_urls:
-            clean, creds = _strip_credentials(raw.rstrip("/") + "/")
+            clean, creds = split_credentials(raw.rstrip("/") + "/")
             self.index_urls.append(clean)
             if creds:
                 self._auth[_origin(clean)] = creds
@@ -435,7 +436,7 @@ class IndexClient:
                 continue
             return resp
         reason = _reason(last) if last else "server error"
-        raise IndexError_(
+        raise IndexAccessError(
             f"cannot reach {redact(url)}: {reason}",
             hint="check --index-url and the network",
             path=redact(url),
@@ -470,13 +471,15 @@ class IndexClient:
         if resp.status_code == 404:
             return b"", "404", url
         if resp.status_code in (401, 403):
-            raise IndexError_(
+            raise IndexAccessError(
                 f"{redact(url)} refused access ({resp.status_code})",
                 hint="give credentials in the index URL or ~/.netrc",
                 path=redact(url),
             )
         if resp.status_code >= 400:
-            raise IndexError_(f"{redact(url)} answered HTTP {resp.status_code}", path=redact(url))
+            raise IndexAccessError(
+                f"{redact(url)} answered HTTP {resp.status_code}", path=redact(url)
+            )
         body = resp.content
         ctype = resp.headers.get("content-type", "text/html").split(";")[0].strip()
         final = str(resp.url)
@@ -562,7 +565,7 @@ class IndexClient:
             rel = os.path.relpath(target, root)
             why = escape_reason(str(root), rel.replace(os.sep, "/"))
             if why is not None:
-                raise IndexError_(
+                raise IndexAccessError(
                     f"{page}: link to {f.filename} leaves the index's tree {root} ({why})",
                     hint="the index page was edited by hand or is hostile; rebuild it with "
                     "'wheelport index'",
@@ -647,7 +650,7 @@ class IndexClient:
                 data, how = found
                 self.stats[f"metadata_{how}"] = self.stats.get(f"metadata_{how}", 0) + 1
                 return CoreMetadata.parse(data, file.filename)
-        raise IndexError_(f"{file.filename}: no metadata could be read", package=file.project)
+        raise IndexAccessError(f"{file.filename}: no metadata could be read", package=file.project)
 
     def _metadata_from_cache(
         self, wheels: list[DistFile], sdists: list[DistFile]
@@ -732,13 +735,13 @@ class IndexClient:
                 with zipfile.ZipFile(local) as zf:
                     member = wheel_metadata_member(zf, wheel.filename)
                     if member is None:
-                        raise IndexError_(
+                        raise IndexAccessError(
                             f"{wheel.filename}: wheel has no .dist-info/METADATA",
                             path=wheel.filename,
                         )
                     data = zf.read(member)
             except zipfile.BadZipFile as exc:
-                raise IndexError_(
+                raise IndexAccessError(
                     f"{wheel.filename}: not a readable wheel: {exc}", path=wheel.filename
                 ) from None
             self._remember_metadata(wheel.sha256, data)
@@ -753,7 +756,7 @@ class IndexClient:
         sdist = sdists[0]
         builder = self._sdist_metadata
         if builder is None:
-            raise IndexError_(
+            raise IndexAccessError(
                 f"{sdist.filename}: dependencies are dynamic and no builder is set",
                 package=sdist.project,
             )

@@ -17,7 +17,7 @@ Re-indexing is incremental. ``simple/.wheelport-index.json`` remembers, per file
 mtime, sha256, Requires-Python and metadata hash; only new or changed files are opened, and a
 page is written only when its bytes change (atomically).
 
-The module keeps decisions pure (:func:`plan_pages`, :func:`render_project_html`, ...) and
+The module keeps decisions pure (:func:`render_project_html`, :func:`render_root_json`, ...) and
 does the disk work in :func:`write_index`.
 """
 
@@ -386,22 +386,6 @@ def fingerprint(entries: list[IndexEntry], status: tuple[str, str | None] | None
 def fingerprint_names(names: Iterable[str]) -> str:
     """A digest of the project list."""
     return hashlib.sha256(json.dumps([RENDER_VERSION, list(names)]).encode()).hexdigest()
-
-
-def plan_pages(
-    projects: Mapping[NormalizedName, list[IndexEntry]],
-    statuses: Mapping[str, tuple[str, str | None]] | None = None,
-) -> dict[str, str]:
-    """Every page of the index: path relative to the wheelhouse root → text."""
-    statuses = statuses or {}
-    pages: dict[str, str] = {
-        "simple/index.html": render_root_html(projects),
-        "simple/index.json": render_root_json(projects),
-    }
-    for name, entries in projects.items():
-        pages[f"simple/{name}/index.html"] = render_project_html(name, entries, statuses.get(name))
-        pages[f"simple/{name}/index.json"] = render_project_json(name, entries, statuses.get(name))
-    return pages
 
 
 def parse_requires_python(metadata: bytes) -> str | None:
