@@ -209,16 +209,22 @@ def _failing_backend(dists_dir: Path) -> Path:
     return make_wheel(dists_dir, "failbackend", "1.0", files={"failbackend/__init__.py": source})
 
 
+def _serve_app_needing_native_on_linux(index_server: IndexServer, dists_dir: Path) -> None:
+    """``app`` needs ``native`` on Linux only; ``native`` is an sdist with dynamic metadata whose
+    backend's get_requires_for_build_wheel hook raises."""
+    index_server.add(_failing_backend(dists_dir))
+    index_server.add(make_wheel(dists_dir, "app", "1.0", deps=["native; sys_platform == 'linux'"]))
+    index_server.add(make_sdist(dists_dir, "native", "1.0", dynamic_deps=True, metadata_version="2.1",
+                                backend="failbackend", backend_requires=["failbackend"]))  # fmt: skip
+
+
 def test_one_targets_failure_is_that_targets(
     tmp_path: Path, index_server: IndexServer, dists_dir: Path, clean_env: dict[str, str]
 ) -> None:
     """Only the Linux target needs ``native`` (sdist only, dynamic, its backend's hook fails).
     Without --allow-missing: exit 1, one line naming the target, the package, the hook and the
     log, and no lock at all. With it: the Windows lock is written, Linux is reported."""
-    index_server.add(_failing_backend(dists_dir))
-    index_server.add(make_wheel(dists_dir, "app", "1.0", deps=["native; sys_platform == 'linux'"]))
-    index_server.add(make_sdist(dists_dir, "native", "1.0", dynamic_deps=True, metadata_version="2.1",
-                                backend="failbackend", backend_requires=["failbackend"]))  # fmt: skip
+    _serve_app_needing_native_on_linux(index_server, dists_dir)
     out = tmp_path / "wh"
     args = ["lock", "app", "--index-url", index_server.url, "-o", str(out), "--tool", "none",
             "-t", LINUX, "-t", WIN]  # fmt: skip
@@ -251,10 +257,7 @@ def test_sync_allow_missing_syncs_the_other_targets(
 ) -> None:
     """sync --allow-missing: the failing target is a red cell with the reason, the other target's
     wheels are fetched and indexed, and verify passes. Without the flag: exit 1 naming both."""
-    index_server.add(_failing_backend(dists_dir))
-    index_server.add(make_wheel(dists_dir, "app", "1.0", deps=["native; sys_platform == 'linux'"]))
-    index_server.add(make_sdist(dists_dir, "native", "1.0", dynamic_deps=True, metadata_version="2.1",
-                                backend="failbackend", backend_requires=["failbackend"]))  # fmt: skip
+    _serve_app_needing_native_on_linux(index_server, dists_dir)
     out = tmp_path / "wh"
     args = ["sync", "app", "--index-url", index_server.url, "-o", str(out), "--tool", "none",
             "-t", LINUX, "-t", WIN]  # fmt: skip
