@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support import run_wheelport
+from support import one_error_line, run_wheelport
 from support.dists import make_wheel, metadata_text
 from support.server import Fault, IndexServer
 from wheelport.lock import read_lock
@@ -137,13 +137,10 @@ def assert_healthy_rerun(case: Case) -> None:
     assert {p.name for p in lock.packages} == {"app", "dep"}
 
 
-def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
+def failed_in_one_line(r: subprocess.CompletedProcess[str]) -> str:
+    """A failed job: exit 1 and one error line."""
     assert r.returncode == 1, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("error: "), lines
-    return lines[0]
+    return one_error_line(r)
 
 
 Rules = Callable[[Case], list[Fault]]
@@ -236,7 +233,7 @@ def test_persistent_fault_fails_in_one_line(case: Case, fault: str, _own_cache: 
     rules = make_rules(case)
     case.index.inject(*rules)
     r = case.sync()
-    line = one_error_line(r)
+    line = failed_in_one_line(r)
     assert expected in line, line
     assert_nothing_unverified(case, _own_cache)
     if "download" in fault:
@@ -250,7 +247,7 @@ def test_persistent_fault_fails_in_one_line(case: Case, fault: str, _own_cache: 
 
 def test_corrupted_download_is_tried_exactly_twice(case: Case) -> None:
     case.index.inject(Fault(case.file(case.app), "corrupt", None, exact=True, ranged=False))
-    one_error_line(case.sync())
+    failed_in_one_line(case.sync())
     gets = [
         h
         for m, p, h in case.index.requests
@@ -270,7 +267,7 @@ def test_pep658_metadata_that_differs_from_the_wheel_fails_the_wheel(
     lie = metadata_text("app", "1.0", deps=["other"]).encode()
     case.index.serve_metadata(case.app.name, lie)
     r = case.sync()
-    line = one_error_line(r)
+    line = failed_in_one_line(r)
     assert case.app.name in line and "METADATA differs" in line, line
     assert "Requires-Dist" in line
     assert not (case.wh / "wheels" / case.app.name).exists()
@@ -287,7 +284,7 @@ def test_pep658_metadata_that_differs_from_the_wheel_fails_the_wheel(
 def test_pep658_metadata_with_another_requires_python_fails(case: Case, _own_cache: Path) -> None:
     lie = metadata_text("app", "1.0", deps=["dep>=1"], requires_python=">=3.8").encode()
     case.index.serve_metadata(case.app.name, lie)
-    line = one_error_line(case.sync())
+    line = failed_in_one_line(case.sync())
     assert "Requires-Python" in line and case.app.name in line
     assert_nothing_unverified(case, _own_cache)
     assert_healthy_rerun(case)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support import scrubbed_env
+from support import one_error_line, scrubbed_env
 from support.dists import make_sdist, make_wheel
 from support.server import IndexServer
 
@@ -187,14 +187,6 @@ def locked(tmp_path: Path, target: str) -> dict[str, tuple[str, str]]:
         art = (pkg.get("wheels") or [pkg.get("sdist")])[0]
         out[pkg["name"]] = (pkg["version"], art["name"])
     return out
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def source_versions(path: Path) -> dict[str, str]:

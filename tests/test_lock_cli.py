@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from packaging.pylock import Pylock
 
+from support import one_error_line
 from support.dists import make_sdist, make_wheel
 from support.server import IndexServer
 
@@ -46,14 +47,6 @@ def run(
         cwd=tmp_path,
         timeout=timeout,
     )
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def read(path: Path) -> dict[str, Any]:

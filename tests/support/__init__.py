@@ -10,7 +10,7 @@ import os
 import subprocess
 from collections.abc import Mapping
 
-__all__ = ["bundled_pip_wheel", "can_unshare", "run_wheelport", "scrubbed_env"]
+__all__ = ["bundled_pip_wheel", "can_unshare", "one_error_line", "run_wheelport", "scrubbed_env"]
 
 
 def scrubbed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -72,3 +72,13 @@ def run_wheelport(
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one ``error: …`` line a failed wheelport command printed on stderr (asserting there
+    is exactly one non-empty line and no traceback)."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
