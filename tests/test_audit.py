@@ -212,6 +212,21 @@ def test_client_records_statuses(tmp_path: Path) -> None:
     assert list(statuses) == ["dep"] and statuses["dep"].status == "deprecated"
 
 
+def test_statuses_skip_pages_cancelled_at_close(tmp_path: Path) -> None:
+    """A page queued but never needed (a failed target's pin) is cancelled when the client
+    closes; reading the statuses afterwards, as lock does, must not raise CancelledError."""
+    with StatusServer() as srv:
+        srv.add(make_wheel(tmp_path, "dep", "1.0"))
+        client = IndexClient([srv.url], concurrency=1)
+        gate = threading.Event()
+        client.pool.submit(gate.wait)  # occupies the only worker
+        queued = client.prefetch_project("dep")
+        client.close()
+        gate.set()
+        assert queued.cancelled()
+        assert client.project_statuses() == {}
+
+
 def test_recorded_status_reaches_index_coverage_and_audit(
     wheelhouse: Path, tmp_path: Path, osv_dir: Path
 ) -> None:

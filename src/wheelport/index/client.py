@@ -541,7 +541,8 @@ class IndexClient:
             pages = dict(self._pages)
         out = {}
         for name, fut in pages.items():
-            if fut.done() and fut.exception() is None:
+            # a page queued but never needed is cancelled when the client closes
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
                 status = fut.result().status
                 if status is not None and status.notable:
                     out[name] = status
