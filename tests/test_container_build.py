@@ -29,8 +29,9 @@ from packaging.utils import parse_wheel_filename
 from support.dists import make_backend_wheel, make_sdist
 from wheelport import resources
 from wheelport.builders import container, images
-from wheelport.builders.container import RunResult, build_in_container, subprocess_runner
+from wheelport.builders.container import build_in_container
 from wheelport.errors import BuildError
+from wheelport.process import RunResult, StrPath, subprocess_runner
 from wheelport.targets import parse_target
 
 PY311 = Path("/root/.pyenv/versions/3.11.7/bin/python")
@@ -50,16 +51,17 @@ class FakeRunner:
         self,
         argv: Sequence[str],
         *,
+        cwd: StrPath | None = None,
         env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        log: Path | None = None,
+        log: StrPath | None = None,
+        timeout: float | None = None,
     ) -> RunResult:
         self.calls.append((list(argv), dict(env or {})))
         if list(argv[1:3]) in (["image", "exists"], ["image", "inspect"]):
             return RunResult(0 if self.exists else 1, "")
         if log is not None:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(self.output)
+            Path(log).parent.mkdir(parents=True, exist_ok=True)
+            Path(log).write_text(self.output)
         return RunResult(self.returncode, self.output)
 
 

@@ -26,8 +26,9 @@ from pathlib import Path
 import pytest
 
 from wheelport.builders import images
-from wheelport.builders.container import RunResult, engine_env, subprocess_runner
+from wheelport.builders.container import engine_env
 from wheelport.errors import BuildError, UsageError
+from wheelport.process import RunResult, StrPath, subprocess_runner
 
 PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
 WHEELPORT = Path(sys.executable).parent / "wheelport"
@@ -68,13 +69,14 @@ class Recording:
         self,
         argv: Sequence[str],
         *,
+        cwd: StrPath | None = None,
         env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        log: Path | None = None,
+        log: StrPath | None = None,
+        timeout: float | None = None,
     ) -> RunResult:
         self.calls.append(list(argv))
         if self.real:
-            return subprocess_runner(argv, env=env, cwd=cwd, log=log)
+            return subprocess_runner(argv, cwd=cwd, env=env, log=log, timeout=timeout)
         for key, answer in self.answers.items():
             if " ".join(argv).startswith(key):
                 return answer

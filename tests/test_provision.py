@@ -23,12 +23,13 @@ from support import bundled_pip_wheel
 from support.dists import make_wheel
 from wheelport import bootstrap
 from wheelport.errors import ProvisionError, UsageError
+from wheelport.process import RunResult, subprocess_runner
 from wheelport.provision import (
     choose_lock,
     find_interpreter,
     probe_interpreter,
     provision,
-    read_lock,
+    read_lock_choice,
     unpack_uv_wheel,
 )
 from wheelport.targets import parse_target
@@ -301,7 +302,7 @@ def test_scrubbed_env_drops_pip_uv_and_pythonpath() -> None:
 
 
 def test_choose_lock_for_a_windows_target_and_for_host(wheelhouse: Path) -> None:
-    locks = [read_lock(p) for p in sorted(wheelhouse.glob("pylock.*.toml"))]
+    locks = [read_lock_choice(p) for p in sorted(wheelhouse.glob("pylock.*.toml"))]
     win = choose_lock(locks, parse_target("cp312-win_amd64"))
     assert win.target == "cp312-win_amd64"
     assert {p["name"] for p in win.packages} == {"alpha", "beta"}
@@ -309,6 +310,104 @@ def test_choose_lock_for_a_windows_target_and_for_host(wheelhouse: Path) -> None
     assert linux.target == "cp312-manylinux_2_17_x86_64"
     with pytest.raises(UsageError, match="cp312-win_amd64"):
         choose_lock(locks, parse_target("cp313-macosx_11_0_arm64"))
+
+
+# one lock rule for bootstrap.py, provision and docker, for interpreters unlike this host
+
+MUSL = {"sys_platform": "linux", "platform_machine": "x86_64", "libc": "musl", "policy": [1, 2]}
+#: interpreter → (bootstrap.py's facts of it, the lock all three callers choose; None: no lock)
+MIXED_CASES: dict[str, tuple[dict[str, Any], str | None]] = {
+    "cp311-manylinux_2_35_x86_64": (_env(python_version="3.11", libc_version=(2, 35)),
+                                    "cp311-manylinux_2_28_x86_64"),
+    "cp311-manylinux_2_27_x86_64": (_env(python_version="3.11", libc_version=(2, 27)),
+                                    "cp311-manylinux_2_17_x86_64"),
+    "cp311-musllinux_1_2_x86_64": (_env(python_version="3.11", libc="musl", libc_version=(1, 2)),
+                                   "cp311-musllinux_1_2_x86_64"),
+    "cp312-win_amd64": (_env(sys_platform="win32", platform_machine="AMD64", libc=None,
+                             libc_version=None), "cp312-win_amd64"),
+    # glibc older than every manylinux lock: the musllinux lock holds only pure wheels, yet a
+    # glibc machine must not get it (the rule of the libc, not only of the wheel tags)
+    "cp311-manylinux_2_12_x86_64": (_env(python_version="3.11", libc_version=(2, 12)), None),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mixed_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Locks for cp312-win_amd64, cp311 manylinux_2_17 and 2_28 (each with its own platform
+    wheel of beta) and cp311-musllinux_1_2 (pure wheels only), with the manifest's locks."""
+    wh = tmp_path_factory.mktemp("mixed") / "wheelhouse"
+    wheels = wh / "wheels"
+    alpha = make_wheel(wheels, "alpha", "1.0")
+    locks = {}
+    for target, facts, beta_tag in (
+        ("cp312-win_amd64", WINDOWS, "cp312-cp312-win_amd64"),
+        ("cp311-manylinux_2_17_x86_64", LINUX, "cp311-cp311-manylinux_2_17_x86_64"),
+        ("cp311-manylinux_2_28_x86_64", {**LINUX, "policy": [2, 28]},
+         "cp311-cp311-manylinux_2_28_x86_64"),
+        ("cp311-musllinux_1_2_x86_64", MUSL, None),
+    ):  # fmt: skip
+        own = [make_wheel(wheels, "beta", "1.0", tag=beta_tag)] if beta_tag else []
+        locks[target] = write_lock(wh, target, facts, [alpha, *own], [])
+    manifest = {"version": 1, "targets": sorted(locks), "artifacts": {}, "locks": locks}
+    (wh / "wheelport.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return wh
+
+
+def _probe_answer(target: str) -> RunResult:
+    """What the interpreter probe prints when run by an interpreter that ``target`` describes."""
+    t = parse_target(target)
+    info = {"tags": [str(tag) for tag in t.tags], "markers": t.markers, "free_threaded": False}
+    return RunResult(0, "a warning on stderr\n" + json.dumps(info) + "\n")
+
+
+@pytest.mark.parametrize("interpreter", sorted(MIXED_CASES))
+def test_one_lock_rule_for_bootstrap_provision_and_docker(
+    mixed_wheelhouse: Path, tmp_path: Path, interpreter: str
+) -> None:
+    from wheelport.export.docker import write_context
+
+    env, expected = MIXED_CASES[interpreter]
+    manifest_locks = bootstrap.load_locks(str(mixed_wheelhouse))
+    choices = [read_lock_choice(p) for p in sorted(mixed_wheelhouse.glob("pylock.*.toml"))]
+    probe = probe_interpreter(
+        "/opt/far/python", runner=lambda argv, **kw: _probe_answer(interpreter)
+    )
+    assert probe.identifier == interpreter
+
+    def docker_probe(argv: Sequence[str], **kw: Any) -> RunResult:
+        assert argv[:4] == ["podman", "run", "--rm", "--network=none"]
+        return _probe_answer(interpreter)
+
+    def docker() -> str:
+        return write_context(mixed_wheelhouse, tmp_path / "ctx", base_image="far:1",
+                             engine="podman", runner=docker_probe).target  # fmt: skip
+
+    if expected is None:
+        with pytest.raises(bootstrap.BootstrapError, match="no lock fits"):
+            bootstrap.select_lock(manifest_locks, env)
+        with pytest.raises(UsageError, match="musllinux_1_2_x86_64: libc is glibc, not musl"):
+            choose_lock(choices, probe)
+        with pytest.raises(UsageError, match="no lock in the wheelhouse fits"):
+            docker()
+        assert not (tmp_path / "ctx").exists()
+        return
+    assert bootstrap.select_lock(manifest_locks, env) == expected
+    assert choose_lock(choices, probe).target == expected
+    assert docker() == expected
+    assert (tmp_path / "ctx" / f"pylock.{expected}.toml").is_file()
+
+
+def test_best_lock_prefers_a_libc_policy_then_the_newest() -> None:
+    facts = {
+        "cp311-linux_x86_64": {"libc": None, "policy": None},
+        "cp311-manylinux_2_17_x86_64": {"libc": "glibc", "policy": [2, 17]},
+        "cp311-manylinux_2_28_x86_64": {"libc": "glibc", "policy": [2, 28]},
+    }
+    assert bootstrap.best_lock(facts, facts) == "cp311-manylinux_2_28_x86_64"
+    assert bootstrap.best_lock(facts, ["cp311-linux_x86_64", "cp311-manylinux_2_17_x86_64"]) == (
+        "cp311-manylinux_2_17_x86_64"
+    )
+    assert bootstrap.best_lock(facts, ["cp311-linux_x86_64"]) == "cp311-linux_x86_64"
 
 
 def test_find_interpreter_names_what_it_tried(tmp_path: Path) -> None:
@@ -489,10 +588,10 @@ def test_uv_executable_is_unpacked_from_a_uv_wheel(tmp_path: Path) -> None:
 
 
 def test_failed_install_removes_the_venv(wheelhouse: Path, tmp_path: Path) -> None:
-    def failing_install(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-        if "install" in cmd:
-            return subprocess.CompletedProcess(cmd, 1, "", "ERROR: disk on fire")
-        return subprocess.run(cmd, **kw)
+    def failing_install(argv: Sequence[str], **kw: Any) -> RunResult:
+        if "install" in argv:
+            return RunResult(1, "ERROR: disk on fire\n")
+        return subprocess_runner(argv, **kw)
 
     venv = tmp_path / "venv"
     with pytest.raises(ProvisionError, match="disk on fire"):

@@ -15,7 +15,10 @@ environment) to install pip itself and the lock's wheels in one go, then runs th
 Exit codes: 0 success, 1 the job failed (tampered or missing file, failed install),
 2 bad usage (no lock fits, unknown target, no manifest).
 
-``wheelport.provision`` imports the small functions here so both share one piece of logic.
+``wheelport.provision`` (and ``wheelport docker``) import the small functions here so both
+share one piece of logic: which lock fits and which fits best (:func:`lock_mismatch`,
+:func:`best_lock`), verification, the install commands; its runner has the shape of
+``wheelport.process.Runner``, so wheelport passes its own.
 Keep this file stdlib-only and valid on Python 3.8 (no ``match``, no ``tomllib``).
 """
 
@@ -35,13 +38,36 @@ import sys
 import sysconfig
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # annotations only: this file must import on Python 3.8
-    from collections.abc import Callable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Protocol, Union
 
-    Runner = Callable[..., subprocess.CompletedProcess[str]]
     Entry = dict[str, Any]
+    StrPath = Union[str, "os.PathLike[str]"]
+
+    class Outcome(Protocol):
+        """What a runner reports (``wheelport.process.RunResult`` has this shape)."""
+
+        @property
+        def returncode(self) -> int: ...
+        @property
+        def output(self) -> str: ...
+
+    class Runner(Protocol):
+        """The shape of ``wheelport.process.Runner``: wheelport hands its runner in as is."""
+
+        def __call__(
+            self,
+            argv: Sequence[str],
+            *,
+            cwd: StrPath | None = None,
+            env: Mapping[str, str] | None = None,
+            log: StrPath | None = None,
+            timeout: float | None = None,
+        ) -> Outcome: ...
+
 
 MANIFEST_NAME = "wheelport.json"
 
@@ -128,7 +154,8 @@ def interpreter_env() -> dict[str, Any]:
 
 
 def lock_mismatch(name: str, lock: Entry, env: dict[str, Any]) -> str | None:
-    """Why ``lock`` does not fit the interpreter described by ``env``; None when it fits."""
+    """Why the lock ``name`` (its manifest ``locks`` entry) does not fit the interpreter
+    described by ``env`` (:func:`interpreter_env`'s facts); None when it fits."""
     for key in ("python_version", "sys_platform", "platform_machine"):
         if lock.get(key) is not None and lock.get(key) != env.get(key):
             return f"{key} is {env.get(key)}, not {lock.get(key)}"
@@ -158,7 +185,7 @@ def _dotted(version: Sequence[int] | None) -> str:
 
 
 def select_lock(locks: dict[str, Entry], env: dict[str, Any], target: str | None = None) -> str:
-    """The name of the lock that fits ``env`` best (the newest libc/macOS policy among fits).
+    """The name of the lock that fits ``env`` (:func:`lock_mismatch`) best (:func:`best_lock`).
 
     ``target`` picks a lock by name instead. Raises :class:`BootstrapError` (code 2) listing
     the available targets when none fits or ``target`` is unknown.
@@ -185,12 +212,21 @@ def select_lock(locks: dict[str, Entry], env: dict[str, Any], target: str | None
             ),
             2,
         )
+    return best_lock(locks, fits)
 
-    def rank(name: str) -> tuple[int, tuple[int, ...]]:
-        lock = locks[name]
-        return (1 if lock.get("libc") else 0, tuple(lock.get("policy") or ()))
 
-    return max(fits, key=rank)
+def lock_preference(lock: Entry) -> tuple[int, tuple[int, ...]]:
+    """How well a lock that fits serves the interpreter, higher is better: a lock for a C
+    library (manylinux, musllinux) over a plain ``linux_*`` one, then the newest glibc, musl
+    or macOS policy (the most specific wheels the machine can run)."""
+    return (1 if lock.get("libc") else 0, tuple(lock.get("policy") or ()))
+
+
+def best_lock(locks: dict[str, Entry], fitting: Iterable[str]) -> str:
+    """The name of the best lock among the ``fitting`` names of ``locks``
+    (:func:`lock_preference`; of equals, the first by name). bootstrap.py, ``wheelport
+    provision`` and ``wheelport docker`` all choose with this one rule."""
+    return max(sorted(fitting), key=lambda name: lock_preference(locks[name]))
 
 
 # --------------------------------------------------------------------------- verifying files
@@ -322,8 +358,9 @@ def pip_check_command(venv: str) -> list[str]:
     return [venv_python(venv), "-m", "pip", "--isolated", "check"]
 
 
-def requirements_text(entries: Sequence[Entry]) -> str:
-    """``name==version --hash=sha256:…`` lines for ``entries`` (dicts with name/version/sha256)."""
+def requirements_text(entries: Sequence[Mapping[str, Any]]) -> str:
+    """``name==version --hash=sha256:…`` lines for ``entries`` (dicts with name/version/sha256),
+    in their order: the one hashed requirements format of bootstrap.py, provision and docker."""
     return "".join(f"{e['name']}=={e['version']} --hash=sha256:{e['sha256']}\n" for e in entries)
 
 
@@ -380,12 +417,50 @@ def check_venv_path(venv: str) -> None:
         raise BootstrapError(f"{venv} already exists; remove it or choose another path", 2, venv)
 
 
+class RunResult(NamedTuple):  # frozen; not a dataclass, which needs sys.modules on 3.8
+    """A finished command: its exit code and combined stdout/stderr."""
+
+    returncode: int
+    output: str
+
+
+def subprocess_runner(
+    argv: Sequence[str],
+    *,
+    cwd: StrPath | None = None,
+    env: Mapping[str, str] | None = None,
+    log: StrPath | None = None,
+    timeout: float | None = None,
+) -> RunResult:
+    """Run ``argv`` (stdin closed) and capture its output, into ``log`` too when given.
+
+    The stdlib twin of ``wheelport.process.subprocess_runner`` (this file cannot import
+    wheelport), with the same shape, so either can be passed as ``runner``.
+    """
+    child_env = dict(env) if env is not None else None
+    if log is None:
+        proc = subprocess.run(list(argv), cwd=cwd, env=child_env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+                              check=False)  # fmt: skip
+        data = proc.stdout or b""
+    else:
+        parent = os.path.dirname(os.path.abspath(log))
+        os.makedirs(parent, exist_ok=True)
+        with open(log, "wb") as fh:
+            proc = subprocess.run(list(argv), cwd=cwd, env=child_env, stdin=subprocess.DEVNULL,
+                                  stdout=fh, stderr=subprocess.STDOUT, timeout=timeout,
+                                  check=False)  # fmt: skip
+        with open(log, "rb") as fh:
+            data = fh.read()
+    return RunResult(proc.returncode, data.decode("utf-8", "replace"))
+
+
 def _run(runner: Runner, cmd: list[str], env: dict[str, str], what: str) -> None:
-    proc = runner(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout or "").strip().splitlines()
+    result = runner(cmd, env=env)
+    if result.returncode != 0:
+        last = result.output.strip().splitlines()
         raise BootstrapError(
-            "{} failed: {}".format(what, last[-1] if last else f"exit {proc.returncode}")
+            "{} failed: {}".format(what, last[-1] if last else f"exit {result.returncode}")
         )
 
 
@@ -395,7 +470,7 @@ def install_lock(
     packages: Sequence[Entry],
     pip_wheel: Entry,
     python: str | None = None,
-    runner: Runner = subprocess.run,
+    runner: Runner = subprocess_runner,
     environ: dict[str, str] | None = None,
 ) -> tuple[bool, str]:
     """Create ``venv`` and install ``packages`` into it with pip from ``pip_wheel``.
@@ -426,8 +501,8 @@ def install_lock(
             if not existed:
                 shutil.rmtree(venv, ignore_errors=True)
             raise
-        proc = runner(pip_check_command(venv), env=env, capture_output=True, text=True, check=False)
-        return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+        check = runner(pip_check_command(venv), env=env)
+        return check.returncode == 0, check.output.strip()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

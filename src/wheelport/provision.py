@@ -1,7 +1,8 @@
 """Provision: a virtual environment from a wheelhouse, with no network.
 
 ``provision(venv, wheelhouse=...)`` finds the interpreter, infers its target, picks the
-lock (``pylock.<target>.toml``) that fits it, verifies every file it will install (size +
+lock (``pylock.<target>.toml``) that fits it (by bootstrap.py's rule: one rule for
+``bootstrap.py``, ``provision`` and ``docker``), verifies every file it will install (size +
 sha256) before anything is created, then installs with pip (the same code as the
 wheelhouse's ``bootstrap.py``) or uv, isolated from pip.conf and ``PIP_*``/``UV_*``
 variables, and runs ``pip check``.
@@ -14,12 +15,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,11 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from wheelport import bootstrap
 from wheelport import lock as wheelport_lock
-from wheelport.errors import ProvisionError, UsageError
-from wheelport.targets import INTERPRETER_PROBE, Target, target_for_interpreter
+from wheelport.errors import ProvisionError, TargetError, UsageError
+from wheelport.process import Runner, subprocess_runner
+from wheelport.targets import INTERPRETER_PROBE, Target, parse_target, target_for_interpreter
 from wheelport.wheelhouse import Wheelhouse
 
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 INSTALLERS = ("pip", "uv")
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
 
@@ -87,14 +87,11 @@ def _runs_as(python: str, version: str | None, runner: Runner) -> bool:
     try:
         proc = runner(
             [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            check=False,
             env=bootstrap.scrubbed_env(),
         )
     except OSError:
         return False
-    return proc.returncode == 0 and (version is None or proc.stdout.strip() == version)
+    return proc.returncode == 0 and (version is None or proc.last_line == version)
 
 
 def _pyenv_candidates(version: str, pyenv_root: str) -> list[str]:
@@ -110,7 +107,7 @@ def _pyenv_candidates(version: str, pyenv_root: str) -> list[str]:
 def find_interpreter(
     python: str | None,
     *,
-    runner: Runner = subprocess.run,
+    runner: Runner = subprocess_runner,
     environ: dict[str, str] | None = None,
 ) -> str:
     """The interpreter to provision with: the running one, ``X.Y``, a command name or a path.
@@ -148,12 +145,9 @@ def find_interpreter(
         tried.append("uv python find --offline")
         proc = runner(
             [uv, "python", "find", "--no-config", "--offline", "--no-python-downloads", python],
-            capture_output=True,
-            text=True,
-            check=False,
             env=bootstrap.scrubbed_env(env),
         )
-        found = proc.stdout.strip()
+        found = proc.last_line
         if proc.returncode == 0 and found and _runs_as(found, python, runner):
             return found
     raise UsageError(
@@ -163,7 +157,7 @@ def find_interpreter(
 
 
 def probe_interpreter(
-    python: str, *, pip_wheel: Path | None = None, runner: Runner = subprocess.run
+    python: str, *, pip_wheel: Path | None = None, runner: Runner = subprocess_runner
 ) -> Target:
     """The :class:`Target` of ``python``, from :data:`INTERPRETER_PROBE` run by it.
 
@@ -175,18 +169,12 @@ def probe_interpreter(
         scripts.append(f"import sys; sys.path.insert(0, {str(pip_wheel)!r})\n" + INTERPRETER_PROBE)
     info: dict[str, Any] = {}
     for script in scripts:
-        proc = runner(
-            [python, "-I", "-c", script],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=bootstrap.scrubbed_env(),
-        )
+        proc = runner([python, "-I", "-c", script], env=bootstrap.scrubbed_env())
         if proc.returncode != 0:
-            raise ProvisionError(
-                f"cannot run {python}: {(proc.stderr or '').strip().splitlines()[-1:] or proc.returncode}"
-            )
-        info = json.loads(proc.stdout)
+            raise ProvisionError(f"cannot run {python}: {proc.last_line or proc.returncode}")
+        # the report is the last line printed; warnings on stderr may come before it
+        reports = [line for line in proc.output.splitlines() if line.startswith("{")]
+        info = json.loads(reports[-1]) if reports else {}
         if info.get("tags"):
             return target_for_interpreter(info)
     raise ProvisionError(
@@ -196,9 +184,13 @@ def probe_interpreter(
 
 # --------------------------------------------------------------------------- locks
 
+#: the C library each Linux target family's wheels need (as the manifest's ``locks`` say)
+_LIBC = {"manylinux": "glibc", "musllinux": "musl"}
 
-def read_lock(path: Path) -> LockChoice:
-    """Read a ``pylock.<target>.toml``; :class:`UsageError` when it is not a valid lock."""
+
+def read_lock_choice(path: Path) -> LockChoice:
+    """Read a ``pylock.<target>.toml`` into a :class:`LockChoice`; :class:`UsageError` when it
+    is not a valid lock (:func:`wheelport.lock.read_lock` gives the :class:`Pylock` itself)."""
     lock = wheelport_lock.read_lock(path)
     tool = wheelport_lock.lock_tool(lock)
     items = wheelport_lock.install_list(lock)
@@ -212,8 +204,38 @@ def read_lock(path: Path) -> LockChoice:
     )
 
 
-def lock_mismatch(lock: LockChoice, target: Target) -> str | None:
-    """Why ``lock`` cannot serve the interpreter ``target``; None when it can."""
+def lock_facts(target: Target) -> dict[str, Any]:
+    """What bootstrap.py's lock rule reads of a lock for ``target``: the fields of its entry
+    in the manifest's ``locks`` section (docs/lock-format.md)."""
+    m = target.markers
+    return {
+        "python_version": m["python_version"],
+        "sys_platform": m["sys_platform"],
+        "platform_machine": m["platform_machine"],
+        "libc": _LIBC.get(target.os),
+        "policy": list(target.policy_version) if target.policy_version else None,
+    }
+
+
+def interpreter_facts(target: Target) -> dict[str, Any]:
+    """:func:`bootstrap.interpreter_env`'s facts for the interpreter ``target`` describes
+    (a probed interpreter's best manylinux/musllinux/macOS tag gives its libc or macOS)."""
+    m = target.markers
+    libc = _LIBC.get(target.os)
+    return {
+        "python_version": m["python_version"],
+        "sys_platform": m["sys_platform"],
+        "platform_machine": m["platform_machine"],
+        "libc": libc,
+        "libc_version": target.policy_version if libc else None,
+        "macos_version": target.policy_version if target.os == "macos" else None,
+        "free_threaded": target.free_threaded,
+    }
+
+
+def _content_mismatch(lock: LockChoice, target: Target) -> str | None:
+    """Why what the lock file says (environments, requires-python, its wheels' tags) excludes
+    the interpreter ``target``; None when nothing does."""
     env = target.markers
     environments = lock.pylock.environments or ()
     if environments and not any(m.evaluate(dict(env)) for m in environments):
@@ -232,26 +254,47 @@ def lock_mismatch(lock: LockChoice, target: Target) -> str | None:
     return None
 
 
-def _lock_rank(lock: LockChoice, target: Target) -> int:
-    """How well the lock's platform matches the interpreter (lower is better)."""
-    platform_tag = lock.target.split("-", 1)[-1]
-    for i, tag in enumerate(target.tags):
-        if tag.platform == platform_tag:
-            return i
-    return len(target.tags)
+def _facts_of(lock: LockChoice) -> dict[str, Any] | None:
+    try:
+        return lock_facts(parse_target(lock.target))
+    except TargetError:
+        return None
+
+
+def unfit_reason(lock: LockChoice, target: Target) -> str | None:
+    """Why ``lock`` cannot serve the interpreter ``target``; None when it can.
+
+    First bootstrap.py's rule (:func:`bootstrap.lock_mismatch`: Python, platform, machine,
+    free-threading, libc and its policy, macOS), so a wheelhouse's ``bootstrap.py`` and
+    ``provision`` agree on which locks fit; then what the lock file itself says.
+    """
+    facts = _facts_of(lock)
+    if facts is None:
+        return f"{lock.target} is not a target identifier"
+    why = bootstrap.lock_mismatch(lock.target, facts, interpreter_facts(target))
+    return why or _content_mismatch(lock, target)
 
 
 def choose_lock(locks: Sequence[LockChoice], target: Target) -> LockChoice:
-    """The lock that serves ``target`` (best platform match); :class:`UsageError` when none."""
-    fitting = [lock for lock in locks if lock_mismatch(lock, target) is None]
+    """The lock that serves the interpreter ``target`` best; :class:`UsageError` when none.
+
+    Which locks fit is :func:`unfit_reason`; the best of them is bootstrap.py's
+    :func:`bootstrap.best_lock` (the newest libc/macOS policy), the rule bootstrap.py applies.
+    """
+    reasons = [(lock, unfit_reason(lock, target)) for lock in locks]
+    fitting: dict[str, LockChoice] = {}
+    for lock, why in reasons:
+        if why is None:
+            fitting.setdefault(lock.target, lock)
     if not fitting:
-        why = "; ".join(f"{lock.target}: {lock_mismatch(lock, target)}" for lock in locks)
+        why = "; ".join(f"{lock.target}: {reason}" for lock, reason in reasons)
         raise UsageError(
             f"no lock in the wheelhouse fits Python {target.full_version} ({target.identifier})",
             hint=f"{why or 'the wheelhouse has no locks'}; pass --target to force one",
             target=target.identifier,
         )
-    return min(fitting, key=lambda lock: _lock_rank(lock, target))
+    facts = {name: lock_facts(parse_target(name)) for name in fitting}
+    return fitting[bootstrap.best_lock(facts, fitting)]
 
 
 def verify_lock_files(wheelhouse: Path, lock: LockChoice, tools: Sequence[dict[str, Any]]) -> None:
@@ -344,11 +387,10 @@ def _uv_install(
         Path(req).write_text(bootstrap.requirements_text(lock.packages), encoding="utf-8")
         try:
             for cmd in uv_install_commands(uv, python, venv, req, links):
-                proc = runner(cmd, env=env, capture_output=True, text=True, check=False)
+                proc = runner(cmd, env=env)
                 if proc.returncode != 0:
-                    last = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
                     raise ProvisionError(
-                        f"uv failed installing {lock.file} into {venv}: {' '.join(last)}",
+                        f"uv failed installing {lock.file} into {venv}: {proc.last_line}",
                         target=lock.target,
                     )
         except BaseException:
@@ -356,8 +398,8 @@ def _uv_install(
             raise
     check = [uv, "pip", "check", "--no-config", "--offline", "--python",
              bootstrap.venv_python(str(venv))]  # fmt: skip
-    proc = runner(check, env=env, capture_output=True, text=True, check=False)
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+    proc = runner(check, env=env)
+    return proc.returncode == 0, proc.output.strip()
 
 
 # --------------------------------------------------------------------------- the verb
@@ -370,7 +412,7 @@ def provision(
     python: str | None = None,
     target: str | None = None,
     installer: str = "pip",
-    runner: Runner = subprocess.run,
+    runner: Runner = subprocess_runner,
 ) -> ProvisionReport:
     """Create ``venv`` holding exactly one lock of ``wheelhouse``, offline.
 
@@ -397,9 +439,9 @@ def provision(
             if not path.is_file():
                 present = ", ".join(p.name for p in lock_paths)
                 raise UsageError(f"{path} does not exist; locks present: {present}", target=target)
-            lock = read_lock(path)
+            lock = read_lock_choice(path)
         else:
-            locks = [read_lock(p) for p in lock_paths]
+            locks = [read_lock_choice(p) for p in lock_paths]
             pip_wheels = [(t, lk.file) for lk in locks for t in lk.tools if t["name"] == "pip"]
             pip_wheel = (  # put on sys.path of the probe: it must be the wheelhouse's own
                 Wheelhouse(wheelhouse).contained(pip_wheels[0][0]["path"], pip_wheels[0][1])

@@ -19,19 +19,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from packaging.utils import parse_wheel_filename
 
 from wheelport import resources
 from wheelport.errors import BuildError
+from wheelport.process import Runner, subprocess_runner
 from wheelport.targets import Target
+from wheelport.wheelhouse import atomic_target
 
 #: where the deps dir is mounted (read-only) inside the build container
 CONTAINER_DEPS_DIR = "/wheelport-deps"
@@ -77,62 +76,6 @@ PULL_HINT = (
     "build a local image (wheelport image build-local --release bookworm), or set "
     "[tool.wheelport] images to an image this machine can pull"
 )
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a runner reports: the exit code and the combined output."""
-
-    returncode: int
-    output: str
-
-
-class Runner(Protocol):
-    """Runs a command; writes combined stdout/stderr to ``log`` when given."""
-
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        log: Path | None = None,
-    ) -> RunResult: ...
-
-
-def subprocess_runner(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    log: Path | None = None,
-) -> RunResult:
-    """The default :class:`Runner`: a real subprocess, output captured (to ``log`` if given)."""
-    env_dict = dict(env) if env is not None else None
-    if log is None:
-        proc = subprocess.run(
-            list(argv),
-            env=env_dict,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            check=False,
-        )
-        return RunResult(proc.returncode, proc.stdout or "")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w", encoding="utf-8", errors="replace") as fh:
-        logged = subprocess.run(
-            list(argv),
-            env=env_dict,
-            cwd=cwd,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    return RunResult(logged.returncode, log.read_text(encoding="utf-8", errors="replace"))
 
 
 def detect_engine(which: Mapping[str, str | None] | None = None) -> str | None:
@@ -466,9 +409,8 @@ def build_wheels_in_container(
         placed: dict[Path, Path] = {}
         for wheel in sorted(set(chosen.values())):
             final = out_dir / wheel.name
-            partial = out_dir / f".{wheel.name}.part"
-            shutil.copyfile(wheel, partial)
-            os.replace(partial, final)
+            with atomic_target(final, durable=False) as fh, wheel.open("rb") as src:
+                shutil.copyfileobj(src, fh)
             placed[wheel] = final
     return {tid: placed[w] for tid, w in chosen.items()}
 
@@ -492,9 +434,8 @@ def pull_image(
         return
     result = runner([engine, "pull", image], env=env)
     if result.returncode != 0:
-        lines = [line for line in result.output.strip().splitlines() if line.strip()]
         raise BuildError(
             f"no image: {image} is not here and could not be pulled "
-            f"({lines[-1] if lines else 'no output'})",
+            f"({result.last_line or 'no output'})",
             hint=hint,
         )

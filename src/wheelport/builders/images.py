@@ -35,8 +35,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from wheelport import bootstrap, resources
-from wheelport.builders.container import Runner, engine_env, subprocess_runner
+from wheelport.builders.container import engine_env
 from wheelport.errors import BuildError, UsageError
+from wheelport.process import Runner, subprocess_runner
 from wheelport.targets import Target
 
 #: the local base image carries bookworm's glibc 2.36 and CPython 3.11

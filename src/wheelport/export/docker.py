@@ -18,15 +18,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wheelport import resources
+from wheelport import bootstrap, resources
 from wheelport.errors import ExportError, UsageError
+from wheelport.process import Runner, subprocess_runner
 from wheelport.targets import INTERPRETER_PROBE, target_for_interpreter
 from wheelport.wheelhouse import contained, holding_lock, sha256_file
 
@@ -36,16 +36,6 @@ DEFAULT_TEMPLATE = resources.read_text(TEMPLATE_NAME)
 
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9._/+:@-]+$")
-
-#: (argv, env) -> (returncode, combined output)
-Runner = Callable[[Sequence[str], Mapping[str, str]], tuple[int, str]]
-
-
-def subprocess_runner(argv: Sequence[str], env: Mapping[str, str]) -> tuple[int, str]:
-    """Run a command, output captured; the default :data:`Runner`."""
-    proc = subprocess.run(list(argv), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL, text=True, errors="replace", check=False)  # fmt: skip
-    return proc.returncode, proc.stdout or ""
 
 
 @dataclass(frozen=True)
@@ -147,21 +137,14 @@ def render_containerfile(
 def plan_context(
     packages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
 ) -> tuple[list[Mapping[str, Any]], Mapping[str, Any] | None]:
-    """(requirements entries, pip tool or None): the lock's packages plus pip from the tools
-    (so one pip run installs pip and the lock), without listing a package twice."""
+    """(requirements entries sorted by name, pip tool or None): the lock's packages plus pip
+    from the tools (so one pip run installs pip and the lock), without listing a package
+    twice. ``bootstrap.requirements_text`` of the entries is the context's requirements.txt."""
     pip = next((t for t in tools if t.get("name") == "pip"), None)
     entries = list(packages)
     if pip is not None and not any(p["name"] == "pip" for p in entries):
         entries.append(pip)
-    return entries, pip
-
-
-def requirements_text(entries: Sequence[Mapping[str, Any]]) -> str:
-    """``name==version --hash=sha256:…`` per entry, sorted by name."""
-    return "".join(
-        f"{e['name']}=={e['version']} --hash=sha256:{e['sha256']}\n"
-        for e in sorted(entries, key=lambda e: str(e["name"]))
-    )
+    return sorted(entries, key=lambda e: str(e["name"])), pip
 
 
 # ------------------------------------------------------------------------------- I/O
@@ -200,11 +183,13 @@ def infer_target(
         argv += ["-v", f"{pip_wheel.resolve()}:/tmp/wheelport-pip.whl:ro"]
         script = "import sys; sys.path.insert(0, '/tmp/wheelport-pip.whl')\n" + INTERPRETER_PROBE
     argv += [base_image, python, "-I", "-c", script]
-    rc, out = runner(argv, _env())
+    result = runner(argv, env=_env())
+    out = result.output
     last = out.strip().splitlines()[-1] if out.strip() else ""
-    if rc != 0 or not last.startswith("{"):
+    if result.returncode != 0 or not last.startswith("{"):
         raise ExportError(
-            f"cannot run {python} in {base_image} to infer the target: {last or f'exit {rc}'}",
+            f"cannot run {python} in {base_image} to infer the target: "
+            f"{last or f'exit {result.returncode}'}",
             hint="pass -t TARGET (and --python if the image's interpreter has another name)",
         )
     info = json.loads(last)
@@ -236,7 +221,7 @@ def write_context(
     :class:`UsageError` (no such lock, bad options) or :class:`ExportError` (a package the lock
     can only build from source, a file that does not match).
     """
-    from wheelport.provision import choose_lock, read_lock
+    from wheelport.provision import choose_lock, read_lock_choice
 
     wheelhouse = Path(wheelhouse)
     lock_paths = sorted(wheelhouse.glob("pylock.*.toml"))
@@ -255,9 +240,9 @@ def write_context(
                 hint=f"locks present: {present}",
                 target=target,
             )
-        lock = read_lock(path)
+        lock = read_lock_choice(path)
     else:
-        locks = [read_lock(p) for p in lock_paths]
+        locks = [read_lock_choice(p) for p in lock_paths]
         pips = [t for lk in locks for t in lk.tools if t["name"] == "pip"]
         probe = infer_target(base_image, engine=_engine(engine), python=python,
                              pip_wheel=contained(wheelhouse, pips[0]["path"], "a lock's tools") if pips else None, runner=runner)  # fmt: skip
@@ -293,7 +278,9 @@ def write_context(
             if sha256_file(dst) != entry["sha256"]:
                 raise ExportError(f"{src} does not match {lock.file}", hint=f"run 'wheelport verify {wheelhouse}'",
                                   path=str(entry["path"]))  # fmt: skip
-        (tmp / "requirements.txt").write_text(requirements_text(entries), encoding="utf-8")
+        (tmp / "requirements.txt").write_text(
+            bootstrap.requirements_text(entries), encoding="utf-8"
+        )
         shutil.copyfile(wheelhouse / lock.file, tmp / lock.file)
         for i, copy in enumerate(app):
             name = f"app/{i}-{copy.source.name or 'root'}"
@@ -354,10 +341,8 @@ def build_image(
         str(context.containerfile),
         str(context.directory),
     ]
-    rc, out = runner(argv, _env())
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(out, encoding="utf-8")
+    result = runner(argv, env=_env(), log=log)
+    rc, out = result.returncode, result.output
     if rc != 0:
         tail = [line for line in out.strip().splitlines() if line.strip()][-3:]
         raise ExportError(
