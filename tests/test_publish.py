@@ -25,6 +25,7 @@ from wheelport.config import build_config
 from wheelport.errors import ExportError
 from wheelport.export.publish import (
     Artifact,
+    NullPublishReporter,
     default_simple_url,
     parse_project_page,
     plan_uploads,
@@ -37,6 +38,25 @@ from wheelport.sync import sync
 
 BIN = Path(sys.executable).parent
 USER, PASSWORD = "ci-bot", "s3cret-Pa55"
+
+
+class Recorder(NullPublishReporter):
+    """Keeps every publish event as (event, file) in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def uploading(self, filename: str) -> None:
+        self.events.append(("uploading", filename))
+
+    def copying(self, rel: str) -> None:
+        self.events.append(("copying", rel))
+
+    def skipped(self, name: str, why: str) -> None:
+        self.events.append(("skipped", name))
+
+    def removed(self, rel: str) -> None:
+        self.events.append(("removed", rel))
 
 
 def _free_port() -> int:
@@ -242,10 +262,10 @@ def test_nginx_serves_the_synced_tree_to_pip_and_uv(
     wheelhouse: Path, nginx: tuple[str, Path], tmp_path: Path
 ) -> None:
     base, mirror = nginx
-    order: list[str] = []
-    first = publish_to_dir(wheelhouse, mirror, log=order.append)
+    recorder = Recorder()
+    first = publish_to_dir(wheelhouse, mirror, reporter=recorder)
     assert first.uploaded and first.pages
-    copied = [line.split(" ", 1)[1] for line in order]
+    copied = [rel for event, rel in recorder.events if event == "copying"]
     last_artifact = max(i for i, rel in enumerate(copied) if not rel.startswith("simple/"))
     first_page = min(i for i, rel in enumerate(copied) if rel.startswith("simple/"))
     assert last_artifact < first_page  # pages after every file they link to
@@ -384,3 +404,72 @@ def test_cli_publish_to_dir_and_usage_errors(
             main(["publish", "-w", str(wheelhouse), *bad])
         assert info.value.code == 2
     assert "exactly one of" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- progress
+
+
+def _add_export_commands() -> None:
+    from wheelport.cli import cli
+    from wheelport.export.commands import COMMANDS
+
+    for command in COMMANDS:
+        if command.name not in cli.commands:
+            cli.add_command(command)
+
+
+def test_publish_to_dir_reports_each_copy_skip_and_removal(
+    wheelhouse: Path, tmp_path: Path
+) -> None:
+    mirror = tmp_path / "mirror"
+    first, again_events = Recorder(), Recorder()
+    report = publish_to_dir(wheelhouse, mirror, reporter=first)
+    copied = [rel for event, rel in first.events if event == "copying"]
+    assert copied and sorted(copied) == sorted(report.uploaded + report.pages)
+    assert [e for e, _ in first.events] == ["copying"] * len(copied)
+    (mirror / "wheels" / "stray-1.0-py3-none-any.whl").write_bytes(b"stray")
+    again = publish_to_dir(wheelhouse, mirror, delete=True, reporter=again_events)
+    skipped = [rel for event, rel in again_events.events if event == "skipped"]
+    assert skipped == again.skipped == copied
+    assert [e for e in again_events.events if e[0] != "skipped"] == [
+        ("removed", "wheels/stray-1.0-py3-none-any.whl")
+    ]
+
+
+def test_cli_publish_to_dir_prints_copies_only_with_verbose(
+    wheelhouse: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wheelport.cli import main
+
+    _add_export_commands()
+    main(["publish", "-w", str(wheelhouse), "--to-dir", str(tmp_path / "quiet")])
+    assert "copying" not in capsys.readouterr().err
+    main(["publish", "-w", str(wheelhouse), "--to-dir", str(tmp_path / "loud"), "-v"])
+    assert "copying wheels/alpha-1.0-py3-none-any.whl" in capsys.readouterr().err
+
+
+def test_publish_to_repository_reports_uploads_then_skips_and_the_cli_prints_uploads(
+    wheelhouse: Path,
+    pypiserver: tuple[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from wheelport.cli import main
+
+    url, _ = pypiserver
+    env = {"WHEELPORT_PUBLISH_USERNAME": USER, "WHEELPORT_PUBLISH_PASSWORD": PASSWORD}
+    expected = sorted(p.name for p in (wheelhouse / "wheels").glob("*.whl"))
+    first, again = Recorder(), Recorder()
+    publish_to_repository(wheelhouse, url, environ=env, reporter=first)
+    assert sorted(first.events) == [("uploading", name) for name in expected]
+    publish_to_repository(wheelhouse, url, environ=env, reporter=again)
+    assert sorted(again.events) == [("skipped", name) for name in expected]
+
+    with run_pypiserver(tmp_path / "second", "--disable-fallback") as (url2, _):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        _add_export_commands()
+        main(["publish", "-w", str(wheelhouse), "--repository-url", url2])
+    err = capsys.readouterr().err
+    assert all(f"uploading {name}" in err for name in expected), err

@@ -212,6 +212,115 @@ _KNOWN_KEYS = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class FileSettings:
+    """The project's settings as its config file gives them, before any flag.
+
+    Each setting is converted (and a wrong type reported) when it is read, so a setting that a
+    flag overrides is never looked at.
+    """
+
+    #: the config file (None: the project has none)
+    path: Path | None
+    #: the directory the file's relative paths start from
+    base: Path
+    table: Mapping[str, Any]
+    #: the project's pyproject.toml ({} when there is none): [project] and dependency groups
+    pyproject: Mapping[str, Any]
+
+    @property
+    def origin(self) -> str:
+        """The config file as messages name it."""
+        return self.path.name if self.path else "config"
+
+    def _list(self, key: str) -> list[Any]:
+        value = self.table.get(key, [])
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{self.origin}: '{key}' must be a list")
+        return value
+
+    @property
+    def requirement_files(self) -> list[Path]:
+        return [self.base / p for p in self._list("requirements")]
+
+    @property
+    def dependencies(self) -> list[str]:
+        return self._list("dependencies")
+
+    @property
+    def constraint_files(self) -> list[Path]:
+        return [self.base / p for p in self._list("constraints")]
+
+    @property
+    def extras(self) -> list[str]:
+        return self._list("extras")
+
+    @property
+    def groups(self) -> list[str]:
+        return self._list("groups")
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(self._list("targets"))
+
+    @property
+    def index_urls(self) -> list[str]:
+        return self._list("index-urls") + self._list("index-url")
+
+    @property
+    def output(self) -> Path:
+        out = Path(self.table.get("output", "wheelhouse"))
+        return self.base / out if self.path else out
+
+    @property
+    def pre(self) -> bool:
+        return bool(self.table.get("pre", False))
+
+    @property
+    def prefer_binary(self) -> bool:
+        return bool(self.table.get("prefer-binary", False))
+
+    @property
+    def only_binary(self) -> list[str]:
+        return self._list("only-binary")
+
+    @property
+    def from_source(self) -> list[str]:
+        return self._list("from-source")
+
+    @property
+    def jobs(self) -> int:
+        return int(self.table.get("jobs", 16))
+
+    @property
+    def build_system_packages(self) -> dict[str, tuple[str, ...]]:
+        bsp = self.table.get("build-system-packages", {})
+        return {canonicalize_name(k): tuple(v) for k, v in bsp.items()}
+
+    @property
+    def images(self) -> dict[str, str]:
+        return dict(self.table.get("images", {}))
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        return tuple(self._list("tools"))
+
+
+def read_settings(directory: Path) -> FileSettings:
+    """The config file of a project directory (see :func:`find_config`), its keys checked."""
+    path, table, pyproject = find_config(directory)
+    settings = FileSettings(path, path.parent if path else directory, table, pyproject)
+    unknown = set(table) - _KNOWN_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{settings.origin}: unknown key(s) in wheelport config: {', '.join(sorted(unknown))}",
+            hint=f"known keys: {', '.join(sorted(_KNOWN_KEYS))}",
+        )
+    return settings
+
+
 def _dependency_group(
     pyproject: Mapping[str, Any], name: str, origin: str, stack: tuple[str, ...] = ()
 ) -> list[str]:
@@ -261,13 +370,7 @@ def build_config(
     With ``from_lock`` the pins come from that lock: ``extras``/``groups`` select its extras and
     groups, and no requirements are read."""
     if from_lock is not None:
-        if requirement_files or requirements or constraint_files:
-            raise UsageError(
-                "--from takes the pins from a lock: do not pass requirements or constraints too",
-                hint="drop the requirements, or drop --from to resolve them",
-            )
-        if not from_lock.is_file():
-            raise UsageError(f"lock to import not found: {from_lock}", path=str(from_lock))
+        _check_lock_to_import(from_lock, [*requirement_files, *requirements, *constraint_files])
         base_config = build_config(
             directory=directory,
             requirements=["wheelport-from-lock-placeholder"],
@@ -290,110 +393,121 @@ def build_config(
             from_extras=tuple(extras),
             from_groups=tuple(groups),
         )
-    cfg_path, table, pyproject = find_config(directory)
-    origin = str(cfg_path.name) if cfg_path else "config"
-    unknown = set(table) - _KNOWN_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{origin}: unknown key(s) in wheelport config: {', '.join(sorted(unknown))}",
-            hint=f"known keys: {', '.join(sorted(_KNOWN_KEYS))}",
-        )
-    base = cfg_path.parent if cfg_path else directory
-
-    def as_list(key: str) -> list[Any]:
-        value = table.get(key, [])
-        if isinstance(value, str):
-            return [value]
-        if not isinstance(value, list):
-            raise ConfigError(f"{origin}: '{key}' must be a list")
-        return value
-
-    reqs: list[SourcedRequirement] = []
-    cons: list[SourcedRequirement] = []
-    extra_indexes: list[str] = []
-    req_files = list(requirement_files) or [base / p for p in as_list("requirements")]
-    for f in req_files:
-        r, c, ix = read_requirements_file(Path(f))
-        reqs.extend(r)
-        cons.extend(c)
-        extra_indexes.extend(ix)
-    if requirements:
-        reqs.extend(parse_requirement(t, "command line") for t in requirements)
-    elif not requirement_files:
-        reqs.extend(parse_requirement(t, origin) for t in as_list("dependencies"))
-    for f in list(constraint_files) or [base / p for p in as_list("constraints")]:
-        r, c, ix = read_requirements_file(Path(f))
-        cons.extend(r)
-        cons.extend(c)
-    extras = list(extras) or as_list("extras")
-    groups = list(groups) or as_list("groups")
-    project = pyproject.get("project", {})
+    settings = read_settings(directory)
+    reqs, cons, found_indexes = _requirements(
+        settings, requirement_files, requirements, constraint_files
+    )
+    extras = list(extras) or settings.extras
+    groups = list(groups) or settings.groups
     if extras or groups or not reqs:
-        pp_origin = "pyproject.toml"
-        if (extras or groups) and not pyproject:
-            raise UsageError(
-                f"--extra/--group need a pyproject.toml in {directory}",
-                hint="run from the project directory",
-            )
-        reqs.extend(parse_requirement(t, pp_origin) for t in project.get("dependencies", []))
-        optional = {
-            canonicalize_name(k): v for k, v in project.get("optional-dependencies", {}).items()
-        }
-        for extra in extras:
-            key = canonicalize_name(extra)
-            if key not in optional:
-                raise ConfigError(
-                    f"{pp_origin}: no extra {extra!r}",
-                    hint=f"extras defined: {', '.join(sorted(optional)) or 'none'}",
-                )
-            reqs.extend(parse_requirement(t, f"{pp_origin} [{extra}]") for t in optional[key])
-        for group in groups:
-            reqs.extend(
-                parse_requirement(t, f"{pp_origin} group {group}")
-                for t in _dependency_group(pyproject, group, pp_origin)
-            )
+        reqs.extend(_project_requirements(settings.pyproject, directory, extras, groups))
     if not reqs:
         raise UsageError(
             "nothing to lock: no requirements given",
             hint="pass requirements, -r FILE, or run in a project with [project] dependencies",
         )
+    indexes = list(index_urls) or settings.index_urls or found_indexes or [DEFAULT_INDEX]
+    out = _output_dir(output if output is not None else settings.output)
+    return Config(
+        requirements=tuple(reqs),
+        constraints=tuple(cons),
+        targets=tuple(targets) or settings.targets or ("host",),
+        index_urls=tuple(dict.fromkeys(u.rstrip("/") for u in indexes)),
+        output=out,
+        pre=settings.pre if pre is None else pre,
+        prefer_binary=settings.prefer_binary if prefer_binary is None else prefer_binary,
+        only_binary=_names(list(only_binary) or settings.only_binary),
+        from_source=_names(list(from_source) or settings.from_source),
+        jobs=jobs or settings.jobs,
+        build_system_packages=settings.build_system_packages,
+        images=settings.images,
+        tools=_tools(tuple(tools) or settings.tools or ("pip",)),
+        refresh=refresh,
+    )
 
-    ix = list(index_urls)
-    if not ix:
-        cfg_ix = as_list("index-urls") + as_list("index-url")
-        ix = cfg_ix or [*extra_indexes] or [DEFAULT_INDEX]
-    out = output or Path(table.get("output", "wheelhouse"))
-    if not out.is_absolute() and output is None and cfg_path:
-        out = base / out
+
+def _check_lock_to_import(from_lock: Path, requirements: Sequence[object]) -> None:
+    """``--from LOCK`` takes no requirements, and the lock must exist."""
+    if requirements:
+        raise UsageError(
+            "--from takes the pins from a lock: do not pass requirements or constraints too",
+            hint="drop the requirements, or drop --from to resolve them",
+        )
+    if not from_lock.is_file():
+        raise UsageError(f"lock to import not found: {from_lock}", path=str(from_lock))
+
+
+def _requirements(
+    settings: FileSettings,
+    requirement_files: Sequence[Path],
+    requirements: Sequence[str],
+    constraint_files: Sequence[Path],
+) -> tuple[list[SourcedRequirement], list[SourcedRequirement], list[str]]:
+    """(requirements, constraints, index URLs the files name): the files and requirements the
+    flags give, else the config file's. Requirements on the command line replace the config
+    file's ``dependencies``; requirement files replace both."""
+    reqs: list[SourcedRequirement] = []
+    cons: list[SourcedRequirement] = []
+    indexes: list[str] = []
+    for f in list(requirement_files) or settings.requirement_files:
+        r, c, ix = read_requirements_file(Path(f))
+        reqs.extend(r)
+        cons.extend(c)
+        indexes.extend(ix)
+    if requirements:
+        reqs.extend(parse_requirement(t, "command line") for t in requirements)
+    elif not requirement_files:
+        reqs.extend(parse_requirement(t, settings.origin) for t in settings.dependencies)
+    for f in list(constraint_files) or settings.constraint_files:
+        r, c, _ = read_requirements_file(Path(f))
+        cons.extend(r)
+        cons.extend(c)
+    return reqs, cons, indexes
+
+
+def _project_requirements(
+    pyproject: Mapping[str, Any], directory: Path, extras: Sequence[str], groups: Sequence[str]
+) -> list[SourcedRequirement]:
+    """pyproject.toml's ``[project] dependencies``, its ``extras`` and its dependency ``groups``."""
+    origin = "pyproject.toml"
+    if (extras or groups) and not pyproject:
+        raise UsageError(
+            f"--extra/--group need a pyproject.toml in {directory}",
+            hint="run from the project directory",
+        )
+    project = pyproject.get("project", {})
+    reqs = [parse_requirement(t, origin) for t in project.get("dependencies", [])]
+    optional = {
+        canonicalize_name(k): v for k, v in project.get("optional-dependencies", {}).items()
+    }
+    for extra in extras:
+        key = canonicalize_name(extra)
+        if key not in optional:
+            raise ConfigError(
+                f"{origin}: no extra {extra!r}",
+                hint=f"extras defined: {', '.join(sorted(optional)) or 'none'}",
+            )
+        reqs.extend(parse_requirement(t, f"{origin} [{extra}]") for t in optional[key])
+    for group in groups:
+        reqs.extend(
+            parse_requirement(t, f"{origin} group {group}")
+            for t in _dependency_group(pyproject, group, origin)
+        )
+    return reqs
+
+
+def _output_dir(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise UsageError(
             f"output {out} exists and is not a directory",
             hint="pass -o with a directory for the wheelhouse",
             path=str(out),
         )
+    return out
 
-    def names(values: Sequence[str]) -> frozenset[str]:
-        return frozenset(v if v == ":all:" else canonicalize_name(v) for v in values)
 
-    bsp = table.get("build-system-packages", {})
-    return Config(
-        requirements=tuple(reqs),
-        constraints=tuple(cons),
-        targets=tuple(targets) or tuple(as_list("targets")) or ("host",),
-        index_urls=tuple(dict.fromkeys(u.rstrip("/") for u in ix)),
-        output=out,
-        pre=bool(table.get("pre", False)) if pre is None else pre,
-        prefer_binary=bool(table.get("prefer-binary", False))
-        if prefer_binary is None
-        else prefer_binary,
-        only_binary=names(list(only_binary) or as_list("only-binary")),
-        from_source=names(list(from_source) or as_list("from-source")),
-        jobs=jobs or int(table.get("jobs", 16)),
-        build_system_packages={canonicalize_name(k): tuple(v) for k, v in bsp.items()},
-        images=dict(table.get("images", {})),
-        tools=_tools(tuple(tools) or tuple(as_list("tools")) or ("pip",)),
-        refresh=refresh,
-    )
+def _names(values: Sequence[str]) -> frozenset[str]:
+    return frozenset(v if v == ":all:" else canonicalize_name(v) for v in values)
 
 
 def _tools(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +132,8 @@ class Reporter(Protocol):
 
 
 class NullReporter:
+    """A :class:`Reporter` that shows nothing."""
+
     def target_started(self, target: Target) -> None:
         pass
 
@@ -145,6 +148,22 @@ class NullReporter:
 
     def target_failed(self, target: Target, error: WheelportError) -> None:
         pass
+
+
+class _ResolverListener(resolvelib.BaseReporter[Req, Candidate, str]):
+    """resolvelib's progress callbacks, passed on to a :class:`Reporter` for one target: the
+    provider answers resolvelib's questions, this only listens."""
+
+    def __init__(self, target: Target, reporter: Reporter) -> None:
+        self.target = target
+        self.reporter = reporter
+
+    def starting(self) -> None:
+        self.reporter.target_started(self.target)
+
+    def pinning(self, candidate: Candidate) -> None:
+        if candidate.key != PYTHON:
+            self.reporter.pinned(self.target, candidate)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,19 +269,19 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         target: Target,
         policy: Policy,
         constraints: Mapping[NormalizedName, Sequence[Req]],
-        reporter: Reporter,
+        on_metadata_build: Callable[[str], None] = lambda filename: None,
     ) -> None:
         self.client = client
         self.target = target
         self.policy = policy
         self.constraints = constraints
-        self.reporter = reporter
+        #: told the filename of each sdist whose metadata is built (PEP 517)
+        self.on_metadata_build = on_metadata_build
         self.env = dict(target.markers)
         self.why: dict[NormalizedName, _Why] = defaultdict(_Why)
         self.unknown: set[NormalizedName] = set()
-        self.edges: dict[tuple[str, str], list[str | None]] = defaultdict(list)
+        #: shortest known distance of an identifier from the roots (a preference, not the graph)
         self.depth: dict[str, int] = {}
-        self.deps: dict[str, list[Req]] = {}
         self._files: dict[NormalizedName, Mapping[Version, list[DistFile]]] = {}
         self._select_cache: dict[tuple[NormalizedName, Version, bool], DistFile | None] = {}
         self._matching_cache: dict[tuple[NormalizedName, str], list[Version]] = {}
@@ -271,9 +290,6 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         self._python = Candidate(
             NormalizedName(PYTHON), Version(target.full_version), frozenset(), _PYTHON_FILE
         )
-
-    def _on_metadata_build(self, filename: str) -> None:
-        self.reporter.metadata_build(self.target, filename)
 
     # -- resolvelib API ------------------------------------------------------------------------
     def identify(self, requirement_or_candidate: Req | Candidate) -> str:
@@ -360,7 +376,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                         held.append(cand)
                     continue
                 if first:
-                    self.client.prefetch_metadata(chosen, on_build=self._on_metadata_build)
+                    self.client.prefetch_metadata(chosen, on_build=self.on_metadata_build)
                     first = False
                 yield cand
         if first:
@@ -424,8 +440,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
         if candidate.key == PYTHON:
             return []
-        self.reporter.pinned(self.target, candidate)
-        meta = self.client.metadata(candidate.file, on_build=self._on_metadata_build)
+        meta = self.client.metadata(candidate.file, on_build=self.on_metadata_build)
         parent_depth = self.depth.get(candidate.key, 0)
         out: list[Req] = []
         if meta.requires_python and not candidate.file.requires_python:
@@ -468,10 +483,8 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                 continue
             req = make_req(r, origin=str(candidate))
             out.append(req)
-            self.edges[(candidate.key, req.key)].append(req.marker)
             self.depth.setdefault(req.key, parent_depth + 1)
             self.client.prefetch_project(req.name)
-        self.deps[candidate.key] = out
         return out
 
 
@@ -483,6 +496,87 @@ def _is_version(text: str) -> bool:
     return True
 
 
+#: one token of a marker's string form (PEP 508 ``marker`` grammar)
+_MARKER_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<paren>[()])
+      | (?P<string>'[^']*'|"[^"]*")
+      | (?P<op>===|==|!=|<=|>=|~=|<|>|not\s+in\b|in\b)
+      | (?P<bool>and\b|or\b)
+      | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
+    )""",
+    re.VERBOSE,
+)
+
+
+class _WithoutExtra:
+    """Reads a marker's string form (``or`` binds looser than ``and``; parentheses group) and
+    writes it back without the comparisons on ``extra``: a conjunction loses that factor, a
+    disjunction the term that has nothing left, a group that has nothing left disappears."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        pos, text = 0, text.strip()
+        while pos < len(text):
+            m = _MARKER_TOKEN.match(text, pos)
+            if m is None or m.lastgroup is None:
+                raise ValueError(f"unexpected {text[pos:]!r} in marker")
+            kind, value = m.lastgroup, m.group(m.lastgroup)
+            self.tokens.append((kind, " ".join(value.split()) if kind == "op" else value))
+            pos = m.end()
+        self.pos = 0
+
+    def marker(self) -> str | None:
+        """The whole marker without its ``extra`` comparisons (None: nothing is left)."""
+        text = self._or()
+        if self.pos != len(self.tokens):
+            raise ValueError(f"unexpected {self.tokens[self.pos][1]!r} in marker")
+        return text
+
+    def _take(self, kind: str, value: str | None = None) -> str | None:
+        if self.pos < len(self.tokens):
+            k, v = self.tokens[self.pos]
+            if k == kind and value in (None, v):
+                self.pos += 1
+                return v
+        return None
+
+    def _or(self) -> str | None:
+        terms = [self._and()]
+        while self._take("bool", "or"):
+            terms.append(self._and())
+        return " or ".join(t for t in terms if t) or None
+
+    def _and(self) -> str | None:
+        factors = [self._atom()]
+        while self._take("bool", "and"):
+            factors.append(self._atom())
+        return " and ".join(f for f in factors if f) or None
+
+    def _atom(self) -> str | None:
+        if self._take("paren", "("):
+            inner = self._or()
+            if not self._take("paren", ")"):
+                raise ValueError("unbalanced parentheses in marker")
+            return f"({inner})" if inner else None
+        left, is_extra = self._value()
+        op = self._take("op")
+        if op is None:
+            raise ValueError("a marker comparison lacks its operator")
+        right, right_extra = self._value()
+        return None if is_extra or right_extra else f"{left} {op} {right}"
+
+    def _value(self) -> tuple[str, bool]:
+        """A comparison's side, and whether it is the variable ``extra``."""
+        string = self._take("string")
+        if string is not None:
+            return string, False
+        name = self._take("name")
+        if name is None:
+            raise ValueError("a marker comparison lacks a value")
+        return name, name == "extra"
+
+
 def strip_extra(marker: Marker | None) -> str | None:
     """The marker without its ``extra == …`` clauses (None when nothing else is left).
 
@@ -491,39 +585,13 @@ def strip_extra(marker: Marker | None) -> str | None:
     """
     if marker is None:
         return None
-    if "extra" not in str(marker):
-        return str(marker)
-
-    def is_extra(item: Any) -> bool:
-        return isinstance(item, tuple) and any(
-            getattr(x, "value", None) == "extra" and type(x).__name__ == "Variable" for x in item
-        )
-
-    def clean(items: list[Any]) -> list[Any]:
-        out: list[Any] = []
-        for item in items:
-            if isinstance(item, list):
-                item = clean(item)
-                if not item:
-                    continue
-            elif is_extra(item):
-                continue
-            if isinstance(item, str) and (not out or isinstance(out[-1], str)):  # "and" / "or"
-                continue
-            out.append(item)
-        while out and isinstance(out[-1], str):
-            out.pop()
-        return out
-
-    from packaging.markers import _format_marker
-
-    cleaned = clean(list(marker._markers))
-    if not cleaned:
-        return None
-    text = str(_format_marker(cleaned))
+    text = str(marker)
+    if "extra" not in text:
+        return text
     try:
-        return str(Marker(text))
-    except Exception:
+        rest = _WithoutExtra(text).marker()
+        return None if rest is None else str(Marker(rest))
+    except ValueError:  # packaging's InvalidMarker is one too
         return None
 
 
@@ -554,7 +622,6 @@ def resolve_target(
 ) -> Resolution:
     """Resolve ``requirements`` for one target. Raises :class:`ResolutionError` with a clear line."""
     reporter = reporter or NullReporter()
-    reporter.target_started(target)
     env = target.markers
     roots = [
         make_req(s.requirement, s.origin) for s in requirements if _applies(s.requirement, env)
@@ -565,12 +632,13 @@ def resolve_target(
             cons[canonicalize_name(s.requirement.name)].append(make_req(s.requirement, s.origin))
     for r in roots:
         client.prefetch_project(r.name)
-    provider = Provider(client, target, policy, cons, reporter)
+    provider = Provider(
+        client, target, policy, cons, functools.partial(reporter.metadata_build, target)
+    )
     for r in roots:
         provider.depth[r.key] = 0
-        provider.edges[("", r.key)].append(r.marker)
     resolver: resolvelib.Resolver[Req, Candidate, str] = resolvelib.Resolver(
-        provider, resolvelib.BaseReporter()
+        provider, _ResolverListener(target, reporter)
     )
     try:
         result = resolver.resolve(roots, max_rounds=20000)
@@ -582,55 +650,73 @@ def resolve_target(
             hint="add constraints (-c) to narrow the versions",
             target=str(target),
         ) from None
-    resolution = _to_resolution(target, result, provider)
+    resolution = _to_resolution(target, result)
     reporter.target_done(target, resolution)
     return resolution
 
 
-def _to_resolution(target: Target, result: Any, provider: Provider) -> Resolution:
-    mapping: Mapping[str, Candidate] = result.mapping
+def _edges(
+    result: resolvelib.resolvers.Result[Req, Candidate, str],
+) -> Iterator[tuple[Candidate | None, Req, Candidate]]:
+    """The resolved graph, from resolvelib's criteria: (the pin that asked, None for the user's
+    own requirement; the requirement; the pin that serves it). Requirements of a candidate that
+    is not the pin (one tried before backtracking) are not edges."""
+    mapping = result.mapping
+    for key, criterion in result.criteria.items():
+        child = mapping.get(key)
+        if child is None:
+            continue
+        for info in criterion.information:
+            parent = info.parent
+            if parent is None or mapping.get(parent.key) == parent:
+                yield parent, info.requirement, child
+
+
+def _edge_markers(markers: Sequence[str | None]) -> tuple[str, ...] | None:
+    """A pin's markers from its incoming edges: None when one edge is unconditional."""
+    if any(m is None for m in markers):
+        return None
+    return tuple(sorted({m for m in markers if m is not None}))
+
+
+def _to_resolution(
+    target: Target, result: resolvelib.resolvers.Result[Req, Candidate, str]
+) -> Resolution:
+    """One :class:`Pin` per project: its extras, dependencies and edge markers are the union
+    over the project's base and extras candidates."""
     base: dict[NormalizedName, Candidate] = {}
     extras: dict[NormalizedName, set[NormalizedName]] = defaultdict(set)
-    for cand in mapping.values():
+    for cand in result.mapping.values():
         if cand.key == PYTHON:
             continue
         if not cand.extras:
             base[cand.name] = cand
         extras[cand.name] |= set(cand.extras)
+    deps: dict[NormalizedName, set[NormalizedName]] = defaultdict(set)
     incoming: dict[NormalizedName, list[str | None]] = defaultdict(list)
-    for (parent, child), markers in provider.edges.items():
-        if parent and parent not in mapping:
-            continue
-        if child not in mapping or child == PYTHON:
-            continue
-        child_name = mapping[child].name
-        if parent and mapping[parent].name == child_name:
+    for parent, req, child in _edges(result):
+        if parent is not None and parent.name == child.name:
             continue  # extras → base edge
-        incoming[child_name].extend(markers)
-    pins: dict[NormalizedName, Pin] = {}
-    for name in sorted(base):
-        cand = base[name]
-        deps: set[NormalizedName] = set()
-        for key in [cand.key] + [k for k, c in mapping.items() if c.name == name and c.extras]:
-            for r in provider.deps.get(key, []):
-                if r.name != name:
-                    deps.add(r.name)
-        marks = incoming.get(name, [None])
-        edge_markers: tuple[str, ...] | None
-        if any(m is None for m in marks):
-            edge_markers = None
-        else:
-            edge_markers = tuple(sorted({m for m in marks if m is not None}))
-        pins[name] = Pin(
-            name=name,
-            version=cand.version,
-            file=cand.file,
-            extras=frozenset(extras[name]),
-            dependencies=tuple(sorted(deps)),
-            markers=edge_markers,
-            requires_python=cand.file.requires_python,
-        )
-    return Resolution(target, pins)
+        if child.key == PYTHON:
+            continue  # Requires-Python from the metadata: a constraint, not a package
+        if parent is not None:
+            deps[parent.name].add(child.name)
+        incoming[child.name].append(req.marker)
+    return Resolution(
+        target,
+        {
+            name: Pin(
+                name=name,
+                version=cand.version,
+                file=cand.file,
+                extras=frozenset(extras[name]),
+                dependencies=tuple(sorted(deps[name])),
+                markers=_edge_markers(incoming.get(name, [None])),
+                requires_python=cand.file.requires_python,
+            )
+            for name, cand in sorted(base.items())
+        },
+    )
 
 
 def explain_impossible(

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from wheelport.errors import UsageError
+from wheelport.output import Output
 from wheelport.output import common as _common
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,6 +105,26 @@ def docker_cmd(out: Any, wheelhouse: Path, target: str | None, base_image: str, 
     )
 
 
+class _PublishLines:
+    """``publish`` progress as lines: each upload, and with ``-v`` each copy."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+
+    def uploading(self, filename: str) -> None:
+        self.out.info(f"uploading {filename}")
+
+    def copying(self, rel: str) -> None:
+        if self.out.verbose:
+            self.out.info(f"copying {rel}")
+
+    def skipped(self, name: str, why: str) -> None:
+        pass  # the summary line counts them
+
+    def removed(self, rel: str) -> None:
+        pass  # the summary line counts them
+
+
 @click.command("publish")
 @_wh_option
 @click.option(
@@ -148,9 +169,7 @@ def publish_cmd(out: Any, wheelhouse: Path, repository_url: str | None, to_dir: 
     if to_dir is not None:
         if simple_url or username or password:
             raise UsageError("--simple-url/--username/--password apply to --repository-url only")
-        report = publish_to_dir(
-            wheelhouse, to_dir, delete=delete, log=out.info if out.verbose else lambda s: None
-        )
+        report = publish_to_dir(wheelhouse, to_dir, delete=delete, reporter=_PublishLines(out))
         human = f"{to_dir}: {len(report.uploaded)} files and {len(report.pages)} pages written, {len(report.skipped)} unchanged" + (
             f", {len(report.removed)} removed" if report.removed else "")  # fmt: skip
     else:
@@ -158,7 +177,7 @@ def publish_cmd(out: Any, wheelhouse: Path, repository_url: str | None, to_dir: 
         if delete:
             raise UsageError("--delete applies to --to-dir only")
         report = publish_to_repository(wheelhouse, repository_url, username=username, password=password,
-                                       simple_url=simple_url, log=out.info)  # fmt: skip
+                                       simple_url=simple_url, reporter=_PublishLines(out))  # fmt: skip
         human = f"{report.destination}: {len(report.uploaded)} uploaded, {len(report.skipped)} already there"
     out.result(report.to_json(), lambda: out.console.print(human))
 

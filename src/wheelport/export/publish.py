@@ -22,14 +22,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import netrc
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -41,6 +40,8 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from wheelport.credentials import netrc_login
+from wheelport.credentials import netrc_path as default_netrc_path
 from wheelport.errors import ExportError, UsageError
 from wheelport.index.client import parse_html_page, parse_json_page, split_credentials
 from wheelport.wheelhouse import Wheelhouse, sha256_file
@@ -140,6 +141,38 @@ class PublishReport:
         }
 
 
+class PublishReporter(Protocol):
+    """Observes ``publish`` file by file (the CLI prints lines; nothing by default)."""
+
+    def uploading(self, filename: str) -> None:
+        """A file is about to be sent to the server."""
+
+    def copying(self, rel: str) -> None:
+        """A file of the tree (``rel``, relative to the wheelhouse) is about to be copied."""
+
+    def skipped(self, name: str, why: str) -> None:
+        """A file is not sent: the destination has it already (``why`` says how we know)."""
+
+    def removed(self, rel: str) -> None:
+        """A file the wheelhouse no longer has was removed from the destination."""
+
+
+class NullPublishReporter:
+    """A :class:`PublishReporter` that shows nothing."""
+
+    def uploading(self, filename: str) -> None:
+        pass
+
+    def copying(self, rel: str) -> None:
+        pass
+
+    def skipped(self, name: str, why: str) -> None:
+        pass
+
+    def removed(self, rel: str) -> None:
+        pass
+
+
 # ------------------------------------------------------------------------------- decisions
 
 
@@ -179,17 +212,10 @@ def resolve_credentials(
             pw = keyring_get(without_credentials(url), user)
             source = "keyring" if pw else source
     if pw is None and parts.hostname:
-        path = netrc_path or Path(
-            env.get("NETRC") or Path(env.get("HOME", "~")).expanduser() / ".netrc"
-        )
-        if path.is_file():
-            try:
-                entry = netrc.netrc(str(path)).authenticators(parts.hostname)
-            except (netrc.NetrcParseError, OSError) as exc:
-                raise UsageError(f"cannot read {path}: {exc.msg if hasattr(exc, 'msg') else exc}",
-                                 path=str(path)) from None  # fmt: skip
-            if entry and (user is None or entry[0] == user):
-                user, pw, source = entry[0], entry[2] or "", str(path)
+        # an unreadable netrc is an error here: the upload would fail without its password
+        entry = netrc_login(parts.hostname, path=netrc_path or default_netrc_path(env))
+        if entry and (user is None or entry.login == user):
+            user, pw, source = entry.login, entry.password, str(entry.path)
     if user is None and pw is None:
         return None
     if pw and not user:
@@ -293,7 +319,7 @@ def wheelhouse_artifacts(root: Path) -> list[Artifact]:
         raise UsageError(f"not a wheelhouse: {root} (no wheelport.json)",
                          hint="run 'wheelport sync' first or pass -w", path=str(root))  # fmt: skip
     out: list[Artifact] = []
-    for rel, rec in sorted(wh.load_manifest().get("artifacts", {}).items()):
+    for rel, rec in sorted(wh.load_manifest().artifacts.items()):
         name = rel.rsplit("/", 1)[-1]
         try:
             if name.endswith(".whl"):
@@ -303,9 +329,7 @@ def wheelhouse_artifacts(root: Path) -> list[Artifact]:
         except (InvalidWheelFilename, InvalidSdistFilename):
             continue
         out.append(
-            Artifact(
-                rel, str(canonicalize_name(project)), str(version), rec["sha256"], int(rec["size"])
-            )
+            Artifact(rel, str(canonicalize_name(project)), str(version), rec.sha256, rec.size or 0)
         )
     return sorted(out, key=lambda a: (a.filetype != "bdist_wheel", a.rel))
 
@@ -378,7 +402,7 @@ def publish_to_repository(
     simple_url: str | None = None,
     client: httpx.Client | None = None,
     environ: Mapping[str, str] | None = None,
-    log: Callable[[str], None] = lambda s: None,
+    reporter: PublishReporter | None = None,
 ) -> PublishReport:
     """Upload every wheel and sdist of ``wheelhouse`` the server does not have yet.
 
@@ -387,6 +411,7 @@ def publish_to_repository(
     before upload. Raises :class:`ExportError` for a refused upload (with the server's one
     line) and :class:`UsageError` for a bad URL.
     """
+    reporter = reporter or NullPublishReporter()
     root = Path(wheelhouse)
     if urlsplit(repository_url).scheme not in ("http", "https"):
         raise UsageError(f"not an http(s) URL: {without_credentials(repository_url)}",
@@ -414,6 +439,8 @@ def publish_to_repository(
         server = {p: _fetch_server_files(http, simple, p) for p in projects}
         todo, skipped = plan_uploads(artifacts, server)
         report.skipped = [a.filename for a in skipped]
+        for art in skipped:
+            reporter.skipped(art.filename, "the server lists it with the same sha256")
         for art in todo:
             path = root / art.rel
             md5, sha, blake = _hashes(path)
@@ -424,7 +451,7 @@ def publish_to_repository(
             data: dict[str, list[str]] = {}
             for k, v in fields:
                 data.setdefault(k, []).append(v)
-            log(f"uploading {art.filename}")
+            reporter.uploading(art.filename)
             with path.open("rb") as f:
                 try:
                     resp = http.post(upload_url, data=data,
@@ -518,7 +545,7 @@ def publish_to_dir(
     destination: Path,
     *,
     delete: bool = False,
-    log: Callable[[str], None] = lambda s: None,
+    reporter: PublishReporter | None = None,
 ) -> PublishReport:
     """Mirror the wheelhouse's static tree into ``destination`` for a plain web server.
 
@@ -527,6 +554,7 @@ def publish_to_dir(
     ``delete``, files under ``wheels/``, ``sdists/`` and ``simple/`` that the wheelhouse no
     longer has are removed after the pages are written.
     """
+    reporter = reporter or NullPublishReporter()
     root = Path(wheelhouse)
     if not (root / "wheelport.json").is_file() or not (root / "simple").is_dir():
         raise UsageError(f"not an indexed wheelhouse: {root}",
@@ -542,8 +570,9 @@ def publish_to_dir(
         src, dst = root / rel, destination / rel
         if _same(src, dst):
             report.skipped.append(rel)
+            reporter.skipped(rel, "the destination has the same file")
             continue
-        log(f"copying {rel}")
+        reporter.copying(rel)
         _copy_atomic(src, dst)
         (report.pages if rel.startswith("simple/") else report.uploaded).append(rel)
     if delete:
@@ -557,6 +586,7 @@ def publish_to_dir(
                 if p.is_file() and rel not in keep:
                     p.unlink()
                     report.removed.append(rel)
+                    reporter.removed(rel)
                 elif p.is_dir():
                     with contextlib.suppress(OSError):
                         p.rmdir()

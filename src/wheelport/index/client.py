@@ -4,8 +4,9 @@ The client answers two questions for the resolver — which files does a project
 what is a file's core metadata — and downloads files into the content-addressed cache.
 HTTP is an injected ``httpx.Client``; responses are cached in the user cache directory
 (fresh pages within their ``max-age`` are not requested again; stale ones are revalidated
-with ``ETag``/``Last-Modified``). Credentials come from the index URL or ``~/.netrc`` and are
-never printed or written: every URL shown to a user goes through :func:`redact`.
+with ``ETag``/``Last-Modified``). Credentials come from the index URL or the netrc file
+(``$NETRC``, else ``~/.netrc``) and are never printed or written: every URL shown to a user
+goes through :func:`redact`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import functools
 import hashlib
 import json
 import logging
-import netrc
 import os
 import re
 import tempfile
@@ -38,7 +38,8 @@ from packaging.version import Version
 
 from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
-from wheelport.errors import IndexAccessError, JobError, WheelportError
+from wheelport.credentials import NetrcLogin, netrc_login
+from wheelport.errors import IndexAccessError, JobError, UsageError, WheelportError
 from wheelport.index.metadata import (
     TAIL_BYTES,
     RangesUnsupported,
@@ -377,7 +378,7 @@ class IndexClient:
         self._meta: dict[str, Future[CoreMetadata]] = {}
         self._work: dict[tuple[str, ...], Future[bytes | None]] = {}
         self._sdist_metadata = sdist_metadata
-        self._netrc: netrc.netrc | bool | None = False
+        self._netrc_logins: dict[str, NetrcLogin | None] = {}
         #: revalidate every page even when the cache says it is fresh
         self.refresh = refresh
         self.stats = {"requests": 0, "cached": 0, "revalidated": 0}
@@ -401,16 +402,18 @@ class IndexClient:
             return self._auth[origin]
         if not any(_origin(ix) == origin for ix in self.index_urls):
             return None
-        if self._netrc is False:
+        entry = self._netrc_login(urlsplit(url).hostname or "")
+        return (entry.login, entry.password) if entry else None
+
+    def _netrc_login(self, host: str) -> NetrcLogin | None:
+        """The netrc login for an index host, looked up once per host. An unreadable netrc
+        gives none (as pip): a public index needs none, and a refusal names the index URL."""
+        if host not in self._netrc_logins:
             try:
-                self._netrc = netrc.netrc()
-            except (FileNotFoundError, netrc.NetrcParseError, OSError):
-                self._netrc = None
-        if isinstance(self._netrc, netrc.netrc):
-            entry = self._netrc.authenticators(urlsplit(url).hostname or "")
-            if entry:
-                return entry[0] or "", entry[2] or ""
-        return None
+                self._netrc_logins[host] = netrc_login(host)
+            except UsageError:
+                self._netrc_logins[host] = None
+        return self._netrc_logins[host]
 
     def request(
         self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False
