@@ -30,8 +30,9 @@ from wheelport.builders import images
 from wheelport.builders.container import engine_env, failed_pull
 from wheelport.builders.images import LocalImage
 from wheelport.builders.plan import ImageSlot, group_container_builds, read_sdist_info
+from wheelport.builders.stage import Builders, default_builders
 from wheelport.config import Config, SourcedRequirement
-from wheelport.sync import Builders, SyncResult, default_builders, sync
+from wheelport.sync import SyncResult, sync
 from wheelport.targets import Target, parse_target
 
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
@@ -229,7 +230,7 @@ class Recording:
         self.calls: list[tuple[list[str], float, float]] = []
         self.lock = threading.Lock()
         self.builders = Builders(
-            native=True, container=self, container_slot=builders.container_slot
+            native=builders.native, container=self, container_slot=builders.container_slot
         )
 
     def __call__(

@@ -17,6 +17,7 @@ import pytest
 from support.dists import make_sdist, make_wheel, wheel_metadata
 from wheelport.errors import UsageError, VerifyError
 from wheelport.index.writer import STATE_NAME, parse_requires_python, write_index
+from wheelport.manifest import Manifest
 
 UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
 OLD = 1_000_000_000  # an mtime far in the past, so any rewrite shows up
@@ -171,7 +172,7 @@ def test_pages_metadata_and_escaping(house: Path) -> None:
 def test_manifest_supplies_yanked_upload_time_and_trusted_hashes(house: Path) -> None:
     dep1 = house / "wheels/dep-1.0-py3-none-any.whl"
     dep2 = house / "wheels/dep-2.0-py3-none-any.whl"
-    manifest = {
+    manifest = Manifest.from_dict({
         "artifacts": {
             # right size: the manifest's hash is used as is (the file is not hashed again)
             "wheels/dep-1.0-py3-none-any.whl": {
@@ -183,7 +184,7 @@ def test_manifest_supplies_yanked_upload_time_and_trusted_hashes(house: Path) ->
             # wrong size: the manifest is stale, the hash is computed
             "wheels/dep-2.0-py3-none-any.whl": {"sha256": "b" * 64, "size": 1, "yanked": True},
         }
-    }
+    })  # fmt: skip
     write_index(house, manifest=manifest)
     links = anchors(house / "simple/dep/index.html")
     assert (links[dep1.name]["href"] or "").endswith("#sha256=" + "a" * 64)
@@ -304,7 +305,8 @@ def test_missing_wheelhouse_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_empty_yanked_reason_still_yanks(house: Path) -> None:
     rel = "wheels/dep-1.0-py3-none-any.whl"
-    write_index(house, manifest={"artifacts": {rel: {"yanked": ""}}})
+    record = {"sha256": "0" * 64, "yanked": ""}  # no size: the file is hashed
+    write_index(house, manifest=Manifest.from_dict({"artifacts": {rel: record}}))
     (entry,) = [
         f
         for f in json.loads((house / "simple/dep/index.json").read_text())["files"]

@@ -16,8 +16,9 @@ from support.dists import make_sdist
 from support.server import IndexServer
 from wheelport.builders.plan import BuildNeed
 from wheelport.builders.planner import PlannedJob, assign_shards, parse_shard
+from wheelport.builders.stage import build_plan
 from wheelport.config import build_config
-from wheelport.sync import SyncResult, build_plan, sync
+from wheelport.sync import SyncResult, sync
 from wheelport.targets import parse_target
 from wheelport.wheelhouse import sha256_file
 

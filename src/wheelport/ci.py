@@ -285,7 +285,7 @@ def work_from_plan_rows(
 
 def wheelhouse_work(wheelhouse: Path, *, shards: int = 1) -> tuple[list[str], list[RunnerWork]]:
     """The targets of the wheelhouse's locks and the runner work ``wheelport plan`` gives."""
-    from wheelport.sync import build_plan
+    from wheelport.builders.stage import build_plan
     from wheelport.wheelhouse import Wheelhouse
 
     wh = Wheelhouse(Path(wheelhouse))

@@ -366,6 +366,7 @@ def sync_cmd(
 ) -> None:
     """Lock (if stale), fetch, build and index: the whole wheelhouse, idempotently."""
     from wheelport.builders.planner import parse_shard
+    from wheelport.builders.stage import LineBuildReporter
     from wheelport.sync import SyncResult, sync
 
     try:
@@ -384,7 +385,7 @@ def sync_cmd(
                 reporter=reporter,
                 fetch_reporter=fp,
                 allow_missing=allow_missing,
-                log=out.info,
+                build_reporter=LineBuildReporter(out.info),
                 shard=part,
                 only_targets=only_targets,
             )
@@ -428,7 +429,7 @@ def sync_cmd(
 def plan_cmd(out: Output, wheelhouse: Path, shards: int | None) -> None:
     """The build work the locks leave (no network): each job's builder, runner and whether
     this machine can run it."""
-    from wheelport.sync import build_plan, default_builders
+    from wheelport.builders.stage import build_plan, default_builders
 
     config = build_config(directory=Path.cwd(), output=wheelhouse)
     rows = build_plan(wheelhouse, default_builders(config), shards=shards)

@@ -36,6 +36,7 @@ from wheelport.errors import FetchError, VerifyError, WheelportError
 from wheelport.index.client import CoreMetadata, IndexClient
 from wheelport.index.metadata import wheel_metadata_member
 from wheelport.lock import lock_tool
+from wheelport.manifest import ArtifactRecord, Manifest, Origin
 from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, copy_verified, sha256_file
 
 log = logging.getLogger("wheelport.fetch")
@@ -174,14 +175,18 @@ def _remember(path: Path, digest: str) -> None:
         _memo[_stamp(path, path.stat())] = digest
 
 
-def recheck(wheelhouse: Wheelhouse, *, jobs: int = 4) -> list[str]:
+def recheck(
+    wheelhouse: Wheelhouse, manifest: Manifest | None = None, *, jobs: int = 4
+) -> list[str]:
     """Before a sync: refuse paths that escape the wheelhouse, and re-hash every file the
     manifest records; one that does not match its sha256 is removed with a warning naming it,
     so fetch (downloads) or the build stage (built wheels) puts it back. Returns those paths.
     """
     from wheelport.verify import unsafe_paths
 
-    bad = unsafe_paths(wheelhouse)
+    if manifest is None:
+        manifest = wheelhouse.load_manifest()
+    bad = unsafe_paths(wheelhouse, manifest)
     if bad:
         rel, who, why = bad[0]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
@@ -192,18 +197,17 @@ def recheck(wheelhouse: Wheelhouse, *, jobs: int = 4) -> list[str]:
         )
     with _memo_lock:
         _memo.clear()
-    records = wheelhouse.load_manifest().get("artifacts", {})
 
-    def check(item: tuple[str, Any]) -> tuple[str, str, str | None]:
+    def check(item: tuple[str, ArtifactRecord]) -> tuple[str, str, str | None]:
         rel, rec = item
         path = wheelhouse.root / rel
         if not path.is_file():
-            return rel, rec["sha256"], None
-        return rel, rec["sha256"], file_sha256(path)
+            return rel, rec.sha256, None
+        return rel, rec.sha256, file_sha256(path)
 
     repaired: list[str] = []
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, os.cpu_count() or 1))) as pool:
-        for rel, expected, actual in pool.map(check, sorted(records.items())):
+        for rel, expected, actual in pool.map(check, sorted(manifest.artifacts.items())):
             if actual is None or actual == expected:
                 continue
             log.warning(
@@ -295,10 +299,13 @@ def fetch(
     *,
     jobs: int = 8,
     reporter: FetchReporter | None = None,
+    manifest: Manifest | None = None,
 ) -> FetchResult:
     """Download every artifact the locks name into the wheelhouse; record them in the manifest."""
     wanted = unique(a for lock in locks for a in artifacts_of(lock))
-    return fetch_artifacts(wheelhouse, wanted, client, jobs=jobs, reporter=reporter)
+    return fetch_artifacts(
+        wheelhouse, wanted, client, jobs=jobs, reporter=reporter, manifest=manifest
+    )
 
 
 def fetch_artifacts(
@@ -308,12 +315,17 @@ def fetch_artifacts(
     *,
     jobs: int = 8,
     reporter: FetchReporter | None = None,
+    manifest: Manifest | None = None,
 ) -> FetchResult:
-    """Download artifacts into the wheelhouse (verified), skipping those already present."""
+    """Download artifacts into the wheelhouse (verified), skipping those already present, and
+    record them in ``manifest`` — the caller's, which it saves; without one, the wheelhouse's
+    manifest is loaded and saved here."""
     reporter = reporter or NullFetchReporter()
     clean_partials(wheelhouse)
-    manifest = wheelhouse.load_manifest()
-    arts = manifest["artifacts"]
+    own = manifest is None
+    if manifest is None:
+        manifest = wheelhouse.load_manifest()
+    arts = manifest.artifacts
     result = FetchResult()
     todo: list[Artifact] = []
     for a in wanted:
@@ -322,12 +334,8 @@ def fetch_artifacts(
             actual = file_sha256(dest)
             if actual == a.sha256:
                 rec = arts.get(a.path)
-                if not rec or rec.get("sha256") != a.sha256:
-                    arts[a.path] = {
-                        "sha256": a.sha256,
-                        "size": dest.stat().st_size,
-                        "origin": {"kind": "download", "url": a.url},
-                    }
+                if not rec or rec.sha256 != a.sha256:
+                    manifest.record(a.path, a.sha256, dest.stat().st_size, Origin.download(a.url))
                 result.present.append(a.path)
                 continue
             log.warning(
@@ -377,14 +385,11 @@ def fetch_artifacts(
                 errors.append(exc)
                 continue
             _remember(src, a.sha256)
-            arts[a.path] = {
-                "sha256": a.sha256,
-                "size": src.stat().st_size,
-                "origin": {"kind": "download", "url": a.url},
-            }
+            manifest.record(a.path, a.sha256, src.stat().st_size, Origin.download(a.url))
             (result.linked_from_cache if was_cached else result.downloaded).append(a.path)
             reporter.file_done(a, was_cached)
-    wheelhouse.save_manifest(manifest)
+    if own:
+        wheelhouse.save_manifest(manifest)
     if errors:
         first = errors[0]
         if len(errors) > 1:

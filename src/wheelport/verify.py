@@ -20,6 +20,7 @@ from typing import Any
 from wheelport.bootstrap import escape_reason
 from wheelport.errors import UsageError, VerifyError
 from wheelport.lock import lock_tool, read_lock
+from wheelport.manifest import Manifest
 from wheelport.wheelhouse import Wheelhouse, sha256_file
 
 
@@ -64,14 +65,16 @@ class VerifyReport:
         )
 
 
-def expected_files(wh: Wheelhouse) -> Iterator[tuple[str, str, int | None, str]]:
+def expected_files(
+    wh: Wheelhouse, manifest: Manifest | None = None
+) -> Iterator[tuple[str, str, int | None, str]]:
     """(relative path, sha256, size, who expects it) for every file the manifest and locks name."""
-    manifest = wh.load_manifest()
-    for rel, rec in manifest.get("artifacts", {}).items():
-        yield rel, rec["sha256"], rec.get("size"), "manifest"
+    manifest = manifest if manifest is not None else wh.load_manifest()
+    for rel, rec in manifest.artifacts.items():
+        yield rel, rec.sha256, rec.size, "manifest"
     # what bootstrap.py installs must agree with the locks too
-    for tid, summary in manifest.get("locks", {}).items():
-        for entry in [*summary.get("packages", []), *summary.get("tools", [])]:
+    for tid, summary in manifest.locks.items():
+        for entry in summary.installs():
             yield entry["path"], entry["sha256"], entry.get("size"), f"wheelport.json locks[{tid}]"
     for path in wh.lock_paths():
         lock = read_lock(path)
@@ -85,23 +88,17 @@ def expected_files(wh: Wheelhouse) -> Iterator[tuple[str, str, int | None, str]]
             yield tool["path"], tool["sha256"], tool.get("size") or None, path.name
 
 
-def unsafe_paths(wh: Wheelhouse) -> list[tuple[str, str, str]]:
+def unsafe_paths(wh: Wheelhouse, manifest: Manifest | None = None) -> list[tuple[str, str, str]]:
     """(path, who names it, why) for every path in the locks or the manifest (artifacts, the
     ``locks`` section, ``build_deps``) that would leave the wheelhouse once joined to it."""
+    manifest = manifest if manifest is not None else wh.load_manifest()
     out: list[tuple[str, str, str]] = []
     seen: set[tuple[str, str]] = set()
     named = [
         (rel, "wheelport.json artifacts" if who == "manifest" else who)
-        for rel, _sha, _size, who in expected_files(wh)
+        for rel, _sha, _size, who in expected_files(wh, manifest)
     ]
-    for sdist_sha, per_target in wh.load_manifest().get("build_deps", {}).items():
-        for tid, entries in per_target.items():
-            for entry in entries:
-                for key in ("path", "sdist"):
-                    if isinstance(entry, dict) and isinstance(entry.get(key), str):
-                        named.append(
-                            (entry[key], f"wheelport.json build_deps[{sdist_sha[:12]}…][{tid}]")
-                        )
+    named += manifest.build_dep_paths()
     for rel, who in named:
         why = escape_reason(str(wh.root), rel)
         if why is not None and (rel, who) not in seen:
@@ -126,12 +123,13 @@ def _verify(wh: Wheelhouse, jobs: int) -> VerifyReport:
     report = VerifyReport(root)
     expected: dict[str, tuple[str, int | None, str]] = {}
     conflicts: list[str] = []
-    unsafe = unsafe_paths(wh)
+    manifest = wh.load_manifest()
+    unsafe = unsafe_paths(wh, manifest)
     for rel, who, why in unsafe:
         report.unsafe.append(rel)
         report.tampered.append(f"{rel} escapes the wheelhouse ({why}; named by {who})")
     skip = {rel for rel, _who, _why in unsafe}
-    for rel, sha, size, who in expected_files(wh):
+    for rel, sha, size, who in expected_files(wh, manifest):
         if rel in skip:
             continue
         old = expected.get(rel)

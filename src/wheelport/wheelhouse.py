@@ -43,14 +43,19 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wheelport.errors import VerifyError
+from wheelport.manifest import LockRecord, Manifest, ManifestError
 
-MANIFEST_VERSION = 1
+if TYPE_CHECKING:
+    from packaging.pylock import Pylock
+
+    from wheelport.targets import Target
+
 #: the advisory lock file beside the manifest (hidden: never verified, bundled or served)
 LOCK_NAME = ".wheelport.lock"
 
@@ -97,11 +102,12 @@ class Wheelhouse:
         """A path inside the wheelhouse as the POSIX relative string the lock and manifest use."""
         return path.resolve().relative_to(self.root.resolve()).as_posix()
 
-    def load_manifest(self) -> dict[str, Any]:
+    def load_manifest(self) -> Manifest:
         return load_manifest(self.manifest_path)
 
-    def save_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    def save_manifest(self, manifest: Manifest) -> None:
+        text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+        atomic_write_text(self.manifest_path, text)
 
     @property
     def lock_file(self) -> Path:
@@ -116,18 +122,20 @@ class Wheelhouse:
         return locked([(self.root, shared)], verb)
 
 
-def empty_manifest() -> dict[str, Any]:
-    return {"version": MANIFEST_VERSION, "inputs_digest": None, "targets": [], "artifacts": {}}
-
-
-def load_manifest(path: Path) -> dict[str, Any]:
-    """The manifest at ``path``, or an empty one when it does not exist."""
+def load_manifest(path: Path) -> Manifest:
+    """The manifest at ``path``, or an empty one when it does not exist; :class:`ManifestError`
+    naming the field when it is not the shape wheelport writes."""
     if not path.exists():
-        return empty_manifest()
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    data.setdefault("artifacts", {})
-    data.setdefault("targets", [])
-    return data
+        return Manifest()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(
+            f"{path} is not valid JSON: {exc}",
+            hint="the manifest is damaged; re-run 'wheelport sync' to rewrite it",
+            path=str(path),
+        ) from None
+    return Manifest.from_dict(data)
 
 
 def sha256_file(path: Path) -> str:
@@ -143,11 +151,14 @@ def atomic_target(path: Path, mode: str = "wb", *, durable: bool = True) -> Iter
 
     A crash or an exception leaves no partial ``path`` behind (the temporary is removed).
     ``durable`` fsyncs before the rename (for records such as locks and the manifest);
-    derived files that are rebuilt on demand (caches, index pages) skip it.
+    derived files that are rebuilt on demand (caches, index pages) skip it. The file gets the
+    mode ``open()`` would give it (0666 less the umask): a wheelhouse is served and read by
+    other users (nginx, pip in a container).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it, not mkstemp's 0600
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -168,6 +179,74 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     with atomic_target(path, "wb", durable=durable) as f:
         f.write(data)
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+def lock_record(target: Target, lock: Pylock, path: Path) -> LockRecord:
+    """The part of a lock an installer needs: the manifest's ``locks`` entry
+    (docs/lock-format.md)."""
+    from wheelport.builders.plan import wheel_tags
+    from wheelport.lock import install_list
+
+    m = target.markers
+    items = install_list(lock)
+    tags = {str(t) for p in items.packages for t in wheel_tags(Path(p["path"]).name)}
+    return LockRecord(
+        file=path.name,
+        python_version=m["python_version"],
+        sys_platform=m["sys_platform"],
+        platform_machine=m["platform_machine"],
+        libc={"manylinux": "glibc", "musllinux": "musl"}.get(target.os),
+        policy=target.policy_version,
+        tags=tuple(sorted(tags)),
+        packages=tuple(items.packages),
+        unbuilt=tuple(items.unbuilt),
+        tools=tuple(items.tools),
+    )
+
+
+def install_bootstrap(wh: Wheelhouse) -> None:
+    """Put this wheelport's ``bootstrap.py`` in the wheelhouse (unless it is there already)."""
+    from wheelport import bootstrap
+
+    src = Path(bootstrap.__file__).read_text(encoding="utf-8")
+    if not wh.bootstrap_path.exists() or wh.bootstrap_path.read_text(encoding="utf-8") != src:
+        atomic_write_text(wh.bootstrap_path, src)
+
+
+def finish(
+    wh: Wheelhouse,
+    manifest: Manifest,
+    targets: Sequence[Target],
+    locks: Mapping[str, Pylock],
+    *,
+    rewritten: Collection[str] = (),
+    inputs_digest: str | None = None,
+    dropped: Collection[str] = (),
+) -> None:
+    """The one write at the end of a verb that changed the wheelhouse: the locks in
+    ``rewritten`` (target identifiers), then the manifest — its ``targets`` and ``locks``
+    section (what bootstrap.py reads) for ``targets``, without the ``dropped`` targets — then
+    bootstrap.py. Locks are written first: a manifest never names a lock that is not there."""
+    from wheelport.lock import dumps
+
+    for tid in sorted(rewritten):
+        locks[tid].validate()
+        atomic_write_text(wh.lock_path(tid), dumps(locks[tid]))
+    if inputs_digest is not None:
+        manifest.inputs_digest = inputs_digest
+    gone = set(dropped)
+    ids = {t.identifier for t in targets}
+    manifest.targets = tuple(sorted((set(manifest.targets) | ids) - gone))
+    for tid in gone:
+        manifest.locks.pop(tid, None)
+    for t in targets:
+        lock = locks[t.identifier]
+        manifest.locks[t.identifier] = lock_record(t, lock, wh.lock_path(t.identifier))
+    wh.save_manifest(manifest)
+    install_bootstrap(wh)
 
 
 # --------------------------------------------------------------------------- contained paths

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 import sys
-import tarfile
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,28 +113,12 @@ def needs_from_locks(
 def read_sdist_info(sdist: Path) -> SdistInfo:
     """``build-system`` of an sdist's pyproject.toml (PEP 517 defaults when absent) and whether
     it contains sources that compile."""
-    pyproject: bytes | None = None
+    from wheelport.index.metadata import sdist_members
+
     names: list[str] = []
-    build_files: list[bytes] = []
-    if sdist.name.endswith(".zip"):
-        with zipfile.ZipFile(sdist) as zf:
-            names = zf.namelist()
-            for n in names:
-                if n.count("/") == 1 and n.endswith("/pyproject.toml"):
-                    pyproject = zf.read(n)
-                if n.count("/") == 1 and n.rsplit("/", 1)[-1] in ABI3_FILES:
-                    build_files.append(zf.read(n))
-    else:
-        with tarfile.open(sdist) as tf:
-            for m in tf:
-                names.append(m.name)
-                top = m.isfile() and m.name.count("/") == 1
-                if top and m.name.rsplit("/", 1)[-1] in ABI3_FILES:
-                    fh = tf.extractfile(m)
-                    content = fh.read() if fh else b""
-                    build_files.append(content)
-                    if m.name.endswith("/pyproject.toml"):
-                        pyproject = content
+    top = sdist_members(sdist, ABI3_FILES, listing=names)
+    pyproject = top.get("pyproject.toml")
+    build_files = list(top.values())
     requires: tuple[str, ...] = DEFAULT_BUILD_REQUIRES
     if pyproject is not None:
         try:

@@ -3,14 +3,16 @@
 :func:`decide` turns one sdist and the targets that need it into build jobs — a native build
 on this host (one for every target a pure-Python wheel serves), a container build per
 image group, or a job this machine cannot run and the runner (OS-arch) that can.
-:func:`assign_shards` splits a plan's jobs into N balanced, deterministic shards. Both are
-pure: the sdist's facts, the host and the image slots are handed in.
+:func:`plan_builds` does it for every sdist the locks leave, after taking the wheels built
+before that still serve. :func:`assign_shards` splits a plan's jobs into N balanced,
+deterministic shards. All are pure: the sdists' facts, the earlier builds, the host and the
+image slots are handed in; nothing here reads a file or runs a build.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,12 +46,23 @@ class PlannedJob:
     here: bool
     reason: str = ""
     size: int = 0
+    #: the :attr:`key` of every job that builds one of this build's requirements first
+    after: tuple[str, ...] = ()
+
+    @property
+    def for_build(self) -> bool:
+        """A build of a build requirement (an sdist no lock names, needed to build another)."""
+        return not self.need.targets
 
     @property
     def key(self) -> str:
-        """A stable name for the job, the same on every machine: sdist sha256 + targets."""
+        """A stable name for the job, the same on every machine: sdist sha256 + builder +
+        targets."""
         ids = ",".join(sorted(t.identifier for t in self.targets))
-        return hashlib.sha256(f"{self.need.sdist_sha256}:{ids}".encode()).hexdigest()
+        text = f"{self.need.sdist_sha256}:{ids}"
+        if self.for_build:
+            text += f":{self.builder}"
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -163,3 +176,105 @@ def assign_shards(jobs: Sequence[PlannedJob], count: int) -> list[int]:
         shard[i] = k + 1
         loads[k] += jobs[i].size
     return shard
+
+
+@dataclass(frozen=True)
+class PriorBuild:
+    """A wheel built from an sdist by an earlier run, still present in the wheelhouse."""
+
+    path: str
+    builder: str
+    #: the targets the manifest records it serves
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """A target served by a wheel built before. ``new``: the manifest does not record the
+    target for it yet (an abi3 or older-policy container wheel whose tags the target takes)."""
+
+    need: BuildNeed
+    target: Target
+    build: PriorBuild
+    new: bool
+
+
+@dataclass(frozen=True)
+class Unserved:
+    """A target this run does not build for: ``missing`` (nothing here can) or ``deferred``
+    (another shard or ``--only-target`` run builds it); ``why`` is the coverage cell's text."""
+
+    need: BuildNeed
+    target: Target
+    state: str
+    why: str
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What the build stage does: the jobs to run here, the earlier builds it reuses and the
+    cells it leaves."""
+
+    jobs: tuple[PlannedJob, ...] = ()
+    reuses: tuple[Reuse, ...] = ()
+    unserved: tuple[Unserved, ...] = ()
+
+
+def _serving(builds: Sequence[PriorBuild], target: Target) -> PriorBuild | None:
+    """The best-ranked container-built wheel whose tags ``target`` accepts (first on ties)."""
+    best: tuple[int, PriorBuild] | None = None
+    for b in builds:
+        if not b.builder.startswith("container:"):
+            continue
+        rank = target.wheel_rank(b.path.rsplit("/", 1)[-1])
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, b)
+    return best[1] if best else None
+
+
+def plan_builds(
+    needs: Sequence[BuildNeed],
+    targets: Mapping[str, Target],
+    *,
+    info: Callable[[BuildNeed], SdistInfo],
+    prior: Mapping[str, Sequence[PriorBuild]],
+    host: Target,
+    container: bool,
+    slot: Callable[[Target, str], ImageSlot],
+    left: Mapping[tuple[str, str], str] | None = None,
+) -> BuildPlan:
+    """The build stage's decisions for ``needs`` (from the locks).
+
+    Per sdist and target, in order: a present wheel the manifest records as built for the
+    target (``prior``: sdist sha256 → earlier builds, the latest last) is reused; else a
+    present container-built wheel whose tags the target takes; else, when ``left`` (sdist
+    sha256, target) → who builds it names another run, the cell is deferred; else the target
+    is built — :func:`decide` groups what is left per sdist (``info`` is asked only then).
+    """
+    left = left or {}
+    jobs: list[PlannedJob] = []
+    reuses: list[Reuse] = []
+    unserved: list[Unserved] = []
+    for need in needs:
+        builds = prior.get(need.sdist_sha256, ())
+        pending: list[Target] = []
+        for tid in need.targets:
+            target = targets[tid]
+            recorded = next((b for b in reversed(builds) if tid in b.targets), None)
+            if recorded is not None:
+                reuses.append(Reuse(need, target, recorded, new=False))
+            elif (serving := _serving(builds, target)) is not None:
+                reuses.append(Reuse(need, target, serving, new=True))
+            elif (need.sdist_sha256, tid) in left:
+                why = f"left to {left[need.sdist_sha256, tid]}"
+                unserved.append(Unserved(need, target, "deferred", why))
+            else:
+                pending.append(target)
+        if not pending:
+            continue
+        for job in decide(need, pending, info(need), host=host, container=container, slot=slot):
+            if job.here:
+                jobs.append(job)
+            else:
+                unserved += [Unserved(need, t, "missing", job.reason) for t in job.targets]
+    return BuildPlan(tuple(jobs), tuple(reuses), tuple(unserved))

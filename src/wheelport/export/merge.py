@@ -21,6 +21,7 @@ writes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -31,12 +32,15 @@ from typing import Any
 from packaging.pylock import Pylock
 
 from wheelport.errors import ExportError, UsageError, VerifyError
+from wheelport.manifest import BuildDeps, LockRecord, Manifest
 from wheelport.wheelhouse import (
     LOCK_NAME,
     Wheelhouse,
     atomic_write_bytes,
     contained,
     copy_verified,
+    install_bootstrap,
+    lock_record,
     locked,
     sha256_file,
 )
@@ -47,7 +51,7 @@ class Source:
     """One input wheelhouse as read from disk."""
 
     root: Path
-    manifest: Mapping[str, Any]
+    manifest: Manifest
     #: lock file name -> its bytes
     locks: Mapping[str, bytes]
     #: where it came from, for messages (``input a.zip``, ``artifact X of input DIR``)
@@ -62,7 +66,7 @@ class Source:
 class MergePlan:
     """The merged manifest, which file comes from where, and the locks to write."""
 
-    manifest: dict[str, Any]
+    manifest: Manifest
     #: relative path -> (source root, sha256)
     files: dict[str, tuple[Path, str]] = field(default_factory=dict)
     #: lock file name -> bytes
@@ -102,15 +106,7 @@ def _short(sha: str) -> str:
     return sha[:16]
 
 
-def _merge_origin(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Two records of the same file: keep the first origin, unite a build's targets."""
-    out = dict(a)
-    if a.get("kind") == "build" and b.get("kind") == "build":
-        out["targets"] = sorted(set(a.get("targets", [])) | set(b.get("targets", [])))
-    return out
-
-
-def _merge_build_deps(into: dict[str, Any], other: Mapping[str, Any], where: Path) -> None:
+def _merge_build_deps(into: BuildDeps, other: BuildDeps, where: Path) -> None:
     """``build_deps``: sdist sha256 -> build target -> entries; the same key must agree."""
     for sdist_sha, per_target in other.items():
         slot = into.setdefault(sdist_sha, {})
@@ -123,14 +119,13 @@ def _merge_build_deps(into: dict[str, Any], other: Mapping[str, Any], where: Pat
                     target=target,
                     path=str(where),
                 )
-            slot[target] = copy.deepcopy(entries)
+            slot[target] = entries
 
 
 def _combine_locks(a: bytes, b: bytes) -> bytes | None:
     """One target's lock from two shards (``sync --shard``), each of which pointed only its
     own builds at their wheels: the lock pointing every package at the wheel either built.
     None when they differ in anything else (then it is a conflict)."""
-    import dataclasses
 
     from packaging.pylock import PylockValidationError
 
@@ -174,13 +169,12 @@ def _load_lock(data: bytes) -> Pylock:
     return Pylock.from_dict(tomllib.loads(data.decode("utf-8")))
 
 
-def _lock_summary(name: str, data: bytes) -> dict[str, Any]:
+def _lock_record(name: str, data: bytes) -> LockRecord:
     """The manifest's ``locks`` entry for a lock file ``pylock.<target>.toml``."""
-    from wheelport.sync import lock_summary
     from wheelport.targets import parse_target
 
     target = parse_target(name[len("pylock.") : -len(".toml")])
-    return lock_summary(target, _load_lock(data), Path(name))
+    return lock_record(target, _load_lock(data), Path(name))
 
 
 def plan_merge(sources: Sequence[Source]) -> MergePlan:
@@ -194,42 +188,35 @@ def plan_merge(sources: Sequence[Source]) -> MergePlan:
     if not sources:
         raise UsageError("nothing to merge", hint="name at least one wheelhouse")
     first = sources[0].manifest
-    manifest: dict[str, Any] = {
-        "version": first.get("version", 1),
-        "inputs_digest": first.get("inputs_digest"),
-        "targets": [],
-        "artifacts": {},
-    }
+    manifest = Manifest(inputs_digest=first.inputs_digest, version=first.version)
     plan = MergePlan(manifest=manifest)
     targets: set[str] = set()
     lock_origin: dict[str, Path] = {}
     file_origin: dict[str, str] = {}
-    extra: dict[str, Any] = {}
     dropped: set[str] = set()
-    known = {"version", "inputs_digest", "targets", "artifacts", "locks", "build_deps"}
     combined: set[str] = set()  # locks united from shards that each rewrote their own builds
     for src in sources:
         m = src.manifest
-        if m.get("inputs_digest") != manifest["inputs_digest"]:
-            manifest["inputs_digest"] = None  # built from different inputs: no single digest
-        targets.update(m.get("targets", []))
-        for rel, rec in sorted(m.get("artifacts", {}).items()):
-            sha = rec["sha256"]
-            have = manifest["artifacts"].get(rel)
+        if m.inputs_digest != manifest.inputs_digest:
+            manifest.inputs_digest = None  # built from different inputs: no single digest
+        targets.update(m.targets)
+        for rel, rec in sorted(m.artifacts.items()):
+            have = manifest.artifacts.get(rel)
             if have is None:
-                manifest["artifacts"][rel] = copy.deepcopy(dict(rec))
-                plan.files[rel] = (src.root, sha)
+                manifest.artifacts[rel] = rec
+                plan.files[rel] = (src.root, rec.sha256)
                 file_origin[rel] = src.origin
-            elif have["sha256"] != sha:
+            elif have.sha256 != rec.sha256:
                 raise ExportError(
-                    f"conflict: {rel} is sha256 {have['sha256']} in {file_origin[rel]} but "
-                    f"sha256 {sha} in {src.origin}",
+                    f"conflict: {rel} is sha256 {have.sha256} in {file_origin[rel]} but "
+                    f"sha256 {rec.sha256} in {src.origin}",
                     hint="two builds made different files of the same name; rebuild one or "
                     "drop it before merging",
                     path=rel,
                 )
             else:
-                have["origin"] = _merge_origin(have.get("origin", {}), rec.get("origin", {}))
+                origin = have.origin.uniting(rec.origin)
+                manifest.artifacts[rel] = dataclasses.replace(have, origin=origin)
         for name, data in sorted(src.locks.items()):
             if name in plan.locks and plan.locks[name] != data:
                 joined = _combine_locks(plan.locks[name], data)
@@ -247,35 +234,32 @@ def plan_merge(sources: Sequence[Source]) -> MergePlan:
                 )
             plan.locks[name] = data
             lock_origin.setdefault(name, src.root)
-        for target, summary in sorted(m.get("locks", {}).items()):
-            locks_section = manifest.setdefault("locks", {})
+        for target, summary in sorted(m.locks.items()):
+            have_summary = manifest.locks.get(target)
             if (
-                target in locks_section
-                and locks_section[target] != summary
-                and summary.get("file") not in combined
+                have_summary is not None
+                and have_summary != summary
+                and summary.file not in combined
             ):
                 raise ExportError(
                     f"conflict: the manifest's lock summary for {target} differs between "
-                    f"{lock_origin.get(summary.get('file', ''), sources[0].root)} and {src.root}",
+                    f"{lock_origin.get(summary.file, sources[0].root)} and {src.root}",
                     hint="re-sync one of the wheelhouses so they agree",
                     target=target,
                 )
-            locks_section[target] = copy.deepcopy(dict(summary))
-        if "build_deps" in m:
-            _merge_build_deps(manifest.setdefault("build_deps", {}), m["build_deps"], src.root)
-        for key, value in m.items():
-            if key in known or key in dropped:
+            manifest.locks[target] = summary
+        _merge_build_deps(manifest.build_deps, m.build_deps, src.root)
+        for key, value in m.extra.items():
+            if key in dropped:
                 continue
-            if key in extra and extra[key] != value:
+            if key in manifest.extra and manifest.extra[key] != value:
                 dropped.add(key)
-                del extra[key]
-            elif key not in extra:
-                extra[key] = copy.deepcopy(value)
+                del manifest.extra[key]
+            elif key not in manifest.extra:
+                manifest.extra[key] = copy.deepcopy(value)
     for name in sorted(combined):  # their summaries were each shard's; make the merged one's
-        summary = _lock_summary(name, plan.locks[name])
-        manifest.setdefault("locks", {})[name[len("pylock.") : -len(".toml")]] = summary
-    manifest["targets"] = sorted(targets)
-    manifest.update(extra)
+        manifest.locks[name[len("pylock.") : -len(".toml")]] = _lock_record(name, plan.locks[name])
+    manifest.targets = tuple(sorted(targets))
     return plan
 
 
@@ -288,15 +272,10 @@ def read_source(root: Path, label: str = "") -> Source:
             hint="merge takes directories written by 'wheelport sync'",
             path=str(wh.root),
         )
-    try:
-        manifest = wh.load_manifest()
-    except ValueError as exc:
-        raise UsageError(
-            f"{wh.manifest_path} is not valid JSON: {exc}", path=str(wh.manifest_path)
-        ) from None
+    manifest = wh.load_manifest()
     from wheelport.verify import unsafe_paths
 
-    bad = unsafe_paths(wh)
+    bad = unsafe_paths(wh, manifest)
     if bad:
         rel, who, why = bad[0]
         raise VerifyError(
@@ -429,7 +408,6 @@ def merge(sources: Sequence[Path], output: Path) -> MergeReport:
 
 def _merge_into(expanded: Sequence[Input], output: Path, out_wh: Wheelhouse) -> MergeReport:
     from wheelport.index.writer import write_index
-    from wheelport.sync import install_bootstrap
 
     resolved_out = output.resolve()
     inputs = [i for i in expanded if i.root.resolve() != resolved_out]
@@ -475,7 +453,7 @@ def _merge_into(expanded: Sequence[Input], output: Path, out_wh: Wheelhouse) -> 
         output=output,
         sources=[s.root for s in read],
         origins=[s.origin for s in read],
-        targets=list(plan.manifest["targets"]),
+        targets=list(plan.manifest.targets),
         artifacts=len(plan.files),
         copied=copied,
         linked=linked,

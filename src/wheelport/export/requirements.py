@@ -157,7 +157,7 @@ def build_requirements(wheelhouse: Path, target: str | None) -> RequirementsExpo
             package=unbuilt[0],
             target=tl.target,
         )
-    artifacts = wh.load_manifest().get("artifacts", {})
+    manifest = wh.load_manifest()
     lines = []
     for pkg in sorted(tl.lock.packages, key=lambda p: str(p.name)):
         assert pkg.wheels and pkg.version is not None
@@ -166,9 +166,8 @@ def build_requirements(wheelhouse: Path, target: str | None) -> RequirementsExpo
         for path in serving_wheels(wh.wheels, str(pkg.name), str(pkg.version), tgt):
             # other builds: the hash the manifest recorded when the file entered, never the
             # bytes on disk now (a file tampered with since must not be vouched for)
-            record = artifacts.get(f"wheels/{path.name}") or {}
-            digest = record.get("sha256")
-            if path.name != chosen.name and isinstance(digest, str) and digest not in hashes:
+            digest = manifest.sha256_of(f"wheels/{path.name}")
+            if path.name != chosen.name and digest is not None and digest not in hashes:
                 hashes.append(digest)
         lines.append(
             RequirementLine(

@@ -41,6 +41,7 @@ from wheelport import __version__
 from wheelport.errors import ExportError, UsageError
 from wheelport.export.requirements import TargetLock, one_lock, target_locks
 from wheelport.index.metadata import sdist_members, wheel_metadata_member
+from wheelport.manifest import Origin
 from wheelport.wheelhouse import Wheelhouse, atomic_write_text
 
 PYPI_SIMPLE = ("https://pypi.org/simple", "https://pypi.python.org/simple")
@@ -144,7 +145,7 @@ class PackageFacts:
     index: str | None
     dependencies: tuple[str, ...]
     license: LicenseAnswer
-    origin: Mapping[str, Any]
+    origin: Origin
     sdist: Mapping[str, Any] | None
     #: PEP 770 SBOM files in the wheel: archive name → bytes
     sboms: Mapping[str, bytes]
@@ -180,7 +181,7 @@ def _read_sdist(path: Path) -> bytes | None:
 def package_facts(wheelhouse: Path, tl: TargetLock) -> list[PackageFacts]:
     """Facts of every package of one lock: artifact, hash, license, origin, embedded SBOMs."""
     wh = Wheelhouse(wheelhouse)
-    artifacts: Mapping[str, Any] = wh.load_manifest().get("artifacts", {})
+    artifacts = wh.load_manifest().artifacts
     out = []
     for pkg in sorted(tl.lock.packages, key=lambda p: str(p.name)):
         art = pkg.wheels[0] if pkg.wheels else pkg.sdist
@@ -193,19 +194,19 @@ def package_facts(wheelhouse: Path, tl: TargetLock) -> list[PackageFacts]:
         if path.is_file():
             meta, sboms = _read_wheel(path) if pkg.wheels else (_read_sdist(path), {})
         raw = parse_metadata(meta) if meta else RawMetadata()
-        record = artifacts.get(rel) or {}
-        origin = dict(record.get("origin") or {})
-        if not origin and art.url:
-            origin = {"kind": "download", "url": art.url}
+        record = artifacts.get(rel)
+        origin = record.origin if record else Origin("unknown")
+        if origin.kind == "unknown" and art.url:
+            origin = Origin.download(art.url)
         sdist = None
         if pkg.sdist is not None:
             srel = pkg.sdist.path or f"sdists/{pkg.sdist.name}"
-            srec = artifacts.get(srel) or {}
+            srec = artifacts.get(srel)
             sdist = {
                 "path": srel,
                 "filename": pkg.sdist.name or srel.rsplit("/", 1)[-1],
                 "sha256": pkg.sdist.hashes.get("sha256"),
-                "url": pkg.sdist.url or (srec.get("origin") or {}).get("url"),
+                "url": pkg.sdist.url or (srec.origin.url if srec else None),
             }
         out.append(
             PackageFacts(
@@ -335,18 +336,18 @@ def _component(f: PackageFacts) -> Any:
     props = [Property(name="wheelport:path", value=f.path)]
     refs = []
     pedigree = None
-    kind = str(f.origin.get("kind") or "unknown")
+    kind = f.origin.kind
     props.append(Property(name="wheelport:origin:kind", value=kind))
-    if kind == "download" and f.origin.get("url"):
+    if kind == "download" and f.origin.url:
         refs.append(ExternalReference(type=ExternalReferenceType.DISTRIBUTION,
-                                      url=XsUri(str(f.origin["url"])), hashes=[_sha256(f.sha256)]))  # fmt: skip
+                                      url=XsUri(f.origin.url), hashes=[_sha256(f.sha256)]))  # fmt: skip
     elif kind == "build":
-        props.append(Property(name="wheelport:origin:builder", value=str(f.origin.get("builder"))))
-        sdist_path = f.origin.get("sdist") or (f.sdist or {}).get("path")
+        props.append(Property(name="wheelport:origin:builder", value=str(f.origin.builder)))
+        sdist_path = f.origin.sdist or (f.sdist or {}).get("path")
         if sdist_path:
             props.append(Property(name="wheelport:origin:sdist", value=str(sdist_path)))
         sd = dict(f.sdist or {})
-        sd_sha = f.origin.get("sdist_sha256") or sd.get("sha256")
+        sd_sha = f.origin.sdist_sha256 or sd.get("sha256")
         sd_name = sd.get("filename") or str(sdist_path or "").rsplit("/", 1)[-1] or None
         sd_refs = []
         if sd.get("url"):
@@ -363,7 +364,7 @@ def _component(f: PackageFacts) -> Any:
             purl=_purl(f, sd_name) if sd_name else None,
             hashes=[_sha256(str(sd_sha))] if sd_sha else None,
             external_references=sd_refs,
-            description=f"source distribution built into {f.filename} by {f.origin.get('builder')}",
+            description=f"source distribution built into {f.filename} by {f.origin.builder}",
         )
         pedigree = Pedigree(ancestors=[ancestor])
     nested, sbom_props = _nested(f)

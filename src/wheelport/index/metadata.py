@@ -63,10 +63,13 @@ def wheel_metadata_member(zf: zipfile.ZipFile, filename: str) -> str | None:
     return sorted(candidates)[0] if candidates else None
 
 
-def sdist_members(path: Path, names: Iterable[str]) -> dict[str, bytes]:
+def sdist_members(
+    path: Path, names: Iterable[str], *, listing: list[str] | None = None
+) -> dict[str, bytes]:
     """Top-level members of an sdist (``PKG-INFO``, ``pyproject.toml``) by base name.
 
     Members directly under the archive's one top directory count; a missing one is left out.
+    ``listing``, when given, receives the name of every member (the whole archive is read).
     Raises ``tarfile.TarError``/``zipfile.BadZipFile``/``OSError`` for a broken archive.
     """
     wanted = set(names)
@@ -74,18 +77,22 @@ def sdist_members(path: Path, names: Iterable[str]) -> dict[str, bytes]:
     if path.name.endswith(".zip"):
         with zipfile.ZipFile(path) as zf:
             for n in zf.namelist():
+                if listing is not None:
+                    listing.append(n)
                 top, _, base = n.partition("/")
                 if top and base in wanted and base not in found:
                     found[base] = zf.read(n)
         return found
     with tarfile.open(path, "r:*") as tf:
         for m in tf:
+            if listing is not None:
+                listing.append(m.name)
             top, _, base = m.name.partition("/")
             if m.isfile() and top and base in wanted and base not in found:
                 fh = tf.extractfile(m)
                 if fh is not None:
                     found[base] = fh.read()
-            if len(found) == len(wanted):
+            if listing is None and len(found) == len(wanted):
                 break
     return found
 

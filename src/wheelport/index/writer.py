@@ -52,6 +52,7 @@ from packaging.version import Version
 
 from wheelport.errors import UsageError, VerifyError
 from wheelport.index.metadata import sdist_members, wheel_metadata_member
+from wheelport.manifest import ArtifactRecord, Manifest
 from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, load_manifest, sha256_file
 
 if sys.version_info >= (3, 11):
@@ -166,13 +167,6 @@ def classify(rel: str) -> tuple[NormalizedName, Version] | None:
     return None
 
 
-def manifest_facts(manifest: Mapping[str, Any], rel: str) -> Mapping[str, Any]:
-    """The manifest's record for ``rel`` (empty mapping when it has none)."""
-    artifacts = manifest.get("artifacts") or {}
-    record = artifacts.get(rel)
-    return record if isinstance(record, Mapping) else {}
-
-
 def _utc(value: object) -> str | None:
     """A PEP 700 ``upload-time`` (``yyyy-mm-ddThh:mm:ss[.ffffff]Z``) from a lock's TOML datetime."""
     if isinstance(value, str):
@@ -231,7 +225,7 @@ def lock_facts(wh: Wheelhouse) -> LockFacts:
 
 def make_entries(
     facts: Iterable[FileFacts],
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     upload_times: Mapping[str, str] | None = None,
 ) -> dict[NormalizedName, list[IndexEntry]]:
     """Group files by project (sorted by version, then file name) with manifest facts added
@@ -242,11 +236,11 @@ def make_entries(
         parsed = classify(fact.rel)
         if parsed is None:
             continue
-        record = manifest_facts(manifest, fact.rel)
-        yanked = record.get("yanked", False)
-        if not isinstance(yanked, (bool, str)) or yanked == "":
-            yanked = bool(yanked) or yanked == ""  # PEP 691: a reason is a non-empty string
-        upload = record.get("upload-time", record.get("upload_time")) or upload_times.get(fact.rel)
+        record = manifest.artifacts.get(fact.rel)
+        yanked = record.yanked if record else False
+        if yanked == "":
+            yanked = True  # PEP 691: a reason is a non-empty string
+        upload = (record.upload_time if record else None) or upload_times.get(fact.rel)
         projects.setdefault(parsed[0], []).append(
             IndexEntry(
                 project=parsed[0],
@@ -501,15 +495,14 @@ def _write_all(root: Path, writes: list[tuple[str, bytes]], jobs: int) -> None:
 
 
 def _index_file(
-    wh: Wheelhouse, rel: str, st: os.stat_result, record: Mapping[str, Any]
+    wh: Wheelhouse, rel: str, st: os.stat_result, record: ArtifactRecord | None
 ) -> tuple[FileFacts, bytes | None]:
     """Open one new or changed artifact: its facts and (wheels) its METADATA bytes."""
     path = wh.root / rel
-    trusted = record.get("sha256")
     # small files are read once, for both the hash and the metadata
     data = path.read_bytes() if st.st_size <= SMALL_FILE else None
-    if isinstance(trusted, str) and record.get("size") == st.st_size and len(trusted) == 64:
-        sha = trusted
+    if record is not None and record.size == st.st_size:
+        sha = record.sha256
     else:
         sha = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path)
     metadata: bytes | None
@@ -532,9 +525,7 @@ def _index_file(
     return facts, metadata
 
 
-def write_index(
-    root: Path, *, manifest: Mapping[str, Any] | None = None, jobs: int = 8
-) -> IndexReport:
+def write_index(root: Path, *, manifest: Manifest | None = None, jobs: int = 8) -> IndexReport:
     """Write (or bring up to date) ``root/simple/`` and ``root/wheels/*.metadata``.
 
     ``manifest`` defaults to ``root/wheelport.json`` (or nothing when it does not exist); its
@@ -570,7 +561,7 @@ def write_index(
             if fact.metadata_sha256 and f"{rel}.metadata" not in metas:
                 fact = None  # the .metadata file went missing: read the wheel again
         if fact is None:
-            fact, metadata = _index_file(wh, rel, st, manifest_facts(manifest, rel))
+            fact, metadata = _index_file(wh, rel, st, manifest.artifacts.get(rel))
             files_read.append(rel)
             if metadata is not None and _differs(wh.root / f"{rel}.metadata", metadata):
                 meta_writes.append((f"{rel}.metadata", metadata))
