@@ -239,21 +239,18 @@ def create_bundle(wheelhouse: Path, output: Path, *, compression: str = "auto") 
         head = manifest_bytes(wh.root, members)
         total = 0
         # written beside ``output`` and renamed into place: a failed run leaves no partial file
-        with atomic_target(output, "wb", durable=False) as raw:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(raw.fileno(), 0o666 & ~umask)  # a plain file's mode, not mkstemp's 0600
-            with (
-                _compressed_writer(raw, chosen, output) as sink,
-                tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-            ):
-                tar.addfile(_tarinfo(MANIFEST_NAME, len(head)), io.BytesIO(head))
-                for rel in members:
-                    path = wh.root / rel
-                    with path.open("rb") as f:
-                        size = os.fstat(f.fileno()).st_size
-                        tar.addfile(_tarinfo(rel, size), f)
-                    total += size
+        with (
+            atomic_target(output, "wb", durable=False) as raw,
+            _compressed_writer(raw, chosen, output) as sink,
+            tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            tar.addfile(_tarinfo(MANIFEST_NAME, len(head)), io.BytesIO(head))
+            for rel in members:
+                path = wh.root / rel
+                with path.open("rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    tar.addfile(_tarinfo(rel, size), f)
+                total += size
     from wheelport.wheelhouse import sha256_file
 
     return BundleReport(

@@ -44,7 +44,7 @@ from wheelport.credentials import netrc_login
 from wheelport.credentials import netrc_path as default_netrc_path
 from wheelport.errors import ExportError, UsageError
 from wheelport.index.client import parse_html_page, parse_json_page, split_credentials
-from wheelport.wheelhouse import Wheelhouse, sha256_file
+from wheelport.wheelhouse import Wheelhouse, atomic_target, sha256_file
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 USER_AGENT = "wheelport-publish"
@@ -526,18 +526,11 @@ def _same(src: Path, dst: Path) -> bool:
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    """``src``'s bytes at ``dst`` through a temporary file and a rename, world-readable
+    (a mirror directory is served by another user, whatever this process's umask)."""
+    with atomic_target(dst) as f, src.open("rb") as s:
+        os.fchmod(f.fileno(), 0o644)
+        shutil.copyfileobj(s, f)
 
 
 def publish_to_dir(
