@@ -47,7 +47,7 @@ def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
         config.index_urls,
         cache=cache,
         concurrency=max(4, config.jobs * 2),
-        sdist_metadata=sdist_metadata_online(config.index_urls, cache.root / "logs"),
+        sdist_metadata=sdist_metadata_online(config.index_urls, cache.root / "logs", cache=cache),
         refresh=config.refresh,
     )
 

@@ -38,6 +38,8 @@ from wheelport.errors import BuildError, RequirementError, WheelportError
 if TYPE_CHECKING:
     from build import ProjectBuilder
 
+    from wheelport.cache import Cache
+
 #: where an isolated build's requirements come from: called with the requirements about to
 #: be installed and a scratch directory of the build, it returns the pip arguments that name
 #: exactly one source (an index, or a directory of wheels with ``--no-index``)
@@ -56,11 +58,12 @@ def index_source(index_url: str) -> DepsSource:
     return lambda requirements, scratch: args
 
 
-def resolved_source(index_urls: Sequence[str]) -> DepsSource:
+def resolved_source(index_urls: Sequence[str], cache: Cache | None = None) -> DepsSource:
     """Build requirements resolved by wheelport over ``index_urls`` (the first index that has
     a project serves it; wheels only, for the running interpreter, which the build venv is),
     downloaded (hashes checked) into a directory of the build that pip reads with
-    ``--no-index``. Raises :class:`WheelportError` when they cannot be resolved."""
+    ``--no-index``. ``cache`` is the lock's cache (else the default one). Raises
+    :class:`WheelportError` when they cannot be resolved."""
     urls = list(index_urls)
 
     def source(requirements: Sequence[str], scratch: Path) -> Sequence[str]:
@@ -78,7 +81,7 @@ def resolved_source(index_urls: Sequence[str]) -> DepsSource:
         scratch.mkdir(parents=True, exist_ok=True)
         wheels = Path(tempfile.mkdtemp(prefix="deps-", dir=scratch))
         policy = Policy(only_binary=frozenset({":all:"}))
-        with IndexClient(urls) as client:
+        with IndexClient(urls, cache=cache) as client:
             resolution = resolve_target(client, host_target(), roots, policy=policy)
             for pin in resolution.pins.values():
                 shutil.copyfile(client.download(pin.file), wheels / pin.file.filename)
@@ -87,12 +90,12 @@ def resolved_source(index_urls: Sequence[str]) -> DepsSource:
     return source
 
 
-def index_urls_source(index_urls: Sequence[str]) -> DepsSource:
+def index_urls_source(index_urls: Sequence[str], cache: Cache | None = None) -> DepsSource:
     """The one source for build requirements from ``index_urls``: that index when there is
     one, else :func:`resolved_source` (never pip's ``--extra-index-url``)."""
     urls = list(dict.fromkeys(index_urls))
     if len(urls) > 1:
-        return resolved_source(urls)
+        return resolved_source(urls, cache)
     if urls:
         return index_source(urls[0])
     return lambda requirements, scratch: ()  # pip's own default index
@@ -320,11 +323,12 @@ def sdist_metadata_online(
     log_dir: Path | None = None,
     *,
     runner: Runner = subprocess_runner,
+    cache: Cache | None = None,
 ) -> Callable[[Path, str], bytes]:
     """A ``(sdist path, filename) -> METADATA bytes`` builder that installs build deps from
     ``index_urls`` (one source: :func:`index_urls_source`). A failure's message names the hook
     that failed and the log kept in ``log_dir``."""
-    deps = index_urls_source(index_urls)
+    deps = index_urls_source(index_urls, cache)
 
     def build_metadata(sdist: Path, filename: str) -> bytes:
         with IsolatedBuild(
