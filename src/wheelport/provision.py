@@ -33,7 +33,7 @@ from wheelport import lock as wheelport_lock
 from wheelport.errors import ProvisionError, TargetError, UsageError
 from wheelport.process import Runner, subprocess_runner
 from wheelport.targets import INTERPRETER_PROBE, Target, parse_target, target_for_interpreter
-from wheelport.wheelhouse import Wheelhouse
+from wheelport.wheelhouse import LIBC, Wheelhouse, lock_target_facts
 
 INSTALLERS = ("pip", "uv")
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
@@ -185,7 +185,6 @@ def probe_interpreter(
 # --------------------------------------------------------------------------- locks
 
 #: the C library each Linux target family's wheels need (as the manifest's ``locks`` say)
-_LIBC = {"manylinux": "glibc", "musllinux": "musl"}
 
 
 def read_lock_choice(path: Path) -> LockChoice:
@@ -204,24 +203,11 @@ def read_lock_choice(path: Path) -> LockChoice:
     )
 
 
-def lock_facts(target: Target) -> dict[str, Any]:
-    """What bootstrap.py's lock rule reads of a lock for ``target``: the fields of its entry
-    in the manifest's ``locks`` section (docs/lock-format.md)."""
-    m = target.markers
-    return {
-        "python_version": m["python_version"],
-        "sys_platform": m["sys_platform"],
-        "platform_machine": m["platform_machine"],
-        "libc": _LIBC.get(target.os),
-        "policy": list(target.policy_version) if target.policy_version else None,
-    }
-
-
 def interpreter_facts(target: Target) -> dict[str, Any]:
     """:func:`bootstrap.interpreter_env`'s facts for the interpreter ``target`` describes
     (a probed interpreter's best manylinux/musllinux/macOS tag gives its libc or macOS)."""
     m = target.markers
-    libc = _LIBC.get(target.os)
+    libc = LIBC.get(target.os)
     return {
         "python_version": m["python_version"],
         "sys_platform": m["sys_platform"],
@@ -256,7 +242,7 @@ def _content_mismatch(lock: LockChoice, target: Target) -> str | None:
 
 def _facts_of(lock: LockChoice) -> dict[str, Any] | None:
     try:
-        return lock_facts(parse_target(lock.target))
+        return lock_target_facts(parse_target(lock.target))
     except TargetError:
         return None
 
@@ -293,7 +279,7 @@ def choose_lock(locks: Sequence[LockChoice], target: Target) -> LockChoice:
             hint=f"{why or 'the wheelhouse has no locks'}; pass --target to force one",
             target=target.identifier,
         )
-    facts = {name: lock_facts(parse_target(name)) for name in fitting}
+    facts = {name: lock_target_facts(parse_target(name)) for name in fitting}
     return fitting[bootstrap.best_lock(facts, fitting)]
 
 

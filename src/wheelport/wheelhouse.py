@@ -184,21 +184,38 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
 # --------------------------------------------------------------------------- finishing
 
 
+#: a Linux policy's C library, as the manifest's ``locks`` entries name it
+LIBC = {"manylinux": "glibc", "musllinux": "musl"}
+
+
+def lock_target_facts(target: Target) -> dict[str, Any]:
+    """What bootstrap.py's lock rule reads of a lock for ``target``: the target fields of its
+    entry in the manifest's ``locks`` section (docs/lock-format.md)."""
+    m = target.markers
+    return {
+        "python_version": m["python_version"],
+        "sys_platform": m["sys_platform"],
+        "platform_machine": m["platform_machine"],
+        "libc": LIBC.get(target.os),
+        "policy": list(target.policy_version) if target.policy_version else None,
+    }
+
+
 def lock_record(target: Target, lock: Pylock, path: Path) -> LockRecord:
     """The part of a lock an installer needs: the manifest's ``locks`` entry
     (docs/lock-format.md)."""
     from wheelport.builders.plan import wheel_tags
     from wheelport.lock import install_list
 
-    m = target.markers
+    facts = lock_target_facts(target)
     items = install_list(lock)
     tags = {str(t) for p in items.packages for t in wheel_tags(Path(p["path"]).name)}
     return LockRecord(
         file=path.name,
-        python_version=m["python_version"],
-        sys_platform=m["sys_platform"],
-        platform_machine=m["platform_machine"],
-        libc={"manylinux": "glibc", "musllinux": "musl"}.get(target.os),
+        python_version=facts["python_version"],
+        sys_platform=facts["sys_platform"],
+        platform_machine=facts["platform_machine"],
+        libc=facts["libc"],
         policy=target.policy_version,
         tags=tuple(sorted(tags)),
         packages=tuple(items.packages),
