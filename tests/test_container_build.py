@@ -19,45 +19,37 @@ import tarfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomllib
 from packaging.utils import parse_wheel_filename
 
 from support.dists import make_backend_wheel, make_sdist
+from support.runners import RecordingRunner
 from wheelport import resources
 from wheelport.builders import container, images
 from wheelport.builders.container import build_in_container
 from wheelport.errors import BuildError
-from wheelport.process import RunResult, StrPath, subprocess_runner
+from wheelport.process import RunResult, StrPath
 from wheelport.targets import parse_target
 
 PY311 = Path("/root/.pyenv/versions/3.11.7/bin/python")
 LOCAL_TARGET = "cp311-manylinux_2_36_x86_64"
 
 
-class FakeRunner:
+class FakeRunner(RecordingRunner):
     """Records every command; answers with a fixed result (and writes the log like the real one)."""
 
     def __init__(self, returncode: int = 0, output: str = "", exists: bool = True) -> None:
-        self.calls: list[tuple[list[str], dict[str, str]]] = []
+        super().__init__()
         self.returncode = returncode
         self.output = output
         self.exists = exists
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: StrPath | None = None,
-        env: Mapping[str, str] | None = None,
-        log: StrPath | None = None,
-        timeout: float | None = None,
-    ) -> RunResult:
-        self.calls.append((list(argv), dict(env or {})))
-        if list(argv[1:3]) in (["image", "exists"], ["image", "inspect"]):
+    def answer(self, argv: list[str], *, log: StrPath | None, **kw: Any) -> RunResult:
+        if argv[1:3] in (["image", "exists"], ["image", "inspect"]):
             return RunResult(0 if self.exists else 1, "")
         if log is not None:
             Path(log).parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +132,7 @@ def test_exit_codes_map_to_messages(tmp_path: Path, code: int, words: str) -> No
     assert words in message
     assert str(log) in message and log.read_text() == "some cibuildwheel output\n"
     assert f"exit {code};" in message
-    argv, env = runner.calls[0]
+    argv, env = runner.calls[0], runner.envs[0]
     assert argv[1:3] == ["-m", "cibuildwheel"] and argv[-1] == str(sdist)
     config = Path(argv[argv.index("--config-file") + 1])
     assert config.is_absolute()
@@ -223,7 +215,7 @@ def test_existing_local_base_is_not_rebuilt_and_can_be_tagged() -> None:
     runner = FakeRunner(exists=True)
     tag = images.ensure_local_base_image("podman", runner=runner, extra_tag="localhost/mine:1")
     assert tag == images.local_base_tag()
-    assert [argv for argv, _ in runner.calls] == [
+    assert runner.calls == [
         ["podman", "image", "exists", tag],
         ["podman", "tag", tag, "localhost/mine:1"],
     ]
@@ -234,7 +226,7 @@ def test_builder_image_is_cached_by_content(tmp_path: Path) -> None:
     tag = images.ensure_builder_image(
         "base:1", ["libxslt1-dev", "libxml2-dev"], "podman", runner=runner, log_dir=tmp_path
     )
-    builds = [argv for argv, _ in runner.calls if argv[1] == "build"]
+    builds = [argv for argv in runner.calls if argv[1] == "build"]
     assert len(builds) == 1 and "--network=host" in builds[0]
     assert (
         tag.startswith("localhost/wheelport-builder:")
@@ -246,7 +238,7 @@ def test_builder_image_is_cached_by_content(tmp_path: Path) -> None:
         images.ensure_builder_image("base:1", ["libxml2-dev", "libxslt1-dev"], runner=present)
         == tag
     )
-    assert not [argv for argv, _ in present.calls if argv[1] == "build"]
+    assert not [argv for argv in present.calls if argv[1] == "build"]
     assert images.ensure_builder_image("base:2", ["libxml2-dev"], runner=present) != tag
     assert images.ensure_builder_image("base:1", [], runner=present) == "base:1"
     with pytest.raises(BuildError, match="invalid system package"):
@@ -352,16 +344,11 @@ def test_missing_build_dependency_fails_naming_it(tmp_path: Path, local_base_ima
 
 @pytest.mark.container
 def test_local_base_image_is_reused(local_base_image: str) -> None:
-    calls: list[list[str]] = []
-
-    def recording(argv: Sequence[str], **kwargs: object) -> RunResult:
-        calls.append(list(argv))
-        return subprocess_runner(argv, **kwargs)  # type: ignore[arg-type]
-
+    recording = RecordingRunner()  # runs the commands for real
     start = time.monotonic()
     assert images.ensure_local_base_image("podman", runner=recording) == local_base_image
     assert time.monotonic() - start < 10
-    assert calls == [["podman", "image", "exists", local_base_image]]
+    assert recording.calls == [["podman", "image", "exists", local_base_image]]
     ident = images.image_id("podman", local_base_image)
     assert ident is not None and re.fullmatch(r"sha256:[0-9a-f]{64}", ident)
     assert images.image_id("podman", "localhost/wheelport-no-such-image:0") is None

@@ -20,15 +20,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from support.runners import RecordingRunner
 from wheelport.builders import images
 from wheelport.builders.container import engine_env
 from wheelport.errors import BuildError, UsageError
-from wheelport.process import RunResult, StrPath, subprocess_runner
+from wheelport.process import RunResult
 
 PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
 WHEELPORT = Path(sys.executable).parent / "wheelport"
@@ -57,26 +59,17 @@ def _interp(**changes: object) -> images.Interpreter:
     return images.Interpreter(**values)  # type: ignore[arg-type]
 
 
-class Recording:
-    """A runner that records every command and answers from a table (or runs it for real)."""
+class Recording(RecordingRunner):
+    """Records every command and answers from a table (or runs it for real)."""
 
     def __init__(self, answers: Mapping[str, RunResult] | None = None, real: bool = False):
-        self.calls: list[list[str]] = []
+        super().__init__()
         self.answers = dict(answers or {})
         self.real = real
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: StrPath | None = None,
-        env: Mapping[str, str] | None = None,
-        log: StrPath | None = None,
-        timeout: float | None = None,
-    ) -> RunResult:
-        self.calls.append(list(argv))
+    def answer(self, argv: list[str], **kw: Any) -> RunResult:
         if self.real:
-            return subprocess_runner(argv, cwd=cwd, env=env, log=log, timeout=timeout)
+            return super().answer(argv, **kw)
         for key, answer in self.answers.items():
             if " ".join(argv).startswith(key):
                 return answer

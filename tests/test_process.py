@@ -13,44 +13,36 @@ import sys
 import tarfile
 import tempfile
 import venv
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from support.dists import make_backend_wheel, make_sdist, make_wheel
+from support.runners import RecordingRunner
 from support.server import IndexServer
 from wheelport import bootstrap
 from wheelport.builders import isolated, native
 from wheelport.errors import BuildError
-from wheelport.process import Runner, RunResult, StrPath, subprocess_runner
+from wheelport.process import Runner, RunResult, subprocess_runner
 
 RUNNERS = {"process": subprocess_runner, "bootstrap": bootstrap.subprocess_runner}
 
 
-class Recording:
-    """A :class:`Runner` that records every command, then runs it for real (or answers with
-    ``fail`` for commands that contain ``fail_on``)."""
+class Recording(RecordingRunner):
+    """Records every command, then runs it for real (or answers with ``fail`` for commands
+    that contain ``fail_on``)."""
 
     def __init__(self, fail_on: str | None = None, fail: RunResult | None = None) -> None:
-        self.calls: list[list[str]] = []
+        super().__init__()
         self.fail_on = fail_on
         self.fail = fail
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: StrPath | None = None,
-        env: Mapping[str, str] | None = None,
-        log: StrPath | None = None,
-        timeout: float | None = None,
-    ) -> RunResult:
-        self.calls.append(list(argv))
+    def answer(self, argv: list[str], **kw: Any) -> RunResult:
         if self.fail is not None and self.fail_on in argv:
             return self.fail
-        return subprocess_runner(argv, cwd=cwd, env=env, log=log, timeout=timeout)
+        return super().answer(argv, **kw)
 
     def pip_installs(self) -> list[list[str]]:
         return [c for c in self.calls if "pip" in c and "install" in c]

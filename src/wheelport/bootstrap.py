@@ -54,6 +54,8 @@ if TYPE_CHECKING:  # annotations only: this file must import on Python 3.8
         def returncode(self) -> int: ...
         @property
         def output(self) -> str: ...
+        @property
+        def last_line(self) -> str: ...
 
     class Runner(Protocol):
         """The shape of ``wheelport.process.Runner``: wheelport hands its runner in as is."""
@@ -418,10 +420,17 @@ def check_venv_path(venv: str) -> None:
 
 
 class RunResult(NamedTuple):  # frozen; not a dataclass, which needs sys.modules on 3.8
-    """A finished command: its exit code and combined stdout/stderr."""
+    """A finished command: its exit code and combined stdout/stderr (``wheelport.process``
+    uses this one type)."""
 
     returncode: int
     output: str
+
+    @property
+    def last_line(self) -> str:
+        """The last non-blank line of the output ("" when there is none)."""
+        lines = [line for line in self.output.strip().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else ""
 
 
 def subprocess_runner(
@@ -432,11 +441,10 @@ def subprocess_runner(
     log: StrPath | None = None,
     timeout: float | None = None,
 ) -> RunResult:
-    """Run ``argv`` (stdin closed) and capture its output, into ``log`` too when given.
-
-    The stdlib twin of ``wheelport.process.subprocess_runner`` (this file cannot import
-    wheelport), with the same shape, so either can be passed as ``runner``.
-    """
+    """Run ``argv`` (stdin closed) and capture its output, into ``log`` too when given:
+    the default runner of bootstrap.py and of wheelport (``wheelport.process``). Raises
+    ``OSError`` when the program cannot start and ``subprocess.TimeoutExpired`` (the child
+    killed) when ``timeout`` passes."""
     child_env = dict(env) if env is not None else None
     if log is None:
         proc = subprocess.run(list(argv), cwd=cwd, env=child_env, stdin=subprocess.DEVNULL,
@@ -458,9 +466,8 @@ def subprocess_runner(
 def _run(runner: Runner, cmd: list[str], env: dict[str, str], what: str) -> None:
     result = runner(cmd, env=env)
     if result.returncode != 0:
-        last = result.output.strip().splitlines()
         raise BootstrapError(
-            "{} failed: {}".format(what, last[-1] if last else f"exit {result.returncode}")
+            "{} failed: {}".format(what, result.last_line or f"exit {result.returncode}")
         )
 
 

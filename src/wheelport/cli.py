@@ -116,21 +116,15 @@ class ProgressReporter:
             log.info("building metadata of %s", filename)
 
     def target_failed(self, target: Target, error: WheelportError) -> None:
-        if self.progress and target.identifier in self.tasks:
-            self.progress.update(
-                self.tasks[target.identifier],
-                description=f"{target} [red]failed[/red]: {error.message}",
-                total=1,
-                completed=1,
-            )
+        self._finished(target, f"{target} [red]failed[/red]: {error.message}")
 
     def target_done(self, target: Target, resolution: Resolution) -> None:
+        self._finished(target, f"{target} resolved {len(resolution.pins)} packages")
+
+    def _finished(self, target: Target, description: str) -> None:
         if self.progress and target.identifier in self.tasks:
             self.progress.update(
-                self.tasks[target.identifier],
-                description=f"{target} resolved {len(resolution.pins)} packages",
-                total=1,
-                completed=1,
+                self.tasks[target.identifier], description=description, total=1, completed=1
             )
 
 

@@ -330,7 +330,7 @@ def image_id(engine: str, image: str, runner: Runner = subprocess_runner) -> str
     )
     if result.returncode != 0:
         return None
-    value = result.output.strip().splitlines()[-1].strip() if result.output.strip() else ""
+    value = result.last_line
     if not value:
         return None
     return value if value.startswith("sha256:") else f"sha256:{value}"
@@ -594,13 +594,15 @@ def local_images(engine: str, runner: Runner = subprocess_runner) -> list[LocalI
         env=_engine_environ(),
     )
     if result.returncode != 0:
-        raise BuildError(f"listing the {engine} images failed: {_last_line(result.output)}")
+        raise BuildError(f"listing the {engine} images failed: {(result.last_line or 'no output')}")
     ids = list(dict.fromkeys(line.strip() for line in result.output.splitlines() if line.strip()))
     if not ids:
         return []
     result = runner([engine, "image", "inspect", *ids], env=_engine_environ())
     if result.returncode != 0:
-        raise BuildError(f"inspecting the {engine} images failed: {_last_line(result.output)}")
+        raise BuildError(
+            f"inspecting the {engine} images failed: {(result.last_line or 'no output')}"
+        )
     text = result.output
     try:
         entries = json.loads(text[text.index("[") :])
@@ -705,7 +707,7 @@ def ensure_local_image(
         result = runner([engine, "tag", tag, extra_tag], env=_engine_environ())
         if result.returncode != 0:
             raise BuildError(
-                f"tagging {tag} as {extra_tag} failed: {_last_line(result.output)}",
+                f"tagging {tag} as {extra_tag} failed: {(result.last_line or 'no output')}",
                 hint="give a valid image name such as localhost/manylinux:local",
             )
     return plan.image
@@ -768,7 +770,7 @@ def _build_local_image(
         )
         if result.returncode != 0:
             raise BuildError(
-                f"building the local image {tag} failed: {_last_line(result.output)} (log: {log})",
+                f"building the local image {tag} failed: {(result.last_line or 'no output')} (log: {log})",
                 path=str(log),
             )
         shutil.rmtree(rootfs, ignore_errors=True)
@@ -786,7 +788,9 @@ def _build_local_image(
             argv += ["--change", change]
         result = runner([*argv, str(tarball), tag], env=_engine_environ())
         if result.returncode != 0:
-            raise BuildError(f"importing the local image {tag} failed: {_last_line(result.output)}")
+            raise BuildError(
+                f"importing the local image {tag} failed: {(result.last_line or 'no output')}"
+            )
 
 
 def _release(release: str) -> tuple[str, tuple[int, int], str]:
@@ -942,8 +946,3 @@ def _engine_environ() -> dict[str, str]:
     env = dict(os.environ)
     env.update(engine_env())
     return env
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"

@@ -184,8 +184,7 @@ def infer_target(
         script = "import sys; sys.path.insert(0, '/tmp/wheelport-pip.whl')\n" + INTERPRETER_PROBE
     argv += [base_image, python, "-I", "-c", script]
     result = runner(argv, env=_env())
-    out = result.output
-    last = out.strip().splitlines()[-1] if out.strip() else ""
+    last = result.last_line
     if result.returncode != 0 or not last.startswith("{"):
         raise ExportError(
             f"cannot run {python} in {base_image} to infer the target: "
