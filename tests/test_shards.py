@@ -178,7 +178,10 @@ def test_compiled_sdist_for_windows_needs_a_windows_runner(
         )  # fmt: skip
         result = sync(config, allow_missing=True)
     assert not result.ok  # a red cell, not a crash
-    r = run_wheelport("plan", "-w", str(tmp_path / "wh"), "--json")
+    # run where there is no project at all: a plan reads the locks, it needs no requirements
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = run_wheelport("plan", "-w", str(tmp_path / "wh"), "--json", cwd=elsewhere)
     assert r.returncode == 0, r.stderr
     (row,) = json.loads(r.stdout)
     assert row["package"] == "speedy" and row["targets"] == [parse_target(WIN).identifier]

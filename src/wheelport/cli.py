@@ -424,9 +424,10 @@ def plan_cmd(out: Output, wheelhouse: Path, shards: int | None) -> None:
     """The build work the locks leave (no network): each job's builder, runner and whether
     this machine can run it."""
     from wheelport.builders.stage import build_plan, default_builders
+    from wheelport.config import read_settings
 
-    config = build_config(directory=Path.cwd(), output=wheelhouse)
-    rows = build_plan(wheelhouse, default_builders(config), shards=shards)
+    # the project's images and build packages, if any; a plan needs no requirements
+    rows = build_plan(wheelhouse, default_builders(read_settings(Path.cwd())), shards=shards)
 
     def human() -> None:
         table = Table(title=f"build plan ({len(rows)} job(s))")

@@ -48,7 +48,7 @@ from wheelport.builders.planner import (
     decide,
     plan_builds,
 )
-from wheelport.config import Config, SourcedRequirement
+from wheelport.config import SourcedRequirement
 from wheelport.errors import BuildError, UsageError, WheelportError
 from wheelport.fetch import Artifact, fetch_artifacts
 from wheelport.index.client import IndexClient
@@ -594,8 +594,20 @@ def _left_to_others(
 # -- the builders this machine offers ---------------------------------------------------------------
 
 
+class BuildSettings(Protocol):
+    """What the builders read of a project's settings: a :class:`~wheelport.config.Config`,
+    or the config file alone (:class:`~wheelport.config.FileSettings`, for ``wheelport plan``,
+    which needs no requirements)."""
+
+    @property
+    def images(self) -> Mapping[str, str]: ...
+
+    @property
+    def build_system_packages(self) -> Mapping[str, tuple[str, ...]]: ...
+
+
 def default_builders(
-    config: Config,
+    config: BuildSettings,
     *,
     engine: str | None = None,
     local: Sequence[LocalImage] | None = None,
