@@ -15,6 +15,7 @@ if _TESTS_DIR not in sys.path:
 
 from support import bundled_pip_wheel, scrubbed_env  # noqa: E402
 from support.dists import make_backend_wheel  # noqa: E402
+from support.public import PublicIndex  # noqa: E402
 from support.server import IndexServer  # noqa: E402
 
 
@@ -60,3 +61,37 @@ def pip_wheel() -> Path:
     if found is None:
         pytest.skip("no bundled pip wheel on this machine")
     return Path(found)
+
+
+@pytest.fixture(scope="session")
+def _public_view() -> Iterator[PublicIndex]:
+    with PublicIndex() as view:
+        yield view
+
+
+@pytest.fixture
+def public_index(_public_view: PublicIndex) -> Iterator[PublicIndex]:
+    """The public index as ``network`` tests may see it: only what ``tests/data/public-index``
+    declares (exact pins or a snapshot date). Asking for anything else fails the test."""
+    _public_view.reset()
+    yield _public_view
+    problems = _public_view.problems()
+    _public_view.reset()
+    if problems:
+        pytest.fail(problems, pytrace=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The guard: a ``network`` test sees the public index only through the ``public_index``
+    view (so it can ask for nothing unpinned); one that does not is a collection error."""
+    unguarded = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("network") is not None
+        and not {"public_index", "_public_view"} & set(getattr(item, "fixturenames", ()))
+    ]
+    if unguarded:
+        raise pytest.UsageError(
+            "network tests must reach the public index through the public_index fixture "
+            f"(pinned versions only): {', '.join(unguarded)}"
+        )

@@ -8,7 +8,6 @@ the first run pays about a minute and a half).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -26,7 +25,9 @@ import pytest
 import tomllib
 from packaging.utils import parse_wheel_filename
 
+from support import scrubbed_env
 from support.dists import make_backend_wheel, make_sdist
+from support.public import PublicIndex
 from support.runners import RecordingRunner
 from wheelport import resources
 from wheelport.builders import container, images
@@ -377,21 +378,19 @@ def _build_local(sdist: Path, tmp_path: Path, image: str) -> Path:
     )
 
 
-def _download_sdist(project: str, directory: Path) -> Path:
-    """The newest sdist of ``project`` from the public index (JSON API), sha256 checked.
+def _download_sdist(index: PublicIndex, project: str, version: str, directory: Path) -> Path:
+    """The sdist of ``project==version`` as the public index view lists it, sha256 checked.
 
     Not ``pip download --no-binary``: that would prepare metadata and build the build
     dependencies from source too.
     """
+    page = index.page(project)
+    assert page is not None, index.problems()
+    (entry,) = [f for f in page["files"] if f["filename"] == f"{project}-{version}.tar.gz"]
     context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE"))
-    url = f"https://pypi.org/pypi/{project}/json"
-    with urllib.request.urlopen(url, context=context, timeout=60) as resp:
-        info = json.load(resp)
-    (entry,) = [u for u in info["urls"] if u["packagetype"] == "sdist"]
-    file_url = urllib.parse.urljoin(url, entry["url"])  # some mirrors answer relative URLs
-    with urllib.request.urlopen(file_url, context=context, timeout=300) as resp:
+    with urllib.request.urlopen(entry["url"], context=context, timeout=300) as resp:
         data = resp.read()
-    assert hashlib.sha256(data).hexdigest() == entry["digests"]["sha256"]
+    assert hashlib.sha256(data).hexdigest() == entry["hashes"]["sha256"]
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / entry["filename"]
     path.write_bytes(data)
@@ -404,8 +403,10 @@ LXML_DOC = "<root><item n='1'>a</item><item n='2'>b</item></root>"
 @pytest.mark.container
 @pytest.mark.network
 @pytest.mark.slow
-def test_lxml_from_source_in_derived_image(tmp_path: Path, local_base_image: str) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+def test_lxml_from_source_in_derived_image(
+    tmp_path: Path, local_base_image: str, public_index: PublicIndex
+) -> None:
+    clean = scrubbed_env()  # no pip.conf (its extra indexes) and no PIP_* of this machine
     pip = [
         sys.executable,
         "-m",
@@ -414,11 +415,11 @@ def test_lxml_from_source_in_derived_image(tmp_path: Path, local_base_image: str
         "download",
         "-q",
         "--index-url",
-        "https://pypi.org/simple",
+        public_index.url,
         *(["--cert", os.environ["SSL_CERT_FILE"]] if os.environ.get("SSL_CERT_FILE") else []),
     ]
     src, deps = tmp_path / "src", tmp_path / "deps"
-    sdist = _download_sdist("lxml", src)
+    sdist = _download_sdist(public_index, "lxml", "6.1.3", src)
     with tarfile.open(sdist) as tar:
         member = next(
             m

@@ -25,6 +25,7 @@ from packaging.utils import parse_wheel_filename
 
 from support import can_unshare, run_wheelport, scrubbed_env
 from support.dists import make_sdist
+from support.public import PublicIndex
 from support.server import IndexServer
 from wheelport.builders import images
 from wheelport.builders.container import engine_env, failed_pull
@@ -408,7 +409,10 @@ LXML_DOC = "<root><item n='1'>a</item><item n='2'>b</item></root>"
 @pytest.mark.network
 @pytest.mark.slow
 def test_lxml_for_two_policies_provisions_offline(
-    tmp_path: Path, bookworm_image: LocalImage, bullseye_image: LocalImage
+    tmp_path: Path,
+    bookworm_image: LocalImage,
+    bullseye_image: LocalImage,
+    public_index: PublicIndex,
 ) -> None:
     """cp312 on manylinux_2_36 (bookworm + pyenv 3.12) and cp39 on manylinux_2_31 (bullseye's
     own 3.9: no pyenv CPython here runs on glibc 2.31, so cp310-manylinux_2_31 has no image)."""
@@ -417,8 +421,8 @@ def test_lxml_for_two_policies_provisions_offline(
     pairs = {"cp312-manylinux_2_36_x86_64": _python("3.12"),
              "cp39-manylinux_2_31_x86_64": _python("3.9")}  # fmt: skip
     wh = tmp_path / "wh"
-    args = ["sync", "lxml", "--from-source", "lxml", "-o", str(wh), "--json",
-            "--index-url", "https://pypi.org/simple"]  # fmt: skip
+    args = ["sync", "lxml==6.1.3", "--from-source", "lxml", "-o", str(wh), "--json",
+            "--index-url", public_index.url]  # fmt: skip
     for tid in pairs:
         args += ["-t", tid]
     r = run_wheelport(*args, env=scrubbed_env())

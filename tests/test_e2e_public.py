@@ -1,6 +1,8 @@
 """End to end against the public index: the main job, offline provisioning, lxml from source.
 
-Marked ``network`` (and ``container`` for the container build); they run in CI too.
+Marked ``network`` (and ``container`` for the container build); they run in CI too. They see
+the public index through the ``public_index`` view, which serves exactly the versions pinned in
+``tests/data/public-index/e2e.toml`` (build requirements included): the same answer next year.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support import can_unshare, run_wheelport
+from support.public import PublicIndex
 
 pytestmark = pytest.mark.network
 
@@ -34,11 +37,12 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_real_set_synced_and_provisioned_offline(
-    tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch, public_index: PublicIndex
 ) -> None:
     monkeypatch.setenv("WHEELPORT_CACHE_DIR", str(shared_cache))
     wh = tmp_path / "wh"
-    r = wheelport("sync", "lxml", "cryptography", "numpy", "-o", str(wh), "--json")
+    r = wheelport("sync", "lxml==6.1.3", "cryptography==50.0.2", "numpy==2.4.6", "-o", str(wh),
+                  "--index-url", public_index.url, "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     host = result["targets"][0]
@@ -66,7 +70,7 @@ def test_real_set_synced_and_provisioned_offline(
 @pytest.mark.container
 @pytest.mark.slow
 def test_lxml_from_source_in_container(
-    tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch, public_index: PublicIndex
 ) -> None:
     """--from-source lxml: built by cibuildwheel in the derived local image (libxml2/libxslt
     headers), network off, repaired by auditwheel; provisioned offline; a rerun builds nothing."""
@@ -78,11 +82,13 @@ def test_lxml_from_source_in_container(
     wh = tmp_path / "wh"
     args = (
         "sync",
-        "lxml",
+        "lxml==6.1.3",
         "--from-source",
         "lxml",
         "-t",
         "cp311-manylinux_2_36_x86_64",
+        "--index-url",
+        public_index.url,
         "-o",
         str(wh),
         "--json",
@@ -94,7 +100,7 @@ def test_lxml_from_source_in_container(
     assert build["builder"].startswith("container:localhost/wheelport-builder")
     assert not build["skipped"]
     wheel = Path(build["wheel"]).name
-    assert "manylinux" in wheel and wheel.startswith("lxml-")
+    assert "manylinux" in wheel and wheel.startswith("lxml-6.1.3-")
     manifest = json.loads((wh / "wheelport.json").read_text())
     origin = manifest["artifacts"][build["wheel"]]["origin"]
     assert origin["kind"] == "build" and origin["sdist"].startswith("sdists/lxml-")

@@ -9,14 +9,14 @@ pick another version), wheelport's set must still be one uv accepts: its pins, w
 constraints file, must make ``uv pip compile --constraints`` succeed for that target and yield
 exactly those pins.
 
-Both tools use the same index: ``WHEELPORT_TEST_INDEX_URL`` or the machine's ``PIP_INDEX_URL`` /
-``UV_DEFAULT_INDEX`` / ``UV_INDEX_URL`` when set, otherwise wheelport's own default index. Both run
-with no pip/uv configuration of this machine (scrubbed environment, ``uv --no-config``).
+Both tools use the same index: the ``public_index`` view, which shows every file the public index
+had before the snapshot of ``tests/data/public-index/real-projects.toml`` for the projects it
+declares (and nothing newer: a release next week changes no answer here). Both run with no pip/uv
+configuration of this machine (scrubbed environment, ``uv --no-config``).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -31,7 +31,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from support import run_wheelport, scrubbed_env
-from wheelport.config import DEFAULT_INDEX
+from support.public import PublicIndex
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,14 +87,6 @@ MUST_USE_SDIST: dict[str, dict[str, set[str]]] = {
 WHEELPORT_TIMEOUT_S = 600
 
 _UV_MANYLINUX = {(2, 17), *((2, n) for n in range(28, 41))}  # what ``--python-platform`` names
-
-
-def index_url() -> str:
-    """The index both tools resolve against (read from this machine's setup, not written here)."""
-    for var in ("WHEELPORT_TEST_INDEX_URL", "PIP_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX_URL"):
-        if os.environ.get(var):
-            return os.environ[var].split()[0].rstrip("/")
-    return DEFAULT_INDEX
 
 
 @dataclass(frozen=True)
@@ -193,7 +185,7 @@ def parse_uv_output(text: str) -> dict[str, str]:
 
 
 def uv_compile(
-    work: Path, requirements: Path, target: str, *, constraints: Path | None = None
+    work: Path, requirements: Path, target: str, *, index: str, constraints: Path | None = None
 ) -> tuple[int, dict[str, str], str]:
     """(exit code, {name: version}, stderr) of ``uv pip compile`` for one target."""
     ut = uv_target(target)
@@ -201,7 +193,7 @@ def uv_compile(
     env.update(ut.env, UV_CACHE_DIR=str(work / "uv-cache"))
     cmd = [str(UV), "pip", "compile", "--no-config", "--no-python-downloads",
            "--python-platform", ut.platform, "--python-version", ut.python,
-           "--default-index", index_url(), "--no-header", "--no-annotate", "--quiet",
+           "--default-index", index, "--no-header", "--no-annotate", "--quiet",
            str(requirements)]  # fmt: skip
     if constraints is not None:
         cmd[-1:-1] = ["--constraints", str(constraints)]
@@ -285,7 +277,7 @@ class Row:
 
 
 def compare(
-    work: Path, requirements: Path, target: str, locked: Locked, theirs: dict[str, str]
+    work: Path, requirements: Path, target: str, locked: Locked, theirs: dict[str, str], index: str
 ) -> Row:
     """One target's comparison; runs the constraints check when the sets differ."""
     mine = locked.pins
@@ -309,7 +301,7 @@ def compare(
         return row
     cons = work / f"constraints.{target}.txt"
     cons.write_text("".join(f"{n}=={v}\n" for n, v in sorted(mine.items())), encoding="utf-8")
-    code, checked, err = uv_compile(work, requirements, target, constraints=cons)
+    code, checked, err = uv_compile(work, requirements, target, index=index, constraints=cons)
     row.constraints_ok = code == 0 and checked == mine
     if code != 0:
         tail = "\n".join(err.strip().splitlines()[-15:])
@@ -324,7 +316,10 @@ def compare(
 @pytest.mark.slow
 @pytest.mark.skipif(not UV.exists(), reason="uv is not installed next to this Python")
 @pytest.mark.parametrize("name", sorted(SETS))
-def test_real_set_matches_uv_on_every_target(name: str, tmp_path: Path) -> None:
+def test_real_set_matches_uv_on_every_target(
+    name: str, tmp_path: Path, public_index: PublicIndex
+) -> None:
+    index = public_index.url
     requirements = DATA / name
     targets = SETS[name]
     wheelhouse = tmp_path / "wh"
@@ -332,10 +327,12 @@ def test_real_set_matches_uv_on_every_target(name: str, tmp_path: Path) -> None:
     env = scrubbed_env()  # keeps WHEELPORT_CACHE_DIR (the autouse fixture's cold cache)
 
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:  # uv runs beside wheelport
-        uv_runs = {t: pool.submit(uv_compile, tmp_path, requirements, t) for t in targets}
+        uv_runs = {
+            t: pool.submit(uv_compile, tmp_path, requirements, t, index=index) for t in targets
+        }
         try:
             proc = run_wheelport("lock", "-r", str(requirements), *args, "--index-url",
-                                 index_url(), "-o", str(wheelhouse), env=env, cwd=tmp_path,
+                                 index, "-o", str(wheelhouse), env=env, cwd=tmp_path,
                                  timeout=WHEELPORT_TIMEOUT_S)  # fmt: skip
         except subprocess.TimeoutExpired as exc:
             err = (
@@ -355,7 +352,9 @@ def test_real_set_matches_uv_on_every_target(name: str, tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         rows = list(
-            pool.map(lambda t: compare(tmp_path, requirements, t, mine[t], theirs[t]), targets)
+            pool.map(
+                lambda t: compare(tmp_path, requirements, t, mine[t], theirs[t], index), targets
+            )
         )
     report = "\n".join([f"{name}:", *(f"  {r}" for r in rows)])
     print(report)

@@ -2,7 +2,8 @@
 
 The project's wheel is built with ``python -m build --wheel`` (from a copy of the tree, so the
 checkout gets no ``build/`` or ``*.egg-info``), installed non-editable into a fresh venv with
-its dependencies from the public index, and that install — run from outside the checkout with
+its dependencies from the public index (through the ``public_index`` view, pinned to the versions
+this test's own environment has), and that install — run from outside the checkout with
 a scrubbed environment — builds the local base image, builds a generated C extension from its
 sdist in a container (``sync --from-source``) and builds an app image (``docker --build``)
 that imports it. The local base image is the one the other container tests use: its tag is a
@@ -28,12 +29,13 @@ from packaging.utils import parse_wheel_filename
 
 from support import bundled_pip_wheel, scrubbed_env
 from support.dists import make_backend_wheel, make_sdist
+from support.public import PublicIndex
 from support.server import IndexServer
 from wheelport import resources
 from wheelport.builders import images
 from wheelport.builders.container import engine_env
 
-pytestmark = [pytest.mark.container, pytest.mark.slow]
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.network]
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_TARGET = "cp311-manylinux_2_36_x86_64"
@@ -59,9 +61,12 @@ def _require_podman() -> None:
         pytest.skip("podman is not usable here")
 
 
-def _env(cache: Path) -> dict[str, str]:
-    """No pip/uv configuration of this machine, no path into the checkout, public index only."""
+def _env(cache: Path, index: str | None = None) -> dict[str, str]:
+    """No pip/uv configuration of this machine, no path into the checkout; pip's index is the
+    public index view ``index`` (pinned versions only) when given."""
     env = scrubbed_env()
+    if index is not None:
+        env["PIP_INDEX_URL"] = index
     env.pop("CONTAINERS_CONF", None)  # the install must point podman at its own copy
     env["WHEELPORT_CACHE_DIR"] = str(cache)
     if os.environ.get("SSL_CERT_FILE"):
@@ -77,12 +82,24 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 1200)
     return proc.stdout
 
 
+def _frozen() -> list[str]:
+    """``name==version`` of every distribution in this test run's environment."""
+    from importlib.metadata import distributions
+
+    return sorted({f"{d.metadata['Name']}=={d.version}" for d in distributions()})
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """wheelport's wheel, installed non-editable into a fresh venv outside the checkout."""
+def installed(tmp_path_factory: pytest.TempPathFactory, _public_view: PublicIndex) -> Installed:
+    """wheelport's wheel, installed non-editable into a fresh venv outside the checkout; its
+    dependencies and build backend at exactly the versions this test's environment has (a new
+    release of any of them changes nothing here)."""
     _require_podman()
     work = tmp_path_factory.mktemp("regular-install")
-    env = _env(work / "cache")
+    _public_view.reset()
+    _public_view.allow(_frozen(), "the test environment")
+    _public_view.allow(["setuptools==84.2.1"], "the build backend")
+    env = _env(work / "cache", _public_view.url)
     tree = work / "tree"
     tree.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -100,6 +117,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     _run([str(python), "-m", "pip", "install", "--isolated", "-q", str(wheel)], env, cwd=work)
     site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                 env, cwd=work)  # fmt: skip
+    problems = _public_view.problems()
+    _public_view.reset()
+    if problems:
+        pytest.fail(problems, pytrace=False)
     return Installed(wheel, venv, python, venv / "bin" / "wheelport", Path(site.strip()), work)
 
 

