@@ -346,6 +346,43 @@ def test_build_requirement_that_is_only_an_sdist_is_built_first(
         srv.stop()
 
 
+def test_unsatisfiable_build_requirement_is_a_red_cell_naming_it(
+    dists_dir: Path, tmp_path: Path, tinybackend_wheel: Path
+) -> None:
+    """A release whose build needs a newer tool than the index has (lxml 6.2.0 and
+    ``Cython>=3.3.2`` on 2026-12-04): that sdist's cells name the missing requirement in one
+    line, and the other sdist of the same sync is still built, for a target unlike the host."""
+    srv = IndexServer().start()
+    try:
+        srv.add(tinybackend_wheel)
+        srv.add(make_wheel(dists_dir, "cython", "3.3.1"))
+        srv.add(make_sdist(dists_dir, "fresh", "6.2.0",
+                           backend_requires=["tinybackend", "Cython>=3.3.2"]))  # fmt: skip
+        srv.add(make_sdist(dists_dir, "older", "1.0"))
+        wh = tmp_path / "wh"
+        base = ("sync", "fresh", "older", "--index-url", srv.url, "-o", str(wh), "--tool", "none",
+                "-t", "cp310-win_amd64", "-t", "host")  # fmt: skip
+        r = wheelport(*base)
+        assert r.returncode == 1, r.stderr
+        lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert lines[0].startswith("error: fresh cannot be served for ")
+        assert "build requirement Cython>=3.3.2 cannot be satisfied from the index" in lines[0]
+        assert "3.3.1" in lines[0]  # what the index does have
+        r = wheelport(*base, "--allow-missing", "--json")
+        assert r.returncode == 0, r.stderr
+        cells = json.loads(r.stdout)["coverage"]
+        for cell in cells["fresh"].values():
+            assert cell["state"] == "missing"
+            assert cell["detail"].startswith("not built: fresh 6.2.0: its build requirement "
+                                             "Cython>=3.3.2 cannot be satisfied")  # fmt: skip
+        assert {c["state"] for c in cells["older"].values()} == {"built"}
+        assert (wh / "wheels" / "older-1.0-py3-none-any.whl").is_file()
+        assert not list((wh / "wheels").glob("fresh-*"))
+    finally:
+        srv.stop()
+
+
 def test_verify_catches_a_manifest_that_disagrees_with_the_lock(
     source_index: IndexServer, tmp_path: Path
 ) -> None:

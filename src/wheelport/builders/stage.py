@@ -230,7 +230,12 @@ def build_stage(
         result.coverage.set(u.need.name, u.target.identifier, u.state, u.why)
     if not plan.jobs:
         return result
-    jobs = prepare_build_requirements(wh, manifest, plan.jobs, client, host, reporter=reporter)
+    jobs, unbuildable = prepare_build_requirements(
+        wh, manifest, plan.jobs, client, host, reporter=reporter
+    )
+    for job, err in unbuildable:
+        reporter.build_finished(job, err)
+        _record_job(wh, manifest, result, job, None, err, failure="not built")
     for job, built, err in run_jobs(wh, jobs, builders, reporter):
         _record_job(wh, manifest, result, job, built, err)
     return result
@@ -275,8 +280,10 @@ def _record_job(
     job: PlannedJob,
     built: Mapping[str, Path] | None,
     err: BuildError | None,
+    failure: str = "build failed",
 ) -> None:
-    """Record one finished job: its wheels in the manifest and the locks, its coverage."""
+    """Record one finished job: its wheels in the manifest and the locks, its coverage
+    (``failure`` starts a failed job's cell)."""
     need, builder = job.need, job.builder
     if job.for_build:  # a build requirement that had to be built first
         for wheel in sorted(set((built or {}).values())):
@@ -292,7 +299,7 @@ def _record_job(
         return
     if built is None:
         for t in job.targets:
-            result.coverage.set(need.name, t.identifier, "missing", f"build failed: {err}")
+            result.coverage.set(need.name, t.identifier, "missing", f"{failure}: {err}")
         ids = [t.identifier for t in job.targets]
         result.outcomes.append(
             BuildOutcome(need.name, need.sdist_path, builder, None, ids, error=str(err))
@@ -332,17 +339,20 @@ def prepare_build_requirements(
     host: Target,
     *,
     reporter: BuildReporter,
-) -> list[PlannedJob]:
+) -> tuple[list[PlannedJob], list[tuple[PlannedJob, BuildError]]]:
     """Resolve each build's ``build-system.requires`` for the interpreter that runs the build
     and fetch them into the wheelhouse, so builds install them with no index.
 
     Wheels are preferred; a requirement that exists only as an sdist becomes a build job of its
-    own. Returns every job (the given ones first), each naming in ``after`` the jobs it waits
-    for — builds follow build-dependency order. The resolutions are recorded in
+    own. Returns every job that can run (the given ones first), each naming in ``after`` the
+    jobs it waits for — builds follow build-dependency order — and the jobs whose build
+    requirements the index cannot satisfy, each with the error naming the missing requirement
+    (their targets' cells say so; the other builds go on). The resolutions are recorded in
     ``manifest.build_deps`` and reused while their files are present.
     """
     todo: list[PlannedJob] = list(jobs)
     out: list[PlannedJob] = []
+    failed: list[tuple[PlannedJob, BuildError]] = []
     dep_jobs: dict[tuple[str, str], PlannedJob] = {}  # (sdist sha256, builder) → its build
     for job in todo:
         dep_jobs.setdefault((job.need.sdist_sha256, job.builder), job)
@@ -359,11 +369,17 @@ def prepare_build_requirements(
             else list({t.abi: t for t in reversed(job.targets)}.values())
         )
         after: list[str] = []
+        try:
+            for build_target in build_targets:
+                key = (need.sdist_sha256, build_target.identifier)
+                if key not in resolved:
+                    resolved[key] = _build_requirements(wh, manifest, need, build_target, client)
+                    reporter.build_requirements(need, resolved[key])
+        except BuildError as exc:
+            failed.append((job, exc))
+            continue
         for build_target in build_targets:
             key = (need.sdist_sha256, build_target.identifier)
-            if key not in resolved:
-                resolved[key] = _build_requirements(wh, manifest, need, build_target, client)
-                reporter.build_requirements(need, resolved[key])
             for entry in resolved[key]:
                 if entry.sdist is None or _built_from(wh, manifest, entry.sha256, builder):
                     continue
@@ -375,7 +391,7 @@ def prepare_build_requirements(
                     todo.append(dep)
                 after.append(dep.key)
         out.append(dataclasses.replace(job, after=tuple(dict.fromkeys(after))))
-    return out
+    return out, failed
 
 
 def _build_requirements(
@@ -403,8 +419,19 @@ def _resolve_build_requires(
     try:
         res = resolve_target(client, build_target, reqs, policy=Policy(prefer_binary=True))
     except WheelportError as exc:
+        named = [
+            str(r.requirement)
+            for r in reqs
+            if exc.package and canonicalize_name(r.requirement.name) == exc.package
+        ]
+        what = (
+            f"its build requirement {named[0]} cannot be satisfied from the index"
+            if named
+            else "its build requirements cannot be resolved"
+        )
         raise BuildError(
-            f"{need.name}: cannot resolve its build requirements for {build_target}: {exc.message}",
+            f"{need.name} {need.version}: {what} for {build_target} ({exc.message})",
+            hint="pin an older release of the package, or add the missing requirement to the index",
             package=need.name,
             target=build_target.identifier,
         ) from None
