@@ -233,9 +233,9 @@ def build_stage(
     jobs, unbuildable = prepare_build_requirements(
         wh, manifest, plan.jobs, client, host, reporter=reporter
     )
-    for job, err in unbuildable:
-        reporter.build_finished(job, err)
-        _record_job(wh, manifest, result, job, None, err, failure="not built")
+    for job, missing in unbuildable:
+        reporter.build_finished(job, missing)
+        _record_job(wh, manifest, result, job, None, missing, failure="not built")
     for job, built, err in run_jobs(wh, jobs, builders, reporter):
         _record_job(wh, manifest, result, job, built, err)
     return result
