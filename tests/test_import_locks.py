@@ -12,7 +12,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -169,15 +169,22 @@ def locks(srv: IndexServer, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 def lock_from(tmp_path: Path, source: Path, *args: str, targets: tuple[str, ...] = TARGETS,
-              index: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+              index: str | None = None, env: Mapping[str, str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:  # fmt: skip
     cmd = [sys.executable, "-m", "wheelport", "lock", "--from", str(source), "-o", str(tmp_path / "wh"),
            "--tool", "none", *args]  # fmt: skip
     if index:
         cmd += ["--index-url", index]
     for t in targets:
         cmd += ["-t", t]
-    env = {**scrubbed_env(), "WHEELPORT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    run_env = {
+        **scrubbed_env(env),
+        "WHEELPORT_CACHE_DIR": str(tmp_path / "cache"),
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=run_env, cwd=tmp_path, timeout=300
+    )
 
 
 def locked(tmp_path: Path, target: str) -> dict[str, tuple[str, str]]:
@@ -314,3 +321,73 @@ def test_bad_inputs_one_line_nothing_written(
         assert proc.returncode == code, (label, proc.stderr)
         assert words in one_error_line(proc), label
         assert not wh.exists() or not list(wh.glob("pylock.*.toml")), label
+
+
+def pipenv_project(directory: Path, index: str, packages: str, dev_packages: str,
+                   extra: str = "") -> Path:  # fmt: skip
+    directory.mkdir(parents=True)
+    (directory / "Pipfile").write_text(
+        f'[[source]]\nurl = "{index}"\nverify_ssl = false\nname = "local"\n\n'
+        f"[packages]\n{packages}\n[dev-packages]\n{dev_packages}\n{extra}"
+    )
+    return directory
+
+
+def test_pipfile_lock_with_dependency_groups_markers(tmp_path: Path, srv: IndexServer) -> None:
+    """Current pipenv writes PEP 751 lock-file markers into Pipfile.lock: with ``use_pylock`` it
+    keeps a pylock.toml beside it, and entries it carries over from there (here on ``pipenv
+    upgrade`` after Pipfile.lock was removed) keep markers such as
+    ``('dev' in dependency_groups) and (sys_platform == 'linux')``. They are evaluated with what
+    is selected (``--group dev``, or pipenv's own name ``develop``) and never reach wheelport's
+    lock, whose plain-installer readers select no group."""
+    project = pipenv_project(
+        tmp_path / "pipenv", srv.url, 'dep = "<2"\n',
+        'devtool = "<2"\nlinuxonly = {version = "<2", markers = "sys_platform == \'linux\'"}\n'
+        'winonly = {version = "*", markers = "sys_platform == \'win32\'"}\n',
+        "\n[pipenv]\nuse_pylock = true\n",
+    )  # fmt: skip
+    home = tmp_path / "home"
+    tool([str(BIN / "pipenv"), "lock"], project, home)
+    (project / "Pipfile.lock").unlink()
+    tool([str(BIN / "pipenv"), "upgrade", "sub"], project, home)
+    source = project / "Pipfile.lock"
+    develop = json.loads(source.read_text())["develop"]
+    # what pipenv wrote (asserted, so that a pipenv that stops writing them fails here)
+    assert develop["devtool"]["markers"] == "'dev' in dependency_groups"
+    assert develop["linuxonly"]["markers"] == (
+        "('dev' in dependency_groups) and (sys_platform == 'linux')"
+    )
+    recorded = source_versions(source)
+    assert recorded["dep"] == "1.5" and recorded["linuxonly"] == "1.0"
+    expected = {
+        MAC: {"dep": "1.5", "sub": "1.1", "devtool": "1.0"},
+        LIN310: {"dep": "1.5", "sub": "1.1", "devtool": "1.0", "linuxonly": "1.0"},
+    }
+    for name in ("dev", "develop"):
+        out = tmp_path / name
+        out.mkdir()
+        proc = lock_from(out, source, "--group", name, targets=(MAC, LIN310))
+        assert proc.returncode == 0, proc.stderr
+        for target, versions in expected.items():
+            got = locked(out, target)
+            assert {n: v for n, (v, _) in got.items()} == versions, (name, target)
+            assert all(recorded[n] == v for n, (v, _) in got.items())
+        lock = tomllib.loads((out / "wh" / f"pylock.{LIN310}.toml").read_text())
+        markers = {p["name"]: p.get("marker") for p in lock["packages"]}
+        assert markers["linuxonly"] == 'sys_platform == "linux"'
+        assert markers["devtool"] is None
+    # Windows needs winonly, which pipenv (on this machine) could not pin: a red cell, as before
+    proc = lock_from(tmp_path / "dev", source, "--group", "dev", targets=(WIN,))
+    assert proc.returncode == 1
+    assert "winonly" in one_error_line(proc)
+    # without the group the markers keep the develop entries out
+    proc = lock_from(tmp_path, source, targets=(WIN, LIN310))
+    assert proc.returncode == 0, proc.stderr
+    for target in (WIN, LIN310):
+        assert {n: v for n, (v, _) in locked(tmp_path, target).items()} == {
+            "dep": "1.5",
+            "sub": "1.1",
+        }
+    proc = lock_from(tmp_path, source, "--group", "docs", targets=(MAC,))
+    assert proc.returncode == 2
+    assert "no group 'docs'" in one_error_line(proc)

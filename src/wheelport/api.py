@@ -231,7 +231,7 @@ def lock_from(
         config = dataclasses.replace(config, from_lock=source)
     parsed = importers.load(source)
     if isinstance(parsed, importers.Requirements):
-        if config.from_extras or config.from_groups:
+        if config.from_extras or config.from_groups or config.from_all_groups:
             raise UsageError(f"{source}: environment.yml has no extras or groups to select")
         reqs = tuple(parse_requirement(line, f"{source.name} pip") for line in parsed.lines)
         resolving = dataclasses.replace(config, requirements=reqs)
@@ -251,15 +251,18 @@ def lock_from(
         index_config = dataclasses.replace(
             config, index_urls=tuple(u.rstrip("/") for u in parsed.index_urls)
         )
+    choice = importers.Choice(
+        extras=config.from_extras,
+        groups=config.from_groups,
+        all_groups=config.from_all_groups,
+        only_groups=config.from_only_groups,
+    )
     own = client is None
     client = client or make_client(index_config)
     policy = Policy.from_config(config)
     reporter = reporter or NullReporter()
     try:
-        selections = {
-            t.identifier: parsed.select(t.markers, config.from_extras, config.from_groups)
-            for t in targets
-        }
+        selections = {t.identifier: parsed.select(t.markers, choice) for t in targets}
         names = sorted({n for sel in selections.values() for n in sel})
         for n in names:
             client.prefetch_project(n)

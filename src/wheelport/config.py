@@ -64,6 +64,10 @@ class Config:
     from_lock: Path | None = None
     from_extras: tuple[str, ...] = ()
     from_groups: tuple[str, ...] = ()
+    #: every group of the lock (``--all-groups``); only ``from_groups``, without the project's
+    #: own dependencies (``--only-group``)
+    from_all_groups: bool = False
+    from_only_groups: bool = False
 
     def inputs_digest(self) -> str:
         """A digest of everything that changes a resolution (not the output dir or job count)."""
@@ -82,11 +86,17 @@ class Config:
                 lock_sha = hashlib.sha256(self.from_lock.read_bytes()).hexdigest()
             except OSError:
                 lock_sha = "missing"
-            data["from_lock"] = {
+            source: dict[str, object] = {
                 "sha256": lock_sha,
                 "extras": sorted(self.from_extras),
                 "groups": sorted(self.from_groups),
             }
+            # keys only when set, so that earlier imports' digests stay what they were
+            if self.from_all_groups:
+                source["all_groups"] = True
+            if self.from_only_groups:
+                source["only_groups"] = True
+            data["from_lock"] = source
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -364,11 +374,15 @@ def build_config(
     tools: Sequence[str] = (),
     refresh: bool = False,
     from_lock: Path | None = None,
+    all_groups: bool = False,
+    only_groups: Sequence[str] = (),
 ) -> Config:
     """Merge the project's config file with command-line values (flags win) into a :class:`Config`.
 
     With ``from_lock`` the pins come from that lock: ``extras``/``groups`` select its extras and
-    groups, and no requirements are read."""
+    groups (``all_groups``: every group; ``only_groups``: just those, without the project's
+    own dependencies), and no requirements are read."""
+    _check_group_choice(from_lock, extras, groups, all_groups, only_groups)
     if from_lock is not None:
         _check_lock_to_import(from_lock, [*requirement_files, *requirements, *constraint_files])
         base_config = build_config(
@@ -391,7 +405,9 @@ def build_config(
             constraints=(),
             from_lock=from_lock,
             from_extras=tuple(extras),
-            from_groups=tuple(groups),
+            from_groups=tuple(only_groups or groups),
+            from_all_groups=all_groups,
+            from_only_groups=bool(only_groups),
         )
     settings = read_settings(directory)
     reqs, cons, found_indexes = _requirements(
@@ -424,6 +440,29 @@ def build_config(
         tools=_tools(tuple(tools) or settings.tools or ("pip",)),
         refresh=refresh,
     )
+
+
+def _check_group_choice(
+    from_lock: Path | None,
+    extras: Sequence[str],
+    groups: Sequence[str],
+    all_groups: bool,
+    only_groups: Sequence[str],
+) -> None:
+    """``--all-groups`` and ``--only-group`` select a lock's groups, as ``uv export`` does."""
+    if not (all_groups or only_groups):
+        return
+    if from_lock is None:
+        raise UsageError(
+            "--all-groups and --only-group select the groups of a lock given with --from",
+            hint="for this project, name each group with --group",
+        )
+    if only_groups and (groups or all_groups or extras):
+        raise UsageError(
+            "--only-group cannot be combined with --group, --all-groups or --extra",
+            hint="--only-group NAME takes just that group; --group NAME adds it to the "
+            "project's own dependencies",
+        )
 
 
 def _check_lock_to_import(from_lock: Path, requirements: Sequence[object]) -> None:

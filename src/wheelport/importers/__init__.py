@@ -1,9 +1,13 @@
 """Locks written by other tools, read without re-resolving.
 
 Each module reads one format into a :class:`SourceLock`: the pins it records
-(:class:`ImportedPin`) and how to choose the subset for one target (its marker environment, the
-selected extras and groups). Nothing here touches the network: looking the pins up on the index
-and writing wheelport's own locks is :func:`wheelport.api.lock_from`'s job.
+(:class:`ImportedPin`) and how to choose the subset for one target (its marker environment and
+the user's :class:`Choice` of extras and groups). Nothing here touches the network: looking the
+pins up on the index and writing wheelport's own locks is :func:`wheelport.api.lock_from`'s job.
+
+A pin that does not come from an index (git, URL, path) is kept as it is read and refused only
+when a selection takes it (:func:`refuse_direct`): a docs theme from git in a group nobody
+selected does not sink the import.
 
 Parsers: ``packaging.pylock`` for pylock.toml, ``tomllib`` for uv.lock, poetry.lock and pdm.lock
 (none of these tools publishes a standalone lock parser), ``json`` for Pipfile.lock and PyYAML for
@@ -20,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from packaging.markers import InvalidMarker, Marker
+from packaging.markers import InvalidMarker
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from wheelport.errors import UsageError
+from wheelport.importers.markers import for_target_lock, marker_holds
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,6 +55,8 @@ class ImportedPin:
     files: Mapping[str, str] = field(default_factory=dict)
     groups: frozenset[str] = frozenset()
     index_url: str | None = None
+    #: where the pin comes from when that is not an index (``git https://…``, ``path ../x``)
+    direct: str | None = None
 
     def __str__(self) -> str:
         return f"{self.name}=={self.version}" if self.version is not None else self.name
@@ -65,6 +72,18 @@ class Selected:
     extras: frozenset[NormalizedName] = frozenset()
 
 
+@dataclass(frozen=True, kw_only=True)
+class Choice:
+    """What the user selects of a lock (``--extra``, ``--group``, ``--all-groups``,
+    ``--only-group``): ``only_groups`` leaves out the project's own dependencies and keeps just
+    the named groups (``groups`` then holds the ``--only-group`` names)."""
+
+    extras: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    all_groups: bool = False
+    only_groups: bool = False
+
+
 class SourceLock(Protocol):
     """A parsed source lock."""
 
@@ -75,10 +94,9 @@ class SourceLock(Protocol):
     @property
     def index_urls(self) -> Sequence[str]: ...
 
-    def select(
-        self, env: Mapping[str, str], extras: Collection[str], groups: Collection[str]
-    ) -> dict[NormalizedName, Selected]:
-        """The pins that one target needs (raises :class:`UsageError` for an unknown extra/group)."""
+    def select(self, env: Mapping[str, str], choice: Choice) -> dict[NormalizedName, Selected]:
+        """The pins that one target needs (raises :class:`UsageError` for an unknown extra or
+        group, or for a selected pin that does not come from an index)."""
         ...
 
 
@@ -152,9 +170,11 @@ def load(path: Path) -> SourceLock | Requirements:
     except UsageError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, InvalidVersion, InvalidMarker) as exc:
-        # the lock parsed but its shape is not what the format says
+        # the lock parsed but its shape is not what the format says (first line: InvalidMarker
+        # draws the marker and a caret below)
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise UsageError(
-            f"{path}: malformed {fmt}: {type(exc).__name__}: {exc}",
+            f"{path}: malformed {fmt}: {type(exc).__name__}: {first}",
             hint=f"regenerate it with its tool ({fmt})",
             path=str(path),
         ) from None
@@ -181,12 +201,23 @@ def basename(url: str) -> str:
     return url.split("#", 1)[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
-def marker_holds(marker: str | None, env: Mapping[str, str], extras: Collection[str] = ()) -> bool:
-    """Does a PEP 508 marker (which may test ``extra``) hold for the target and extras?"""
-    if not marker:
-        return True
-    m = Marker(marker)
-    return any(m.evaluate({**env, "extra": e}) for e in ["", *extras])
+def refuse_direct(
+    origin: str, selected: Mapping[NormalizedName, Selected]
+) -> dict[NormalizedName, Selected]:
+    """The selection, unless it takes a pin that does not come from an index (bad input: the
+    wheelhouse is served from indexes). Pins only in unselected groups never get here."""
+    for name, sel in sorted(selected.items()):
+        pin = sel.pin
+        if pin.direct is not None:
+            groups = f" (group {', '.join(sorted(pin.groups))})" if pin.groups else ""
+            raise UsageError(
+                f"{origin}: {name}{groups} comes from {pin.direct}, not from an index",
+                hint="wheelport serves packages from indexes; publish it to one and re-lock, "
+                "or leave its group unselected",
+                package=name,
+                path=origin,
+            )
+    return dict(selected)
 
 
 def check_selection(
@@ -207,13 +238,14 @@ def check_selection(
 class FlatLock:
     """A lock that records, per package, the groups it belongs to and the (inherited) marker
     under which it is needed: poetry.lock ≥ 2.1, pdm.lock with ``inherit_metadata``,
-    Pipfile.lock, pylock.toml. Selection is then a filter, as those tools install."""
+    Pipfile.lock. Selection is then a filter, as those tools install: a package is taken when
+    one of its selected groups' markers holds for the target and the selection."""
 
     format: str
     origin: str
     pins: Sequence[ImportedPin]
     index_urls: Sequence[str]
-    #: groups that are always selected ("main", "default")
+    #: groups that are always selected ("main", "default"), unless only groups are asked for
     base_groups: frozenset[str]
     #: extras/groups the lock defines, and how an extra maps to a group (pdm: extras are groups)
     known_extras: frozenset[str] = frozenset()
@@ -221,22 +253,31 @@ class FlatLock:
     extras_are_groups: bool = False
     #: group → marker, where a package's marker differs per group (poetry)
     group_markers: Mapping[tuple[NormalizedName, str], str | None] = field(default_factory=dict)
+    #: other names of a group (Pipfile.lock: ``develop`` is ``dev``)
+    group_aliases: Mapping[str, str] = field(default_factory=dict)
 
-    def select(
-        self, env: Mapping[str, str], extras: Collection[str], groups: Collection[str]
-    ) -> dict[NormalizedName, Selected]:
-        check_selection(self.origin, "extra", extras, self.known_extras)
-        check_selection(self.origin, "group", groups, self.known_groups)
-        chosen = set(self.base_groups) | {canonicalize_name(g) for g in groups}
-        norm_extras = [canonicalize_name(e) for e in extras]
+    def groups_for(self, choice: Choice) -> frozenset[str]:
+        """The groups a choice selects (checked against the lock's; aliases resolved)."""
+        check_selection(self.origin, "extra", choice.extras, self.known_extras)
+        known = set(self.known_groups) | set(self.group_aliases)
+        check_selection(self.origin, "group", choice.groups, known)
+        wanted = self.known_groups if choice.all_groups else choice.groups
+        chosen: set[str] = {canonicalize_name(g) for g in wanted}
+        if not choice.only_groups:
+            chosen |= self.base_groups
         if self.extras_are_groups:
-            chosen |= set(norm_extras)
+            chosen |= {canonicalize_name(e) for e in choice.extras}
+        return frozenset(self.group_aliases.get(g, g) for g in chosen)
+
+    def select(self, env: Mapping[str, str], choice: Choice) -> dict[NormalizedName, Selected]:
+        chosen = self.groups_for(choice)
+        extras = [canonicalize_name(e) for e in choice.extras]
         out: dict[NormalizedName, Selected] = {}
         for pin in self.pins:
             hit = False
             for g in sorted(pin.groups & chosen) if pin.groups else [""]:
                 marker = self.group_markers.get((pin.name, g), pin.marker)
-                if marker_holds(marker, env, norm_extras):
+                if marker_holds(marker, env, extras=extras, groups=chosen, origin=self.origin):
                     hit = True
                     break
             if not hit:
@@ -258,9 +299,13 @@ class FlatLock:
                     f"({out[pin.name].pin.version} and {pin.version})",
                     path=self.origin,
                 )
-            out[pin.name] = Selected(pin, (pin.marker,) if pin.marker else None, pin.extras)
+            left = for_target_lock(pin.marker, extras=extras, groups=chosen)
+            out[pin.name] = Selected(pin, (left,) if left else None, pin.extras)
         names = set(out)
-        return {n: dataclasses.replace(s, pin=only_deps(s.pin, names)) for n, s in out.items()}
+        return refuse_direct(
+            self.origin,
+            {n: dataclasses.replace(s, pin=only_deps(s.pin, names)) for n, s in out.items()},
+        )
 
 
 def only_deps(pin: ImportedPin, names: Collection[str]) -> ImportedPin:

@@ -3,8 +3,10 @@
 With the ``inherit_metadata`` strategy (PDM's default since 2.11) each package records the
 ``groups`` that need it and its inherited ``marker`` (every path from the project), which is
 what ``pdm install`` filters by: ``default`` always, ``--group NAME`` and ``--extra NAME`` add
-groups (in PDM, optional-dependencies are groups too); ``[metadata] groups`` lists what was
-locked. Locks without it are refused (re-lock with ``pdm lock --strategy inherit_metadata``).
+groups (in PDM, optional-dependencies are groups too), ``--all-groups`` adds every locked group
+and ``--only-group NAME`` takes that group without ``default``; ``[metadata] groups`` lists what
+was locked. Locks without it are refused (re-lock with ``pdm lock --strategy inherit_metadata``).
+A package from git, a path or a URL is refused only when a selected group holds it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from packaging.version import Version
 
 from wheelport.errors import UsageError
 from wheelport.importers import FlatLock, ImportedPin, load_toml, sha256_of
+from wheelport.importers.markers import checked_marker
+
+DIRECT_KEYS = ("path", "url", "git", "hg", "svn", "bzr")
 
 
 def parse(data: bytes, origin: str) -> FlatLock:
@@ -32,14 +37,7 @@ def parse(data: bytes, origin: str) -> FlatLock:
     pins: list[ImportedPin] = []
     for pkg in doc.get("package", []):
         name = canonicalize_name(pkg["name"])
-        for key in ("path", "url", "git", "hg", "svn", "bzr"):
-            if key in pkg:
-                raise UsageError(
-                    f"{origin}: {name} comes from {key} {pkg[key]}, not from an index",
-                    hint="wheelport serves packages from indexes; publish it to one and re-lock",
-                    package=name,
-                    path=origin,
-                )
+        direct = next((f"{k} {pkg[k]}" for k in DIRECT_KEYS if k in pkg), None)
         files = {}
         for f in pkg.get("files", []):
             digest = sha256_of(f.get("hash", ""))
@@ -48,8 +46,9 @@ def parse(data: bytes, origin: str) -> FlatLock:
         pins.append(
             ImportedPin(
                 name=name,
-                version=Version(pkg["version"]),
-                marker=pkg.get("marker"),
+                # a git/path/URL entry may name no version; an index entry always does
+                version=Version(pkg["version"]) if direct is None or "version" in pkg else None,
+                marker=checked_marker(pkg.get("marker")),
                 extras=frozenset(canonicalize_name(e) for e in pkg.get("extras", [])),
                 dependencies=tuple(
                     sorted(
@@ -62,6 +61,7 @@ def parse(data: bytes, origin: str) -> FlatLock:
                 hashes=frozenset(files.values()),
                 files=files,
                 groups=frozenset(canonicalize_name(g) for g in pkg.get("groups", ["default"])),
+                direct=direct,
             )
         )
     locked = frozenset(canonicalize_name(g) for g in meta.get("groups", ["default"])) - {"default"}

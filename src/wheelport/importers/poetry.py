@@ -3,8 +3,10 @@
 Lock version 2.1 (Poetry ≥ 2.0) records per package the ``groups`` it belongs to and the
 ``markers`` under which it is needed (for every path from the project, extras as
 ``extra == "..."``), which is what ``poetry install`` itself filters by: ``main`` always,
-``--group NAME`` adds a group, ``--extra NAME`` an extra of ``[extras]``. Older lock versions do
-not record that and are refused (re-lock with Poetry 2).
+``--group NAME`` adds a group, ``--extra NAME`` an extra of ``[extras]``, ``--all-groups`` every
+group, ``--only-group NAME`` that group without ``main`` (``poetry install --only``). Older lock
+versions do not record that and are refused (re-lock with Poetry 2). A package from a git,
+directory, file or URL source is refused only when a selected group holds it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from packaging.version import Version
 
 from wheelport.errors import UsageError
 from wheelport.importers import FlatLock, ImportedPin, load_toml, sha256_of
+from wheelport.importers.markers import checked_marker
 
 
 def parse(data: bytes, origin: str) -> FlatLock:
@@ -34,14 +37,9 @@ def parse(data: bytes, origin: str) -> FlatLock:
     for pkg in doc.get("package", []):
         name = canonicalize_name(pkg["name"])
         source = pkg.get("source", {})
-        if source.get("type", "legacy") not in ("legacy",):
-            raise UsageError(
-                f"{origin}: {name} comes from a {source['type']} source ({source.get('url')}), not from an index",
-                hint="wheelport serves packages from indexes; publish it to one and re-lock",
-                package=name,
-                path=origin,
-            )
-        index = source.get("url")
+        kind = source.get("type", "legacy")
+        direct = None if kind == "legacy" else f"{kind} {source.get('url')}"
+        index = source.get("url") if direct is None else None
         if index and index not in indexes:
             indexes.append(index)
         files = {}
@@ -55,11 +53,11 @@ def parse(data: bytes, origin: str) -> FlatLock:
         marker: str | None = None
         if isinstance(markers, dict):
             for g, m in markers.items():
-                group_markers[(name, canonicalize_name(g))] = m
+                group_markers[(name, canonicalize_name(g))] = checked_marker(m)
             for g in pkg_groups - {canonicalize_name(g) for g in markers}:
                 group_markers[(name, g)] = None
         else:
-            marker = markers
+            marker = checked_marker(markers)
         pins.append(
             ImportedPin(
                 name=name,
@@ -72,6 +70,7 @@ def parse(data: bytes, origin: str) -> FlatLock:
                 files=files,
                 groups=pkg_groups,
                 index_url=index,
+                direct=direct,
             )
         )
     return FlatLock(

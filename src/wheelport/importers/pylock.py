@@ -1,21 +1,32 @@
 """pylock.toml (PEP 751), read and validated with ``packaging.pylock``.
 
 Each package's ``marker`` is evaluated for the target in the lock-file context: ``extras`` are
-the ``--extra`` values, ``dependency_groups`` the ``--group`` values (the lock's
-``default-groups`` when none is given). Only index packages (wheels/sdist) can be imported.
+the ``--extra`` values, ``dependency_groups`` the ``--group`` values (every group with
+``--all-groups``; the lock's ``default-groups`` when none is given). ``--only-group`` is refused:
+a PEP 751 lock does not say which packages the project itself needs. Only index packages
+(wheels/sdist) can be imported; a vcs, directory or archive package is refused only when its
+marker selects it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from packaging.markers import Marker
 from packaging.pylock import PackageSdist, PackageWheel, Pylock, PylockValidationError
 from packaging.utils import NormalizedName, canonicalize_name
 
 from wheelport.errors import UsageError
-from wheelport.importers import ImportedPin, Selected, basename, check_selection, load_toml
+from wheelport.importers import (
+    Choice,
+    ImportedPin,
+    Selected,
+    basename,
+    check_selection,
+    load_toml,
+    refuse_direct,
+)
+from wheelport.importers.markers import for_target_lock, marker_holds
 
 
 @dataclass(frozen=True)
@@ -28,29 +39,32 @@ class PylockSource:
     groups: frozenset[str]
     default_groups: frozenset[str]
 
-    def select(
-        self, env: Mapping[str, str], extras: Collection[str], groups: Collection[str]
-    ) -> dict[NormalizedName, Selected]:
-        check_selection(self.origin, "extra", extras, self.extras)
-        check_selection(self.origin, "group", groups, self.groups)
-        context: dict[str, str | frozenset[str]] = {
-            **env,
-            "extras": frozenset(canonicalize_name(e) for e in extras),
-            "dependency_groups": frozenset(canonicalize_name(g) for g in groups)
-            if groups
-            else self.default_groups,
-        }
+    def select(self, env: Mapping[str, str], choice: Choice) -> dict[NormalizedName, Selected]:
+        if choice.only_groups:
+            raise UsageError(
+                f"{self.origin}: a pylock.toml does not record which packages the project itself "
+                "needs, so --only-group cannot leave them out",
+                hint="use --group, or export the lock with only that group "
+                "(e.g. 'uv export --only-group NAME --format pylock.toml')",
+                path=self.origin,
+            )
+        check_selection(self.origin, "extra", choice.extras, self.extras)
+        check_selection(self.origin, "group", choice.groups, self.groups)
+        extras = frozenset(canonicalize_name(e) for e in choice.extras)
+        wanted = self.groups if choice.all_groups else choice.groups or self.default_groups
+        groups = frozenset(canonicalize_name(g) for g in wanted)
         out: dict[NormalizedName, Selected] = {}
         for pin in self.pins:
-            if pin.marker and not Marker(pin.marker).evaluate(context, context="lock_file"):
+            if not marker_holds(pin.marker, env, extras=extras, groups=groups, origin=self.origin):
                 continue
             if pin.name in out:
                 raise UsageError(
                     f"{self.origin}: two entries for {pin.name} hold for one target",
                     path=self.origin,
                 )
-            out[pin.name] = Selected(pin, (pin.marker,) if pin.marker else None)
-        return out
+            left = for_target_lock(pin.marker, extras=extras, groups=groups)
+            out[pin.name] = Selected(pin, (left,) if left else None)
+        return refuse_direct(self.origin, out)
 
 
 def parse(data: bytes, origin: str) -> PylockSource:
@@ -69,13 +83,15 @@ def parse(data: bytes, origin: str) -> PylockSource:
     indexes: list[str] = []
     for pkg in lock.packages:
         name = canonicalize_name(pkg.name)
-        if pkg.vcs or pkg.directory or pkg.archive or pkg.version is None:
-            raise UsageError(
-                f"{origin}: {name} is not an index package (vcs, directory or archive)",
-                hint="wheelport serves packages from indexes; publish it to one and re-lock",
-                package=name,
-                path=origin,
-            )
+        direct = None
+        if pkg.vcs:
+            direct = f"{pkg.vcs.type} {pkg.vcs.url or pkg.vcs.path}"
+        elif pkg.directory:
+            direct = f"directory {pkg.directory.path}"
+        elif pkg.archive:
+            direct = f"archive {pkg.archive.url or pkg.archive.path}"
+        elif pkg.version is None:
+            direct = "no index (no version)"
         files: dict[str, str] = {}
         arts: list[PackageWheel | PackageSdist] = [*(pkg.wheels or ())]
         if pkg.sdist:
@@ -104,6 +120,7 @@ def parse(data: bytes, origin: str) -> PylockSource:
                 hashes=frozenset(files.values()),
                 files=files,
                 index_url=pkg.index,
+                direct=direct,
             )
         )
     return PylockSource(
