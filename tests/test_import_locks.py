@@ -9,6 +9,7 @@ host: each target's lock must hold exactly the source lock's versions that apply
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -391,3 +392,65 @@ def test_pipfile_lock_with_dependency_groups_markers(tmp_path: Path, srv: IndexS
     proc = lock_from(tmp_path, source, "--group", "docs", targets=(MAC,))
     assert proc.returncode == 2
     assert "no group 'docs'" in one_error_line(proc)
+
+
+def test_index_url_wins_over_an_unreachable_recorded_index(
+    tmp_path: Path, srv: IndexServer
+) -> None:
+    """A Pipfile.lock names an index that is gone (its server stopped after pipenv locked from
+    it): ``--index-url`` replaces it and every pin is kept; without the flag the one error line
+    names the recorded index and the flag. The default index, given explicitly, wins too."""
+    home = tmp_path / "home"
+    with IndexServer() as old:
+        for project in srv.projects():
+            for f in srv.files_of(project):
+                old.add(f.path)
+        gone, gone_port = old.url.rstrip("/"), old.port
+        pip = pipenv_project(
+            tmp_path / "pipenv", old.url, 'dep = "<2"\nspeedup = "<1.1"\n', 'devtool = "<2"\n'
+        )
+        tool([str(BIN / "pipenv"), "lock"], pip, home)
+        env_yml = tmp_path / "environment.yml"
+        env_yml.write_text(
+            f"dependencies:\n  - pip:\n    - --index-url {old.url}\n    - dep==1.0\n"
+        )
+    source = pip / "Pipfile.lock"
+    assert json.loads(source.read_text())["_meta"]["sources"][0]["url"].rstrip("/") == gone
+    recorded = source_versions(source)
+
+    proc = lock_from(tmp_path, source, "--group", "dev", targets=(WIN, LIN310), index=srv.url)
+    assert proc.returncode == 0, proc.stderr
+    for target in (WIN, LIN310):
+        got = locked(tmp_path, target)
+        assert {n: v for n, (v, _) in got.items()} == {n: recorded[n] for n in got}
+        assert set(got) == {"dep", "sub", "speedup", "devtool"}
+        assert got["speedup"][1] == SPEEDUP_FILE[target]
+        lock = tomllib.loads((tmp_path / "wh" / f"pylock.{target}.toml").read_text())
+        assert {p["index"] for p in lock["packages"]} == {srv.url.rstrip("/")}
+    (tmp_path / "yml").mkdir()
+    proc = lock_from(tmp_path / "yml", env_yml, targets=(MAC,), index=srv.url)
+    assert proc.returncode == 0, proc.stderr
+    assert {n: v for n, (v, _) in locked(tmp_path / "yml", MAC).items()} == {
+        "dep": "1.0",
+        "sub": "1.1",
+    }
+
+    none = tmp_path / "none"
+    none.mkdir()
+    for path in (source, env_yml):
+        proc = lock_from(none, path, targets=(WIN,))
+        assert proc.returncode == 1
+        line = one_error_line(proc)
+        assert f"{path.name}'s recorded index {gone} cannot be reached" in line, line
+        assert "pass --index-url URL to use another index" in line
+        assert not (none / "wh").exists() or not list((none / "wh").glob("pylock.*.toml"))
+
+    # https://pypi.org/simple given by flag is not "no flag": it is asked, not the recorded
+    # index (through a proxy that is not there, so nothing leaves this machine)
+    proxy = f"http://127.0.0.1:{gone_port}"
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env.update(HTTPS_PROXY=proxy, https_proxy=proxy, NO_PROXY="", no_proxy="")
+    proc = lock_from(none, source, targets=(WIN,), index="https://pypi.org/simple", env=env)
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert "https://pypi.org/simple/" in line and gone not in line, line

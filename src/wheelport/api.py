@@ -7,8 +7,9 @@ a reporter) are parameters.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from packaging.requirements import Requirement
 
 from wheelport.builders.isolated import sdist_metadata_online
 from wheelport.cache import Cache
-from wheelport.config import DEFAULT_INDEX, Config, SourcedRequirement, parse_requirement
-from wheelport.errors import FetchError, ResolutionError, UsageError
+from wheelport.config import Config, SourcedRequirement, parse_requirement
+from wheelport.errors import FetchError, IndexAccessError, ResolutionError, UsageError
 from wheelport.importers import ImportedPin, Selected
 from wheelport.index.client import IndexClient, ProjectStatus, redact
 from wheelport.lock import Staleness, build_lock, check_locks, write_locks
@@ -230,27 +231,24 @@ def lock_from(
     if config.from_lock != source:
         config = dataclasses.replace(config, from_lock=source)
     parsed = importers.load(source)
+    recorded = _recorded_indexes(config, parsed.index_urls)
     if isinstance(parsed, importers.Requirements):
         if config.from_extras or config.from_groups or config.from_all_groups:
             raise UsageError(f"{source}: environment.yml has no extras or groups to select")
         reqs = tuple(parse_requirement(line, f"{source.name} pip") for line in parsed.lines)
         resolving = dataclasses.replace(config, requirements=reqs)
-        if parsed.index_urls and config.index_urls == (DEFAULT_INDEX,):
-            resolving = dataclasses.replace(resolving, index_urls=parsed.index_urls)
-        return lock(
-            resolving,
-            client=client,
-            reporter=reporter,
-            targets=targets,
-            allow_missing=allow_missing,
-        )
+        if recorded:
+            resolving = dataclasses.replace(resolving, index_urls=recorded)
+        with _naming_recorded(recorded, source):
+            return lock(
+                resolving,
+                client=client,
+                reporter=reporter,
+                targets=targets,
+                allow_missing=allow_missing,
+            )
     targets = list(targets) if targets is not None else parse_targets(list(config.targets))
-    index_config = config
-    if parsed.index_urls and config.index_urls == (DEFAULT_INDEX,):
-        # no --index-url given: the indexes the source lock was made from
-        index_config = dataclasses.replace(
-            config, index_urls=tuple(u.rstrip("/") for u in parsed.index_urls)
-        )
+    index_config = dataclasses.replace(config, index_urls=recorded) if recorded else config
     choice = importers.Choice(
         extras=config.from_extras,
         groups=config.from_groups,
@@ -268,22 +266,23 @@ def lock_from(
             client.prefetch_project(n)
         resolutions: list[Resolution] = []
         failed: list[TargetFailure] = []
-        for t in targets:
-            reporter.target_started(t)
-            try:
-                pins = {
-                    name: _imported_pin(client, t, s, policy.rule(name), source)
-                    for name, s in sorted(selections[t.identifier].items())
-                }
-            except ResolutionError as exc:
-                failure = TargetFailure(t, for_target(exc, t))
-                failed.append(failure)
-                reporter.target_failed(t, failure.error)
-                continue
-            resolution = Resolution(t, pins)
-            reporter.target_done(t, resolution)
-            resolutions.append(resolution)
-        resolutions, tools = _complete(client, config, resolutions, failed, allow_missing)
+        with _naming_recorded(recorded, source):
+            for t in targets:
+                reporter.target_started(t)
+                try:
+                    pins = {
+                        name: _imported_pin(client, t, s, policy.rule(name), source)
+                        for name, s in sorted(selections[t.identifier].items())
+                    }
+                except ResolutionError as exc:
+                    failure = TargetFailure(t, for_target(exc, t))
+                    failed.append(failure)
+                    reporter.target_failed(t, failure.error)
+                    continue
+                resolution = Resolution(t, pins)
+                reporter.target_done(t, resolution)
+                resolutions.append(resolution)
+            resolutions, tools = _complete(client, config, resolutions, failed, allow_missing)
         for r in resolutions:
             for pin in r.pins.values():
                 _check_downloaded_hash(pin, selections[r.target.identifier][pin.name].pin, source)
@@ -291,6 +290,33 @@ def lock_from(
         if own:
             client.close()
     return _write(config, resolutions, tools, failed, client.project_statuses())
+
+
+def _recorded_indexes(config: Config, lock_indexes: Sequence[str]) -> tuple[str, ...]:
+    """The indexes a lock to import records, when they are the ones to use: an index given by
+    flag or config file wins over them (``()``: use ``config.index_urls``)."""
+    if config.explicit_indexes or not lock_indexes:
+        return ()
+    return tuple(dict.fromkeys(u.rstrip("/") for u in lock_indexes))
+
+
+@contextlib.contextmanager
+def _naming_recorded(recorded: Sequence[str], source: Path) -> Iterator[None]:
+    """A recorded index that fails says so, and which flag replaces it, in its one line."""
+    try:
+        yield
+    except IndexAccessError as exc:
+        where = next((u for u in recorded if (exc.path or "").startswith(redact(u))), None)
+        if where is None:
+            raise
+        why = exc.message.removeprefix("cannot reach ")
+        raise IndexAccessError(
+            f"{source.name}'s recorded index {redact(where)} cannot be reached ({why})",
+            hint="pass --index-url URL to use another index (flags win over the lock's indexes)",
+            package=exc.package,
+            target=exc.target,
+            path=exc.path,
+        ) from None
 
 
 def _imported_pin(

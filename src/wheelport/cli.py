@@ -46,7 +46,7 @@ def inputs(func: F) -> F:
         click.option("--all-groups", is_flag=True, help="With --from: every dependency group of the lock (as uv export --all-groups)."),
         click.option("--only-group", "only_groups", multiple=True, help="With --from: only this group, without the project's own dependencies (repeatable; as uv export --only-group)."),
         click.option("-t", "--target", "targets", multiple=True, help="Target, e.g. cp312-manylinux_2_28_x86_64 (repeatable; default: host)."),
-        click.option("--index-url", "index_urls", multiple=True, help="Index URL (repeatable; first index with a project wins)."),
+        click.option("--index-url", "index_urls", multiple=True, help="Index URL (repeatable; first index with a project wins). Given here, it wins over the config file and over every index a --from lock records."),
         click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Wheelhouse directory (default ./wheelhouse)."),
         click.option("--pre/--no-pre", default=None, help="Allow prereleases."),
         click.option("--prefer-binary/--no-prefer-binary", default=None, help="Prefer an older version with a wheel to a newer sdist."),

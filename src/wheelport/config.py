@@ -47,6 +47,9 @@ class Config:
     constraints: tuple[SourcedRequirement, ...] = ()
     targets: tuple[str, ...] = ("host",)
     index_urls: tuple[str, ...] = (DEFAULT_INDEX,)
+    #: ``index_urls`` were given (flag, config file, requirements file), not defaulted: they
+    #: win over the indexes a lock to import records
+    explicit_indexes: bool = False
     output: Path = Path("wheelhouse")
     pre: bool = False
     prefer_binary: bool = False
@@ -96,6 +99,9 @@ class Config:
                 source["all_groups"] = True
             if self.from_only_groups:
                 source["only_groups"] = True
+            if self.explicit_indexes and self.index_urls == (DEFAULT_INDEX,):
+                # a given default index is not the lock's own index (which is used otherwise)
+                source["index_given"] = True
             data["from_lock"] = source
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -422,13 +428,14 @@ def build_config(
             "nothing to lock: no requirements given",
             hint="pass requirements, -r FILE, or run in a project with [project] dependencies",
         )
-    indexes = list(index_urls) or settings.index_urls or found_indexes or [DEFAULT_INDEX]
+    given = list(index_urls) or settings.index_urls or found_indexes
     out = _output_dir(output if output is not None else settings.output)
     return Config(
         requirements=tuple(reqs),
         constraints=tuple(cons),
         targets=tuple(targets) or settings.targets or ("host",),
-        index_urls=tuple(dict.fromkeys(u.rstrip("/") for u in indexes)),
+        index_urls=tuple(dict.fromkeys(u.rstrip("/") for u in given or [DEFAULT_INDEX])),
+        explicit_indexes=bool(given),
         output=out,
         pre=settings.pre if pre is None else pre,
         prefer_binary=settings.prefer_binary if prefer_binary is None else prefer_binary,
