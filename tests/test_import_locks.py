@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support import one_error_line, scrubbed_env
+from support import one_error_line, run_wheelport, scrubbed_env
 from support.dists import make_sdist, make_wheel
 from support.server import IndexServer
 
@@ -454,3 +454,7 @@ def test_index_url_wins_over_an_unreachable_recorded_index(
     assert proc.returncode == 1
     line = one_error_line(proc)
     assert "https://pypi.org/simple/" in line and gone not in line, line
+
+    # and --help says so
+    help_text = " ".join(run_wheelport("lock", "--help", env=scrubbed_env()).stdout.split())
+    assert "wins over the config file and over every index a --from lock records" in help_text

@@ -3,10 +3,14 @@ for wheelport's own lock (which plain installers read without selecting any grou
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from packaging.markers import Marker
 
 from wheelport.errors import UsageError
+from wheelport.importers import load
 from wheelport.importers.markers import for_target_lock, marker_holds
 from wheelport.targets import parse_targets
 
@@ -71,3 +75,14 @@ def test_a_marker_that_cannot_be_evaluated_is_bad_input() -> None:
         marker_holds("'a' in nonsense_name", ENVS["cp312-win_amd64"], origin="x/Pipfile.lock")
     assert "x/Pipfile.lock: marker" in str(info.value) and "\n" not in str(info.value)
     assert info.value.return_code == 2
+
+
+def test_a_lock_with_a_broken_marker_is_refused_naming_it(tmp_path: Path) -> None:
+    lock = tmp_path / "Pipfile.lock"
+    develop = {"devtool": {"version": "==1.0", "markers": "'dev' in dependency_groups and"}}
+    lock.write_text(json.dumps({"_meta": {"sources": []}, "default": {}, "develop": develop}))
+    with pytest.raises(UsageError) as info:
+        load(lock)
+    text = str(info.value)
+    assert "malformed Pipfile.lock" in text and "'dev' in dependency_groups and" in text, text
+    assert "\n" not in text and info.value.return_code == 2

@@ -44,7 +44,11 @@ def checked_marker(marker: str | None) -> str | None:
     """A marker as the lock writes it, parsed once so that a bad one is refused when the lock is
     read (:class:`InvalidMarker`, which :func:`wheelport.importers.load` turns into one line)."""
     if marker:
-        Marker(marker)
+        try:
+            Marker(marker)
+        except InvalidMarker as exc:
+            first = str(exc).splitlines()[0] if str(exc) else "invalid"
+            raise InvalidMarker(f"marker {marker!r}: {first}") from None
     return marker or None
 
 
