@@ -307,3 +307,32 @@ def test_serve_never_follows_a_symlink_out_of_the_wheelhouse(tmp_path: Path) -> 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_lock_path_altered_alone_is_refused_by_verify_provision_and_bootstrap(
+    tmp_path: Path,
+) -> None:
+    """Only ``pylock.<target>.toml`` names ``../../../etc/passwd`` (the manifest's ``locks``
+    section, which bootstrap.py installs from, is intact): all three refuse, naming it."""
+    wh, _ = make_wheelhouse(tmp_path, None)
+    lock = wh / f"pylock.{TARGET}.toml"
+    text = lock.read_text()
+    assert 'path = "wheels/good-1.0-cp312-cp312-win_amd64.whl"' in text
+    lock.write_text(text.replace("wheels/good-1.0-cp312-cp312-win_amd64.whl",
+                                 "../../../etc/passwd", 1))  # fmt: skip
+    evil = "../../../etc/passwd"
+    assert evil in verify(wh).unsafe
+    with pytest.raises(ProvisionError) as err:
+        provision(tmp_path / "venv", wheelhouse=wh, target=TARGET)
+    assert evil in str(err.value)
+    pythons = [sys.executable, *sorted(glob.glob(f"{PYENV}/versions/3.8.*/bin/python"))[-1:]]
+    for python in pythons:  # tomllib, and the oldest Python's reading of the keys
+        venv = tmp_path / f"v-{Path(python).parent.parent.name}"
+        proc = subprocess.run(
+            [python, str(wh / "bootstrap.py"), str(venv), "--target", TARGET],
+            capture_output=True, text=True, check=False, env=bootstrap.scrubbed_env(),
+        )  # fmt: skip
+        assert proc.returncode == 1, (python, proc.stderr)
+        (line,) = proc.stderr.strip().splitlines()
+        assert f"'{evil}' in pylock.{TARGET}.toml escapes the wheelhouse" in line, line
+        assert not venv.exists()

@@ -243,18 +243,29 @@ def sha256_of(path: str) -> str:
     return h.hexdigest()
 
 
+def lexical_escape(rel: object) -> str | None:
+    """Why the relative path ``rel`` leaves any directory it is joined to, read from its text
+    alone (not a string, empty, a NUL, absolute, a drive, a ``..`` component), or None.
+    Archive members (wheels, bundles) and paths read from files are checked with it."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        return "not a relative file path"
+    if rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel) or os.path.isabs(rel):
+        return "an absolute path"
+    if ".." in re.split(r"[/\\]", rel):
+        return "a '..' component"
+    return None
+
+
 def escape_reason(root: str, rel: object) -> str | None:
     """Why the path ``rel`` (read from a lock, the manifest or a bundle) would leave ``root``
     once joined to it: absolute, a ``..`` component, or resolving (symlinks included) outside
     ``root``. None when it stays inside. wheelport's ``wheelhouse.contained`` uses this too.
     """
-    if not isinstance(rel, str) or not rel or "\x00" in rel:
-        return "not a relative file path"
-    if rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel) or os.path.isabs(rel):
-        return "an absolute path"
+    why = lexical_escape(rel)
+    if why is not None:
+        return why
+    assert isinstance(rel, str)
     parts = re.split(r"[/\\]", rel)
-    if ".." in parts:
-        return "a '..' component"
     base = os.path.realpath(root)
     full = os.path.realpath(os.path.join(base, *parts))
     if full != base and not full.startswith(base.rstrip(os.sep) + os.sep):
@@ -288,6 +299,69 @@ def verify_files(root: str, entries: Sequence[Entry], source: str = "") -> list[
         actual = sha256_of(full)
         if actual != entry["sha256"]:
             problems.append(FileProblem(rel, "sha256", entry["sha256"], actual))
+    return problems
+
+
+#: a ``path = "…"`` (or ``'…'``) key of a TOML table, inline or not
+_TOML_PATH = re.compile(r"""(?:^|[{,\s])path\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*')""", re.M)
+
+
+def lock_file_paths(text: str) -> list[str]:
+    """Every ``path`` value of a PEP 751 lock's text (packages' wheels, sdists, archives,
+    directories, and wheelport's tools). With ``tomllib`` (3.11+) the lock is parsed;
+    older Pythons read the ``path = "…"`` keys, which is how those tables are written."""
+    try:
+        import tomllib  # type: ignore[import-not-found,unused-ignore]
+
+        parsed = tomllib.loads(text)
+    except (ImportError, ValueError):  # before 3.11, or not TOML: read the keys as written
+        out = []
+        for raw in _TOML_PATH.findall(text):
+            if raw.startswith('"'):
+                try:
+                    out.append(json.loads(raw))
+                except ValueError:
+                    out.append(raw)
+            else:
+                out.append(raw[1:-1])
+        return out
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "path" and isinstance(item, str):
+                    found.append(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(parsed)
+    return found
+
+
+def check_lock_file(root: str, lock: Entry) -> list[FileProblem]:
+    """The lock file a ``locks`` entry names (``file``: ``pylock.<target>.toml``): a name that
+    leaves ``root``, or a path in it that does, is a problem ``unsafe`` — the rule ``verify``
+    and ``provision`` apply to the same file, so the three refuse the same wheelhouse."""
+    name = lock.get("file")
+    if not name:
+        return []
+    why = escape_reason(root, name)
+    if why is not None:
+        return [FileProblem(str(name), "unsafe", "{} locks".format(MANIFEST_NAME), why)]
+    try:
+        with open(os.path.join(root, name), encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return [FileProblem(str(name), "missing")]
+    problems = []
+    for rel in lock_file_paths(text):
+        why = escape_reason(root, rel)
+        if why is not None:
+            problems.append(FileProblem(rel, "unsafe", name, why))
     return problems
 
 
@@ -828,7 +902,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pip_wheel = pip_tool(lock, name)
         problems = verify_files(
             args.wheelhouse, [*packages, pip_wheel], "{} locks[{}]".format(MANIFEST_NAME, name)
-        )
+        ) + check_lock_file(args.wheelhouse, lock)
         if problems:
             raise BootstrapError(
                 "refusing to install: {}{}".format(

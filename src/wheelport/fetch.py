@@ -34,10 +34,16 @@ from packaging.version import InvalidVersion, Version
 from wheelport.cache import Cache
 from wheelport.errors import FetchError, VerifyError, WheelportError
 from wheelport.index.client import CoreMetadata, IndexClient
-from wheelport.index.metadata import wheel_metadata_member
+from wheelport.index.metadata import wheel_metadata_member, wheel_problem
 from wheelport.lock import lock_tool
 from wheelport.manifest import ArtifactRecord, Manifest, Origin
-from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, copy_verified, sha256_file
+from wheelport.wheelhouse import (
+    Wheelhouse,
+    atomic_write_bytes,
+    copy_verified,
+    reclaim_partials,
+    sha256_file,
+)
 
 log = logging.getLogger("wheelport.fetch")
 
@@ -50,6 +56,8 @@ class Artifact:
     url: str
     sha256: str
     size: int | None
+    #: the project whose page listed the file (its wheels are checked against it)
+    project: str | None = None
 
     @property
     def filename(self) -> str:
@@ -94,18 +102,21 @@ def artifacts_of(lock: Pylock) -> list[Artifact]:
     """
     out: list[Artifact] = []
     for pkg in lock.packages:
+        name = str(pkg.name)
         for w in pkg.wheels or []:
             if w.url and w.path:
-                out.append(Artifact(w.path, w.url, w.hashes["sha256"], w.size))
-        if pkg.sdist is not None and pkg.sdist.url and pkg.sdist.path:
-            out.append(
-                Artifact(pkg.sdist.path, pkg.sdist.url, pkg.sdist.hashes["sha256"], pkg.sdist.size)
-            )
+                out.append(Artifact(w.path, w.url, w.hashes["sha256"], w.size, name))
+        sd = pkg.sdist
+        if sd is not None and sd.url and sd.path:
+            out.append(Artifact(sd.path, sd.url, sd.hashes["sha256"], sd.size, name))
     for tool in lock_tool(lock).get("tools", []):
         if tool.get("url"):
             out.append(
-                Artifact(tool["path"], tool["url"], tool["sha256"], tool.get("size") or None)
-            )
+                Artifact(
+                    tool["path"], tool["url"], tool["sha256"], tool.get("size") or None,
+                    tool.get("name"),
+                )
+            )  # fmt: skip
     return out
 
 
@@ -124,12 +135,10 @@ def unique(artifacts: Iterable[Artifact]) -> list[Artifact]:
 
 
 def clean_partials(wheelhouse: Wheelhouse) -> None:
-    """Remove temporary files a killed run may have left (``.<name>.*.part``)."""
+    """Remove temporary files a killed run left (``.<name>.*.part`` no live writer holds)."""
     for d in (wheelhouse.wheels, wheelhouse.sdists, wheelhouse.root):
         if d.is_dir():
-            for p in d.glob(".*.part"):
-                with contextlib.suppress(OSError):
-                    p.unlink()
+            reclaim_partials(d, ".*.part")
 
 
 def place(src: Path, dest: Path) -> None:
@@ -223,6 +232,34 @@ def recheck(
     return repaired
 
 
+def drop_locks_naming(wheelhouse: Wheelhouse, sha256: str) -> None:
+    """Remove the locks that name a file which was refused: they were made from what the index
+    claimed of it, so the next run resolves again instead of installing a missing file."""
+    for lock_path in wheelhouse.lock_paths():
+        with contextlib.suppress(OSError):
+            if sha256 in lock_path.read_text(encoding="utf-8"):
+                lock_path.unlink()
+
+
+def check_wheel(wheelhouse: Wheelhouse, a: Artifact, src: Path) -> None:
+    """A wheel enters a wheelhouse only when its file name, the project page it came from, its
+    ``.dist-info`` directory and its METADATA ``Name``/``Version`` agree and no member leaves
+    the install directory (:func:`~wheelport.index.metadata.wheel_problem`): an impostor
+    that pip would refuse only at install time is refused here."""
+    if not a.filename.endswith(".whl"):
+        return
+    why = wheel_problem(src, a.filename, a.project)
+    if why is not None:
+        drop_locks_naming(wheelhouse, a.sha256)
+        raise FetchError(
+            f"{a.project or a.filename}: {a.filename} is not the wheel it is named: {why}",
+            hint="the index serves a file that is not what it lists; nothing was placed and "
+            "the lock made from it was removed",
+            package=a.project,
+            path=a.path,
+        )
+
+
 def check_resolved_metadata(wheelhouse: Wheelhouse, a: Artifact, src: Path, cache: Cache) -> None:
     """A wheel must carry the metadata the resolution used (pip fails the same way).
 
@@ -252,10 +289,7 @@ def check_resolved_metadata(wheelhouse: Wheelhouse, a: Artifact, src: Path, cach
     if not differs:
         return
     atomic_write_bytes(cached, data, durable=False)
-    for lock_path in wheelhouse.lock_paths():
-        with contextlib.suppress(OSError):
-            if a.sha256 in lock_path.read_text(encoding="utf-8"):
-                lock_path.unlink()
+    drop_locks_naming(wheelhouse, a.sha256)
     raise FetchError(
         f"{a.filename}: the wheel's METADATA differs from the metadata the index served "
         f"({'; '.join(differs)})",
@@ -377,6 +411,7 @@ def fetch_artifacts(
             try:
                 a, src, was_cached = fut.result()
                 try:
+                    check_wheel(wheelhouse, a, src)
                     check_resolved_metadata(wheelhouse, a, src, client.cache)
                 except WheelportError:
                     src.unlink(missing_ok=True)  # one() placed it: a refused wheel stays out

@@ -1,7 +1,9 @@
 """``wheelport verify``: re-hash every file against the manifest and the locks.
 
 Reports files that are missing (named by the manifest or a lock, not on disk), tampered
-(on disk with another sha256 or size) and extra (in ``wheels/`` or ``sdists/`` but known to
+(on disk with another sha256 or size, or a wheel that is not what its name says: its
+``.dist-info`` directory or METADATA names another project or version, or a member leaves
+the install directory) and extra (in ``wheels/`` or ``sdists/`` but known to
 neither). Hashing runs on a small thread pool (hashlib releases the GIL).
 
 A path in a lock or the manifest that would leave the wheelhouse (absolute, ``..``, or a
@@ -19,6 +21,7 @@ from typing import Any
 
 from wheelport.bootstrap import escape_reason
 from wheelport.errors import UsageError, VerifyError
+from wheelport.index.metadata import wheel_problem
 from wheelport.lock import lock_tool, read_lock
 from wheelport.manifest import Manifest
 from wheelport.wheelhouse import Wheelhouse, sha256_file
@@ -147,6 +150,9 @@ def _verify(wh: Wheelhouse, jobs: int) -> VerifyReport:
         actual = sha256_file(p)
         if actual != sha:
             return rel, f"tampered (sha256 {actual}, expected {sha}; {who})"
+        why = wheel_problem(p, p.name) if rel.endswith(".whl") else None
+        if why is not None:
+            return rel, f"is not the wheel it is named ({why})"
         return rel, None
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:

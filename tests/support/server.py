@@ -60,6 +60,17 @@ RecordedRequest = tuple[str, str, dict[str, str]]
 
 
 @dataclass(frozen=True)
+class RawLink:
+    """An entry listed on a project page as given (``IndexServer.link``), not a served file."""
+
+    project: str
+    url: str
+    filename: str
+    sha256: str | None
+    metadata_sha256: str | None
+
+
+@dataclass(frozen=True)
 class IndexFile:
     """One registered file as the index describes it."""
 
@@ -195,6 +206,7 @@ class IndexServer:
         self._files: dict[str, IndexFile] = {}
         self._faults: list[Fault] = []
         self._metadata_override: dict[str, bytes] = {}
+        self._links: list[RawLink] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -297,6 +309,23 @@ class IndexServer:
             self._files[path.name] = entry
         return f"/files/{quote(path.name)}"
 
+    def link(
+        self,
+        project: str,
+        url: str,
+        *,
+        filename: str | None = None,
+        sha256: str | None = None,
+        metadata_sha256: str | None = None,
+    ) -> None:
+        """List a raw entry on *project*'s page, as a hostile index would: any *url* (``file:``,
+        another host…), any *filename* (default: the URL's last part), optional hashes."""
+        name = filename if filename is not None else unquote(url.rsplit("/", 1)[-1].split("#")[0])
+        with self._lock:
+            self._links.append(
+                RawLink(canonicalize_name(project), url, name, sha256, metadata_sha256)
+            )
+
     def fail_next(self, path_prefix: str, count: int, status: int = 500) -> None:
         """Answer the next *count* requests whose path starts with *path_prefix* with *status*."""
         self.inject(Fault(path_prefix, "status", count, status=status))
@@ -327,9 +356,15 @@ class IndexServer:
             return sum(1 for m, p, _ in self.requests if m == method and p == path)
 
     def projects(self) -> list[str]:
-        """Normalized names of registered projects, sorted."""
+        """Normalized names of registered projects (files and raw links), sorted."""
         with self._lock:
-            return sorted({f.project for f in self._files.values()})
+            return sorted(
+                {f.project for f in self._files.values()} | {r.project for r in self._links}
+            )
+
+    def links_of(self, project: str) -> list[RawLink]:
+        with self._lock:
+            return [r for r in self._links if r.project == project]
 
     def files_of(self, project: str) -> list[IndexFile]:
         """Registered files of a normalized project, sorted by file name."""
@@ -397,6 +432,14 @@ class IndexServer:
             if f.upload_time is not None:
                 item["upload-time"] = f.upload_time
             files.append(item)
+        for raw in self.links_of(project):
+            meta = {"sha256": raw.metadata_sha256} if raw.metadata_sha256 else False
+            files.append({
+                "filename": raw.filename,
+                "url": raw.url,
+                "hashes": {"sha256": raw.sha256} if raw.sha256 else {},
+                "core-metadata": meta,
+            })  # fmt: skip
         versions = sorted({f.version for f in self.files_of(project)})
         return {
             "meta": {"api-version": _API_VERSION},
@@ -419,6 +462,12 @@ class IndexServer:
                 reason = "" if f.yanked is True else str(f.yanked)
                 attrs.append(f'data-yanked="{html.escape(reason)}"')
             links.append(f"    <a {' '.join(attrs)}>{html.escape(f.filename)}</a><br/>")
+        for raw in self.links_of(project):
+            href = raw.url + (f"#sha256={raw.sha256}" if raw.sha256 else "")
+            attrs = [f'href="{html.escape(href)}"']
+            if raw.metadata_sha256:
+                attrs.append(f'data-core-metadata="sha256={raw.metadata_sha256}"')
+            links.append(f"    <a {' '.join(attrs)}>{html.escape(raw.filename)}</a><br/>")
         return _html_page(f"Links for {project}", links)
 
     def root_json(self) -> dict[str, object]:

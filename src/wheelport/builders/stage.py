@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from packaging.pylock import PackageWheel, Pylock
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from wheelport.builders.native import BUILDER as NATIVE
 from wheelport.builders.native import build_native
@@ -52,6 +52,7 @@ from wheelport.config import SourcedRequirement
 from wheelport.errors import BuildError, UsageError, WheelportError
 from wheelport.fetch import Artifact, fetch_artifacts
 from wheelport.index.client import IndexClient
+from wheelport.index.metadata import same_version, wheel_problem
 from wheelport.lock import read_lock
 from wheelport.manifest import BuildRequirement, Manifest
 from wheelport.resolve import Policy, resolve_target
@@ -442,7 +443,7 @@ def _resolve_build_requires(
         if not f.sha256:
             continue
         rel = f"{'wheels' if f.is_wheel else 'sdists'}/{f.filename}"
-        wanted.append(Artifact(rel, f.url, f.sha256, f.size))
+        wanted.append(Artifact(rel, f.url, f.sha256, f.size, str(pin.name)))
         entries.append(
             BuildRequirement(
                 str(pin.name),
@@ -525,6 +526,22 @@ def _run_build(wh: Wheelhouse, job: PlannedJob, builders: Builders) -> dict[str,
         else:
             assert builders.container is not None
             built = builders.container(sdist, job.targets, wh.wheels, Path(tmp), wh.logs)
+        need = job.need
+        for wheel in sorted(set(built.values())):
+            why = wheel_problem(wheel, wheel.name)
+            if why is None:
+                made_name, made_version, _, _ = parse_wheel_filename(wheel.name)
+                if made_name != canonicalize_name(need.name):
+                    why = f"it is a wheel of {made_name}"
+                elif not same_version(str(made_version), need.version):
+                    why = f"it is version {made_version}"
+            if why is not None:
+                raise BuildError(
+                    f"{need.name}: the build of {need.sdist_path} made {wheel.name}, which is not "
+                    f"a wheel of {need.name} {need.version}: {why}",
+                    hint="the sdist is not what its name says; nothing was placed",
+                    package=need.name,
+                )
         placed: dict[Path, Path] = {}
         for wheel in sorted(set(built.values())):
             dest = wh.wheels / wheel.name

@@ -32,6 +32,7 @@ from typing import Any
 from packaging.pylock import Pylock
 
 from wheelport.errors import ExportError, UsageError, VerifyError
+from wheelport.index.metadata import wheel_problem
 from wheelport.manifest import BuildDeps, LockRecord, Manifest
 from wheelport.wheelhouse import (
     LOCK_NAME,
@@ -427,6 +428,11 @@ def _merge_into(expanded: Sequence[Input], output: Path, out_wh: Wheelhouse) -> 
             if actual != sha:
                 raise ExportError(f"{path} is {actual}, its manifest says {sha}",
                                   hint=f"run 'wheelport verify {root}'", path=str(path))  # fmt: skip
+            why = wheel_problem(path, path.name) if rel.endswith(".whl") else None
+            if why is not None:
+                raise ExportError(f"{path} is not the wheel it is named: {why}",
+                                  hint="merge only wheelhouses written by 'wheelport sync'; "
+                                  "nothing was merged", path=str(path))  # fmt: skip
         copied = linked = present = 0
         output.mkdir(parents=True, exist_ok=True)
         for rel, (root, sha) in sorted(plan.files.items()):

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 import zipfile
@@ -46,18 +45,51 @@ from wheelport.index.metadata import (
     metadata_from_sdist,
     parse_content_range,
     read_metadata_by_ranges,
+    same_version,
     wheel_metadata_member,
 )
 from wheelport.index.models import DistFile, filename_version, make_file
-from wheelport.wheelhouse import atomic_write_bytes
+from wheelport.wheelhouse import (
+    atomic_write_bytes,
+    disk_full,
+    human_size,
+    is_disk_full,
+    partial_file,
+    release_partial,
+)
 
 log = logging.getLogger(__name__)
+
+#: where metadata came from, as a message names it
+_SOURCE = {
+    "cache": "the metadata cache",
+    "pep658": "the index's PEP 658 file",
+    "ranges": "the wheel",
+    "wheel": "the wheel",
+    "build": "a PEP 517 metadata build",
+}
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_PAGE_AGE = 600
+
+
+#: the biggest project page read (PyPI's largest are a few MB); the environment can raise it
+MAX_PAGE_BYTES = 32 << 20
+MAX_PAGE_ENV = "WHEELPORT_MAX_PAGE_SIZE"
+
+
+def max_page_bytes() -> int:
+    """The page size limit: ``$WHEELPORT_MAX_PAGE_SIZE`` (bytes) when set, else 32 MiB."""
+    raw = os.environ.get(MAX_PAGE_ENV, "")
+    try:
+        return int(raw) if raw else MAX_PAGE_BYTES
+    except ValueError:
+        raise UsageError(
+            f"{MAX_PAGE_ENV}={raw!r} is not a number of bytes", hint=f"unset {MAX_PAGE_ENV}"
+        ) from None
 
 
 def redact(url: str) -> str:
@@ -200,6 +232,41 @@ def parse_html_page(text: str, page_url: str, project: str, index_url: str) -> l
     return parse_html_project(text, page_url, project, index_url)[0]
 
 
+#: a URL that names its scheme (``https:``, ``file:``, ``data:``…); others are relative
+_SCHEMED = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _kind(url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    return "http(s)" if scheme in ("http", "https") else scheme
+
+
+class _Refused:
+    """The links of one page whose scheme is not the page's own kind: an http(s) page may link
+    http(s) files only, a ``file://`` index ``file://`` files only (a remote index must never
+    make wheelport read local files). Dropped, with one warning naming the page."""
+
+    def __init__(self, page_url: str) -> None:
+        self.page_url = page_url
+        self.kind = _kind(page_url)
+        self.links: list[str] = []
+
+    def allows(self, url: str) -> bool:
+        if _kind(url) == self.kind:
+            return True
+        self.links.append(url)
+        return False
+
+    def warn(self) -> None:
+        if self.links:
+            first = self.links[0].split("#", 1)[0][:200]
+            more = f" and {len(self.links) - 1} more" if len(self.links) > 1 else ""
+            log.warning(
+                "ignoring %d link(s) on %s that are not %s like the page (%s%s)",
+                len(self.links), redact(self.page_url), self.kind, first, more,
+            )  # fmt: skip
+
+
 def parse_html_project(
     text: str, page_url: str, project: str, index_url: str
 ) -> tuple[list[DistFile], ProjectStatus | None]:
@@ -207,10 +274,13 @@ def parse_html_project(
     parser = _LinkParser()
     parser.feed(text)
     base = urljoin(page_url, parser.base) if parser.base else page_url
+    refused = _Refused(page_url)
     out = []
     for a in parser.links:
         href = str(a["href"])
         url = urljoin(base, href)
+        if not refused.allows(url):
+            continue
         path, _, frag = url.partition("#")
         filename = path.rsplit("/", 1)[-1].split("?", 1)[0]
         from urllib.parse import unquote
@@ -235,9 +305,11 @@ def parse_html_project(
             requires_python=a.get("data-requires-python") or None,
             yanked=(yanked or "") if "data-yanked" in a else None,
             core_metadata=core,
+            page=redact(page_url),
         )
         if f is not None:
             out.append(f)
+    refused.warn()
     return out, parser.status()
 
 
@@ -245,19 +317,40 @@ def parse_json_page(
     data: dict[str, Any], page_url: str, project: str, index_url: str
 ) -> list[DistFile]:
     """Files of a PEP 691 project page."""
-    out = []
-    for item in data.get("files", []):
-        f = json_file(item, page_url, project, index_url)
-        if f is not None:
-            out.append(f)
-    return out
+    return VersionFiles.of_json(data, page_url, project, index_url).files()
 
 
-def json_file(item: dict[str, Any], page_url: str, project: str, index_url: str) -> DistFile | None:
+def json_items(data: Mapping[str, Any], page_url: str) -> Iterator[Mapping[str, Any]]:
+    """The file entries of a PEP 691 page that name a file (``filename`` and ``url`` strings)
+    of the page's own kind (see :class:`_Refused`); others are dropped, with one warning."""
+    files = data.get("files") if isinstance(data, Mapping) else None
+    if not isinstance(files, list):
+        return
+    refused = _Refused(page_url)
+    for item in files:
+        if not isinstance(item, Mapping):
+            continue
+        raw = item.get("url")
+        if not isinstance(raw, str) or not isinstance(item.get("filename"), str):
+            continue
+        # a relative URL takes the page's scheme; only one that names a scheme can differ
+        if _SCHEMED.match(raw) and not raw.startswith(("https://", "http://")):
+            if not refused.allows(urljoin(page_url, raw)):
+                continue
+        elif raw.startswith(("https://", "http://")) and not refused.allows(raw):
+            continue
+        yield item
+    refused.warn()
+
+
+def json_file(
+    item: Mapping[str, Any], page_url: str, project: str, index_url: str
+) -> DistFile | None:
     """One file entry of a PEP 691 page (None for a file wheelport ignores)."""
     raw = item["url"]
     url = raw if raw.startswith(("https://", "http://")) else urljoin(page_url, raw)
-    hashes = item.get("hashes") or {}
+    hashes = item.get("hashes")
+    hashes = hashes if isinstance(hashes, Mapping) else {}
     meta = item.get("core-metadata", item.get("dist-info-metadata", False))
     core: str | bool = False
     if isinstance(meta, dict):
@@ -276,6 +369,7 @@ def json_file(item: dict[str, Any], page_url: str, project: str, index_url: str)
         core_metadata=core,
         size=item.get("size"),
         upload_time=item.get("upload-time"),
+        page=redact(page_url),
     )
 
 
@@ -308,8 +402,8 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
         cls, data: dict[str, Any], page_url: str, project: str, index_url: str
     ) -> VersionFiles:
         groups: dict[Version, list[Any]] = {}
-        for item in data.get("files", []):
-            version = filename_version(str(item.get("filename", "")))
+        for item in json_items(data, page_url):
+            version = filename_version(item["filename"])
             if version is not None:
                 groups.setdefault(version, []).append(item)
         return cls(groups, lambda item: json_file(item, page_url, project, index_url))
@@ -464,7 +558,7 @@ class IndexClient:
                 headers["If-None-Match"] = cached["etag"]
             if cached.get("last_modified"):
                 headers["If-Modified-Since"] = cached["last_modified"]
-        resp = self.request(url, headers)
+        resp, body = self._fetch_page(url, headers)
         if resp.status_code == 304 and cached:
             self.stats["revalidated"] += 1
             cached["fetched"] = now
@@ -483,7 +577,6 @@ class IndexClient:
             raise IndexAccessError(
                 f"{redact(url)} answered HTTP {resp.status_code}", path=redact(url)
             )
-        body = resp.content
         ctype = resp.headers.get("content-type", "text/html").split(";")[0].strip()
         final = str(resp.url)
         entry = {
@@ -497,6 +590,49 @@ class IndexClient:
         }
         atomic_write_bytes(cache_file, json.dumps(entry).encode(), durable=False)
         return body, ctype, final
+
+    def _fetch_page(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
+        """The response and body of a page; a body cut short is asked for again (as a failed
+        request is, :meth:`request`)."""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * (2 ** (attempt - 1)))
+            resp = self.request(url, headers, stream=True)
+            try:
+                return resp, self._page_body(resp, url)
+            except httpx.TransportError as exc:
+                last = exc
+            finally:
+                resp.close()
+        raise IndexAccessError(
+            f"cannot read {redact(url)}: {_reason(last)}",
+            hint="check --index-url and the network",
+            path=redact(url),
+        )
+
+    def _page_body(self, resp: httpx.Response, url: str) -> bytes:
+        """The body of a page response, read up to :func:`max_page_bytes` (a bigger page is
+        refused before it is held in memory: a hostile index could send gigabytes)."""
+        if resp.status_code != 200:
+            return b""
+        limit = max_page_bytes()
+        declared = resp.headers.get("content-length", "")
+        chunks: list[bytes] = []
+        total = int(declared) if declared.isdigit() else 0
+        if total <= limit:
+            total = 0
+            for chunk in resp.iter_bytes(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    break
+                chunks.append(chunk)
+        if total > limit:
+            raise IndexAccessError(
+                f"{redact(url)} is larger than {human_size(limit)}, the limit for one project page",
+                hint=f"raise it with {MAX_PAGE_ENV}=BYTES if this index is trusted",
+                path=redact(url),
+            )
+        return b"".join(chunks)
 
     # -- projects ----------------------------------------------------------------------------
     def project_files(self, name: str) -> list[DistFile]:
@@ -528,7 +664,17 @@ class IndexClient:
             if ctype == "404":
                 continue
             if ctype == JSON_V1 or ctype.endswith("+json") or ctype == "application/json":
-                data = json.loads(body)
+                try:
+                    data = json.loads(body)
+                except ValueError as exc:
+                    raise IndexAccessError(
+                        f"{redact(final)} is not a valid PEP 691 page: {exc}",
+                        hint="check --index-url",
+                        package=name,
+                        path=redact(final),
+                    ) from None
+                if not isinstance(data, dict):
+                    data = {}
                 found = VersionFiles.of_json(data, final, name, index)
                 found.status = parse_json_status(data)
                 return found
@@ -653,7 +799,20 @@ class IndexClient:
             if found is not None:
                 data, how = found
                 self.stats[f"metadata_{how}"] = self.stats.get(f"metadata_{how}", 0) + 1
-                return CoreMetadata.parse(data, file.filename)
+                meta = CoreMetadata.parse(data, file.filename)
+                if canonicalize_name(meta.name) != file.project or not same_version(
+                    meta.version, str(file.version)
+                ):  # pip refuses such a file too ("inconsistent name/version")
+                    raise IndexAccessError(
+                        f"{file.project}: the metadata of {file.filename} (from "
+                        f"{_SOURCE.get(how, how)}) says Name: {meta.name[:100] or '(none)'}, "
+                        f"Version: {meta.version[:100] or '(none)'}; the file is named "
+                        f"{file.project} {file.version}",
+                        hint="the index serves an impostor or a broken upload; nothing was locked",
+                        package=file.project,
+                        path=file.filename,
+                    )
+                return meta
         raise IndexAccessError(f"{file.filename}: no metadata could be read", package=file.project)
 
     def _metadata_from_cache(
@@ -862,11 +1021,10 @@ def _download_once(
 ) -> Path:
     from wheelport.errors import FetchError
 
-    tmp_dir = cache.artifacts / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = cache.partial_dir()
     h = hashlib.sha256()
     total = 0
-    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+    fd, tmp_name = partial_file(tmp_dir)
     sink = os.fdopen(fd, "wb")  # owns fd from here on: never close the number twice
     try:
         resp = client.request(url, stream=True)
@@ -914,10 +1072,15 @@ def _download_once(
         if progress and total:
             progress(-total)  # the next attempt starts from zero
         raise
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(tmp_name, size) from None
+        raise
     finally:
         sink.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        release_partial(tmp_name)
 
 
 def _reason(exc: BaseException) -> str:

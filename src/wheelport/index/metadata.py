@@ -19,6 +19,7 @@ file; the index client decides the order and caches what it learns.
 
 from __future__ import annotations
 
+import email.parser
 import io
 import re
 import sys
@@ -30,7 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from wheelport.bootstrap import lexical_escape
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,6 +65,65 @@ def wheel_metadata_member(zf: zipfile.ZipFile, filename: str) -> str | None:
         own = [n for n in candidates if canonicalize_name(n.split("-", 1)[0]) == project]
         candidates = own or candidates
     return sorted(candidates)[0] if candidates else None
+
+
+def same_version(a: str, b: str) -> bool:
+    """Whether two version strings name one version (PEP 440 normalized; else spelled alike)."""
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def wheel_problem(path: Path, filename: str, project: str | None = None) -> str | None:
+    """Why the wheel at ``path`` is not what its file name ``filename`` (and the project page
+    ``project`` it was listed on) says it is, or None when they all agree — the checks pip
+    makes when it meets such a file, made before a wheel enters a wheelhouse:
+
+    - the file name parses (PEP 427) and names ``project`` (PEP 503 normalized);
+    - no member leaves the directory it is installed into;
+    - exactly one top-level ``<name>-<version>.dist-info`` directory, naming the same project
+      and version (PEP 440 normalized);
+    - its ``METADATA`` ``Name`` and ``Version`` are the same project and version.
+
+    The phrase returned names what disagrees, e.g. "its METADATA says Name: othername".
+    """
+    try:
+        name, version, _build, _tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return "its file name is not a valid wheel name"
+    if project is not None and canonicalize_name(project) != name:
+        return f"it is listed for project {project} but its file name names {name}"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            for member in names:
+                why = lexical_escape(member)
+                if why is not None:
+                    return f"its member {member[:200]!r} is {why}"
+            dist_infos = sorted(
+                {n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")}
+            )
+            if len(dist_infos) != 1:
+                found = ", ".join(dist_infos[:3]) or "none"
+                return f"it has {len(dist_infos)} .dist-info directories ({found}), not one"
+            dist_info = dist_infos[0]
+            di_name, _, di_version = dist_info[: -len(".dist-info")].partition("-")
+            if canonicalize_name(di_name) != name or not same_version(di_version, str(version)):
+                return f"its .dist-info directory is {dist_info}"
+            try:
+                data = zf.read(f"{dist_info}/METADATA")
+            except KeyError:
+                return f"it has no {dist_info}/METADATA"
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        return f"it is not a readable wheel ({exc})"
+    msg = email.parser.BytesHeaderParser().parsebytes(data)
+    meta_name, meta_version = str(msg.get("Name", "")), str(msg.get("Version", ""))
+    if canonicalize_name(meta_name) != name:
+        return f"its METADATA says Name: {meta_name[:100] or '(none)'}"
+    if not same_version(meta_version, str(version)):
+        return f"its METADATA says Version: {meta_version[:100] or '(none)'}"
+    return None
 
 
 def sdist_members(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
+import re
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,6 +20,8 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
+
+log = logging.getLogger("wheelport.index")
 
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 
@@ -119,6 +124,43 @@ def _quick_parse(filename: str) -> tuple[NormalizedName, Version, bool] | None:
     return parsed[0], parsed[1], parsed[2]
 
 
+#: a wheel file name as PEP 427/491 spell it: name-version(-build)?-python-abi-platform.whl,
+#: each part of letters, digits, ``_`` and ``.`` (version also ``+`` and ``!``)
+_WHEEL_NAME = re.compile(
+    r"[A-Za-z0-9_.]+-[A-Za-z0-9_.+!]+(?:-[0-9][A-Za-z0-9_.]*)?"
+    r"-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl"
+)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(message: str) -> None:
+    """Log a warning about a page once per process (a page's files may be read by several
+    threads, or by several targets)."""
+    with _warned_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    log.warning("%s", message)
+
+
+def unsafe_filename(filename: str) -> str | None:
+    """Why a file name an index serves cannot name a file here (None: it can): wheelport puts
+    files at ``wheels/<name>`` and ``sdists/<name>``, so a name must be one plain path part."""
+    if not filename or filename != filename.strip() or "\x00" in filename:
+        return "not a plain file name"
+    if "/" in filename or "\\" in filename:
+        return "it contains a path separator"
+    if filename.startswith("."):
+        return "it starts with '.'"
+    if filename.endswith(".whl") and not _WHEEL_NAME.fullmatch(filename):
+        return "not a valid wheel file name (PEP 427)"
+    return None
+
+
 def make_file(
     *,
     filename: str,
@@ -131,7 +173,22 @@ def make_file(
     core_metadata: str | bool = False,
     size: int | None = None,
     upload_time: str | None = None,
+    page: str = "",
 ) -> DistFile | None:
+    """The file an index lists, or None when wheelport ignores it: not a wheel or sdist of
+    ``project``, or an entry no honest index serves (a name that is not one plain file name,
+    a malformed sha256), which is also warned about, naming ``page``."""
+    if not isinstance(filename, str):
+        return None
+    if isinstance(sha256, str):
+        sha256 = sha256.lower()
+    why = unsafe_filename(filename)
+    sha_ok = sha256 is None or (isinstance(sha256, str) and _SHA256.fullmatch(sha256))
+    if why is None and not sha_ok:
+        why = f"its sha256 {str(sha256)[:80]!r} is not 64 hex digits"
+    if why is not None:
+        _warn_once(f"ignoring {filename[:200]!r} on {page or index_url}: {why}")
+        return None
     parsed = _quick_parse(filename)
     if parsed is None:
         return None
@@ -145,10 +202,10 @@ def make_file(
         version=version,
         is_wheel=is_wheel,
         sha256=sha256,
-        requires_python=requires_python,
+        requires_python=requires_python if isinstance(requires_python, str) else None,
         yanked=yanked,
         core_metadata=core_metadata if is_wheel else False,
-        size=size,
-        upload_time=upload_time,
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+        upload_time=upload_time if isinstance(upload_time, str) else None,
         index_url=index_url,
     )
