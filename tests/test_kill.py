@@ -1,7 +1,8 @@
 """Crash safety: ``wheelport sync`` killed (SIGKILL) at random moments, or interrupted (SIGINT).
 
 After any kill, a rerun finishes the job and ``verify`` passes; no temporary file stays in the
-wheelhouse. Ctrl-C ends a run with one line, exit 130, promptly, and leaves nothing half-written.
+wheelhouse or the cache (the rerun reclaims what the killed run was writing). Ctrl-C ends a run
+with one line, exit 130, promptly, and leaves nothing half-written, not even in the cache.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def _assert_complete(wh: Path, cache: Path, sync_args: list[str]) -> None:
     v = subprocess.run(_cmd("verify", str(wh)), capture_output=True, text=True, env=_env(cache))
     assert v.returncode == 0, v.stderr + v.stdout
     assert not _leftovers(wh), _leftovers(wh)
+    # what the killed run was downloading or writing into the cache is reclaimed by the rerun
+    assert not list(cache.rglob("*.part")), list(cache.rglob("*.part"))
     for lock in wh.glob("pylock.*.toml"):
         read_lock(lock)
     names = {p.name.split("-")[0] for p in (wh / "wheels").glob("*.whl")}
@@ -122,6 +125,7 @@ def test_sigkill_at_random_moments_then_rerun_completes(
     rng = random.Random(20240806)
     kills = 20
     phases: dict[str, int] = {}
+    left_parts = 0  # how many partial files kills left (reclaimed by the reruns, asserted there)
     for i in range(kills):
         wh, cache = tmp_path / f"wh{i}", tmp_path / f"cache{i}"
         sync_args = [*args(wh), "--tool", "none", "-j", "4"]
@@ -141,8 +145,10 @@ def test_sigkill_at_random_moments_then_rerun_completes(
         proc.wait()
         phase = "done" if finished else _phase(wh)
         phases[phase] = phases.get(phase, 0) + 1
+        left_parts += len(list(cache.rglob("*.part")))
         _assert_complete(wh, cache, sync_args)
-    print(f"\nrun takes {span:.1f} s; kills by phase: {phases}")
+    print(f"\nrun takes {span:.1f} s; kills by phase: {phases}; "
+          f"partial files left in caches and reclaimed: {left_parts}")  # fmt: skip
     assert phases.get("done", 0) <= kills // 4
     assert len(set(phases) - {"done"}) >= 3, phases
 
@@ -198,6 +204,8 @@ def test_sigint_ends_promptly_with_one_line_and_nothing_half_written(
         assert took < 5, f"took {took:.1f} s to stop"
         print(f"\nSIGINT: exit 130 after {took:.2f} s")
         assert not _leftovers(wh), _leftovers(wh)
+        # the downloads it was in the middle of are removed by the interrupted run itself
+        assert not list(cache.rglob("*.part")), list(cache.rglob("*.part"))
         for lock in wh.glob("pylock.*.toml"):
             read_lock(lock)
         if (wh / "wheelport.json").exists():
@@ -211,3 +219,42 @@ def test_sigint_ends_promptly_with_one_line_and_nothing_half_written(
         assert not _leftovers(wh), _leftovers(wh)
     finally:
         srv.stop()
+
+
+def test_partial_files_of_dead_writers_are_reclaimed_live_ones_kept(tmp_path: Path) -> None:
+    """A writer killed mid-write leaves its ``*.part``; the next process that downloads into
+    that cache removes it, but never a partial file a live process is still writing."""
+    from wheelport.cache import Cache
+    from wheelport.wheelhouse import partial_file, release_partial
+
+    cache = tmp_path / "cache"
+    tmp = cache / "artifacts-v1" / "tmp"
+    tmp.mkdir(parents=True)
+    page_dir = cache / "http-v1" / "ab"
+    page_dir.mkdir(parents=True)
+    dying = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from wheelport.wheelhouse import partial_file\n"
+        "fd, a = partial_file(Path(sys.argv[1]))\n"
+        "os.write(fd, b'x' * 4096)\n"
+        "fd, b = partial_file(Path(sys.argv[2]), prefix='.cdef.json.')\n"
+        "print(a, b, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", dying, str(tmp), str(page_dir)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL
+    dead = [Path(p) for p in proc.stdout.split()]
+    assert all(p.exists() for p in dead) and len(dead) == 2
+    live_fd, live = partial_file(tmp)  # this process is still writing this one
+    try:
+        reclaim = "import sys; from wheelport.cache import Cache; Cache(__import__('pathlib').Path(sys.argv[1])).partial_dir()"
+        subprocess.run([sys.executable, "-c", reclaim, str(cache)], check=True)
+        assert not any(p.exists() for p in dead)
+        assert Path(live).exists()
+    finally:
+        os.close(live_fd)
+        os.unlink(live)
+        release_partial(live)
+    assert Cache(cache).partial_dir() == tmp

@@ -20,12 +20,17 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
 log = logging.getLogger("wheelport.cache")
+
+#: caches whose killed runs' partial files this process has reclaimed
+_reclaimed: set[Path] = set()
+_reclaimed_lock = threading.Lock()
 
 
 def default_cache_dir() -> Path:
@@ -54,6 +59,22 @@ class Cache:
     @property
     def artifacts(self) -> Path:
         return self.root / "artifacts-v1"
+
+    def partial_dir(self) -> Path:
+        """Where downloads are written before they are verified and renamed into place; the
+        first call in a process removes what killed runs left there (and their half-written
+        pages and metadata)."""
+        tmp = self.artifacts / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        with _reclaimed_lock:  # the other threads wait: none writes here while it runs
+            if self.root not in _reclaimed:
+                from wheelport.wheelhouse import reclaim_partials
+
+                reclaim_partials(tmp)
+                for d in (self.http, self.metadata):
+                    reclaim_partials(d, "*/.*.part")
+                _reclaimed.add(self.root)
+        return tmp
 
     def artifact_path(self, sha256: str) -> Path:
         return self.artifacts / sha256[:2] / sha256[2:]

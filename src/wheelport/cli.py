@@ -710,16 +710,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         _interrupted()
     except SystemExit:
         raise
+    except OSError as exc:
+        if verbose:
+            raise
+        from wheelport.wheelhouse import disk_full, is_disk_full
+
+        if is_disk_full(exc):  # a write no stage names more precisely
+            _report(disk_full(exc.filename or "?"), verbose=False, json_mode=json_mode)
+            raise SystemExit(1) from None
+        _internal(exc)
     except Exception as exc:
         if verbose:
             raise
-        click.echo(
-            f"error: internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
-            err=True,
-        )
-        raise SystemExit(1) from None
+        _internal(exc)
     finally:
         restore()
+
+
+def _internal(exc: BaseException) -> NoReturn:
+    click.echo(
+        f"error: internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
+        err=True,
+    )
+    raise SystemExit(1) from None
 
 
 #: Seconds an interrupted run has to unwind (temporary files are removed on the way) before
@@ -764,6 +777,9 @@ def _interrupted() -> NoReturn:
     if not _sigint.is_set():  # a KeyboardInterrupt without our handler (main() in-process)
         _exit_once.release()
         raise SystemExit(130) from None
+    from wheelport.wheelhouse import remove_own_partials
+
+    remove_own_partials()  # worker threads die with the process: their files must not stay
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

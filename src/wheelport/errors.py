@@ -72,6 +72,10 @@ class JobError(WheelportError):
     return_code = 1
 
 
+class DiskFullError(JobError):
+    """A write found no space left on its device (names the path and the space needed)."""
+
+
 class IndexAccessError(JobError):
     """The package index could not be reached or answered badly."""
 

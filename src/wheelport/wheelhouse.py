@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from wheelport.errors import VerifyError
+from wheelport.errors import DiskFullError, VerifyError
 from wheelport.manifest import LockRecord, Manifest, ManifestError
 
 if TYPE_CHECKING:
@@ -145,18 +145,154 @@ def sha256_file(path: Path) -> str:
     return sha256_of(str(path))
 
 
+# --------------------------------------------------------------------------- partial files
+#
+# Every file wheelport writes goes to a temporary ``*.part`` name first and is renamed into
+# place. While it is written its writer holds an flock on it (through a second descriptor,
+# kept until the rename or removal), so any process can tell a live writer's file from one a
+# killed process left (:func:`reclaim_partials` removes those), and an interrupted process
+# removes its own (:func:`remove_own_partials`) before it exits.
+
+_partials_lock = threading.Lock()
+#: temporary path -> the descriptor holding its flock (this process's live partial files)
+_partials: dict[str, int] = {}
+_partials_closed = False
+
+
+def partial_file(directory: Path, prefix: str = "") -> tuple[int, str]:
+    """A new ``<prefix>XXXXXXXX.part`` in ``directory``, flock'd: (write descriptor, path).
+    Give it back with :func:`release_partial` once it is renamed or removed."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
+        # the lock lives on the open file (a duplicate descriptor keeps it when the writer
+        # closes ``fd``), not on the name another process may remove before it is taken
+        lock_fd = os.dup(fd)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(tmp).st_ino == os.fstat(lock_fd).st_ino
+        except FileNotFoundError:  # reclaimed in the instant before the lock: make another
+            same = False
+        if same:
+            with _partials_lock:
+                if not _partials_closed:
+                    _partials[tmp] = lock_fd
+                    return fd, tmp
+            _unlink_quietly(tmp)  # interrupted: this process writes nothing more
+            os.close(lock_fd)
+            os.close(fd)
+            raise KeyboardInterrupt
+        os.close(lock_fd)
+        os.close(fd)
+
+
+def release_partial(tmp: str) -> None:
+    """The partial file ``tmp`` was renamed into place or removed: drop its lock."""
+    with _partials_lock:
+        lock_fd = _partials.pop(tmp, None)
+    if lock_fd is not None:
+        os.close(lock_fd)
+
+
+def remove_own_partials() -> None:
+    """Remove every partial file this process is writing and refuse new ones (on SIGINT, just
+    before the process ends without waiting for its worker threads)."""
+    global _partials_closed
+    with _partials_lock:
+        _partials_closed = True
+        owned = list(_partials)
+    for tmp in owned:
+        _unlink_quietly(tmp)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def reclaim_partials(directory: Path, pattern: str = "*.part") -> int:
+    """Remove the partial files in ``directory`` that no live process is writing (their writer
+    was killed: nothing holds their flock). Returns how many were removed."""
+    removed = 0
+    try:
+        candidates = list(directory.glob(pattern))
+    except OSError:
+        return 0
+    for path in candidates:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:  # not renamed meanwhile
+                os.unlink(path)
+                removed += 1
+        except OSError:  # locked by its live writer, or gone
+            pass
+        finally:
+            os.close(fd)
+    if removed:
+        log.info("removed %d partial file(s) a killed run left in %s", removed, directory)
+    return removed
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+def disk_full(path: str | Path, needed: int | None = None) -> DiskFullError:
+    """The one line for a write that found no space: the path, the space it needs and the free
+    space where it was written."""
+    where = Path(path)
+    free: int | None = None
+    probe = where
+    while free is None:
+        try:
+            st = os.statvfs(probe)
+            free = st.f_bavail * st.f_frsize
+        except OSError:
+            if probe == probe.parent:
+                break
+            probe = probe.parent
+    need = f"needs {human_size(needed)}" if needed else "needs more space"
+    have = f", {human_size(free)} free there" if free is not None else ""
+    return DiskFullError(
+        f"no space left on the device writing {where} ({need}{have})",
+        hint="free some space, or point WHEELPORT_CACHE_DIR / -o at a larger disk, and run it "
+        "again (what was written before is intact)",
+        path=str(where),
+    )
+
+
+def human_size(n: int) -> str:
+    """A byte count as people read it (``835.5 KiB``)."""
+    value = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 @contextlib.contextmanager
-def atomic_target(path: Path, mode: str = "wb", *, durable: bool = True) -> Iterator[Any]:
+def atomic_target(
+    path: Path, mode: str = "wb", *, durable: bool = True, needed: int | None = None
+) -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success rename it into place.
 
-    A crash or an exception leaves no partial ``path`` behind (the temporary is removed).
-    ``durable`` fsyncs before the rename (for records such as locks and the manifest);
-    derived files that are rebuilt on demand (caches, index pages) skip it. The file gets the
-    mode ``open()`` would give it (0666 less the umask): a wheelhouse is served and read by
-    other users (nginx, pip in a container).
+    A crash or an exception leaves no partial ``path`` behind (the temporary is removed; one
+    a killed process left is reclaimed later, :func:`reclaim_partials`). ``durable`` fsyncs
+    before the rename (for records such as locks and the manifest); derived files that are
+    rebuilt on demand (caches, index pages) skip it. The file gets the mode ``open()`` would
+    give it (0666 less the umask): a wheelhouse is served and read by other users (nginx, pip
+    in a container). A full disk is :class:`DiskFullError` naming ``path`` (and ``needed``
+    bytes when the caller knows them).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = partial_file(path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it, not mkstemp's 0600
         with os.fdopen(fd, mode) as f:
@@ -165,19 +301,22 @@ def atomic_target(path: Path, mode: str = "wb", *, durable: bool = True) -> Iter
             if durable:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        _unlink_quietly(tmp)
+        if is_disk_full(exc):
+            raise disk_full(path, needed) from None
         raise
+    finally:
+        release_partial(tmp)
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
-    with atomic_target(path, "w", durable=durable) as f:
+    with atomic_target(path, "w", durable=durable, needed=len(text.encode())) as f:
         f.write(text)
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
-    with atomic_target(path, "wb", durable=durable) as f:
+    with atomic_target(path, "wb", durable=durable, needed=len(data)) as f:
         f.write(data)
 
 
@@ -328,7 +467,7 @@ def copy_verified(src: Path, dest: Path, sha256: str | None = None) -> tuple[str
     left at ``dest`` and an old ``dest`` is untouched).
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    fd, tmp = partial_file(dest.parent, prefix=f".{dest.name}.")
     try:
         with open(src, "rb") as fsrc, os.fdopen(fd, "wb") as fdst:
             os.fchmod(fdst.fileno(), 0o666 & ~_UMASK)
@@ -342,10 +481,13 @@ def copy_verified(src: Path, dest: Path, sha256: str | None = None) -> tuple[str
             return None, digest
         os.replace(tmp, dest)
         return how, digest
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        _unlink_quietly(tmp)
+        if is_disk_full(exc):
+            raise disk_full(dest, src.stat().st_size) from None
         raise
+    finally:
+        release_partial(tmp)
 
 
 # --------------------------------------------------------------------------- locking
