@@ -54,6 +54,7 @@ def inputs(func: F) -> F:
         click.option("--from-source", multiple=True, help="Build NAME (or :all:) from its sdist."),
         click.option("--tool", "tools", multiple=True, help="Installer wheels to carry per target (default: pip; add uv; 'none' for none)."),
         click.option("--refresh", is_flag=True, help="Revalidate every cached index page."),
+        click.option("--resolve-timeout", type=click.FloatRange(min=0), default=None, envvar="WHEELPORT_RESOLVE_TIMEOUT", metavar="SECONDS", help="Give up resolving a target after SECONDS, naming the conflict met most (default 300; 0: no limit; env WHEELPORT_RESOLVE_TIMEOUT)."),
     ]  # fmt: skip
     for opt in reversed(opts):
         func = opt(func)
@@ -80,6 +81,7 @@ def config_from(kwargs: dict[str, Any]) -> Config:
         jobs=kwargs.pop("jobs", None),
         tools=kwargs.pop("tools", ()),
         refresh=kwargs.pop("refresh", False),
+        resolve_timeout=kwargs.pop("resolve_timeout", None),
         from_lock=kwargs.pop("from_lock", None),
     )
 

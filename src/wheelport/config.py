@@ -63,6 +63,9 @@ class Config:
     tools: tuple[str, ...] = ("pip",)
     #: revalidate every cached index page (not part of the inputs)
     refresh: bool = False
+    #: seconds one target's resolution may take (None: the resolver's default; 0: no limit;
+    #: not part of the inputs: it changes whether an answer is found, never which)
+    resolve_timeout: float | None = None
     #: another tool's lock to take the pins from (``lock --from``), and its extras/groups
     from_lock: Path | None = None
     from_extras: tuple[str, ...] = ()
@@ -379,6 +382,7 @@ def build_config(
     jobs: int | None = None,
     tools: Sequence[str] = (),
     refresh: bool = False,
+    resolve_timeout: float | None = None,
     from_lock: Path | None = None,
     all_groups: bool = False,
     only_groups: Sequence[str] = (),
@@ -404,6 +408,7 @@ def build_config(
             jobs=jobs,
             tools=tools,
             refresh=refresh,
+            resolve_timeout=resolve_timeout,
         )
         return dataclasses.replace(
             base_config,
@@ -446,6 +451,7 @@ def build_config(
         images=settings.images,
         tools=_tools(tuple(tools) or settings.tools or ("pip",)),
         refresh=refresh,
+        resolve_timeout=resolve_timeout,
     )
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +34,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from wheelport.config import Config, SourcedRequirement
+from wheelport.conflicts import Conflicts, narrowed, where
 from wheelport.errors import ResolutionError, WheelportError
 from wheelport.index.client import IndexClient, redact
 from wheelport.index.models import DistFile
@@ -75,6 +77,16 @@ class Req:
     def __str__(self) -> str:
         return self.text
 
+
+#: how many versions after a ruled-out one have their metadata read ahead
+_LOOKAHEAD = 8
+
+#: seconds one target's resolution may take before it gives up (``--resolve-timeout``)
+DEFAULT_TIME_LIMIT = 300.0
+
+#: resolvelib counts rounds; the bound is time (its optimistic backjumping gives up after a
+#: tenth of the rounds left, so the number stays finite)
+_MAX_ROUNDS = 1_000_000
 
 #: identifier of the target's interpreter, which a candidate's metadata Requires-Python constrains
 PYTHON = "<python>"
@@ -150,20 +162,52 @@ class NullReporter:
         pass
 
 
-class _ResolverListener(resolvelib.BaseReporter[Req, Candidate, str]):
-    """resolvelib's progress callbacks, passed on to a :class:`Reporter` for one target: the
-    provider answers resolvelib's questions, this only listens."""
+class _OutOfTime(Exception):
+    """The target's time limit passed (raised between two rounds of the resolver)."""
 
-    def __init__(self, target: Target, reporter: Reporter) -> None:
+
+class _ResolverListener(resolvelib.BaseReporter[Req, Candidate, str]):
+    """resolvelib's progress callbacks for one target: passed on to a :class:`Reporter`, and
+    each rejected candidate written into the conflict record the provider ranks projects by.
+    It decides nothing; it keeps the clock: :class:`_OutOfTime` once ``deadline`` passed."""
+
+    def __init__(
+        self,
+        target: Target,
+        reporter: Reporter,
+        conflicts: Conflicts,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.target = target
         self.reporter = reporter
+        self.conflicts = conflicts
+        self.deadline = deadline
+        self.clock = clock
 
     def starting(self) -> None:
         self.reporter.target_started(self.target)
 
+    def starting_round(self, index: int) -> None:
+        if self.deadline is not None and self.clock() > self.deadline:
+            raise _OutOfTime(index)
+
     def pinning(self, candidate: Candidate) -> None:
         if candidate.key != PYTHON:
             self.reporter.pinned(self.target, candidate)
+
+    def rejecting_candidate(self, criterion: Any, candidate: Candidate) -> None:
+        infos = list(criterion.information)
+        own = [i for i in infos if i.parent is candidate] or infos[-1:]
+        if not own:
+            return
+        wanted = own[-1]
+        present = [
+            (i.requirement, None if i.parent is None else i.parent.name)
+            for i in infos
+            if i is not wanted
+        ]
+        self.conflicts.rejected(candidate.name, wanted.requirement, present)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,14 +216,19 @@ class Policy:
     prefer_binary: bool = False
     only_binary: frozenset[str] = frozenset()
     from_source: frozenset[str] = frozenset()
+    #: seconds one target may take before the resolver gives up naming the conflict it kept
+    #: meeting (None: no limit)
+    time_limit: float | None = DEFAULT_TIME_LIMIT
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
+        limit = DEFAULT_TIME_LIMIT if config.resolve_timeout is None else config.resolve_timeout
         return cls(
             pre=config.pre,
             prefer_binary=config.prefer_binary,
             only_binary=config.only_binary,
             from_source=config.from_source,
+            time_limit=limit if limit else None,
         )
 
     def rule(self, name: str) -> str:
@@ -270,11 +319,41 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         policy: Policy,
         constraints: Mapping[NormalizedName, Sequence[Req]],
         on_metadata_build: Callable[[str], None] = lambda filename: None,
+        *,
+        roots: Sequence[Req] = (),
     ) -> None:
         self.client = client
         self.target = target
         self.policy = policy
         self.constraints = constraints
+        #: per project, what the user's own requirements and constraints demand of every answer
+        self.fixed: dict[NormalizedName, list[Req]] = defaultdict(list)
+        for r in roots:
+            self.fixed[r.name].append(r)
+        for name, reqs in constraints.items():
+            self.fixed[name].extend(reqs)
+        self._fixed_spec = {
+            name: functools.reduce(lambda a, b: a & b, (r.specifier for r in reqs), SpecifierSet())
+            for name, reqs in self.fixed.items()
+        }
+        self._user_exact = {
+            name
+            for name, reqs in self.fixed.items()
+            if any(
+                s.operator in ("==", "===") and "*" not in s.version
+                for r in reqs
+                for s in r.specifier
+            )
+        }
+        #: candidates that can be in no answer, and the requirement that rules each out
+        self.doomed: dict[tuple[str, Version], Req] = {}
+        self._requirements_cache: dict[tuple[str, Version], list[Req]] = {}
+        self._prefetched: set[tuple[NormalizedName, str]] = set()
+        #: the candidate that required each identifier last (not the user's own identifiers)
+        self.via: dict[str, str] = {}
+        self._roots = {id(r) for r in roots}
+        #: what the search ran into: ranks projects, and names the conflict when it gives up
+        self.conflicts = Conflicts(self._has_version, self.via)
         #: told the filename of each sdist whose metadata is built (PEP 517)
         self.on_metadata_build = on_metadata_build
         self.env = dict(target.markers)
@@ -303,18 +382,28 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         information: Mapping[str, Iterator[Any]],
         backtrack_causes: Sequence[Any],
     ) -> Any:
+        """Which undecided project to decide next, as uv orders them: the target's Python;
+        exact pins (one version to try); projects the search keeps rejecting, then those that
+        keep rejecting them (:mod:`wheelport.conflicts`); the user's own requirements;
+        ranges with an upper bound before open ones; nearer the roots first."""
         infos = list(information[identifier])
-        pinned = any(
-            any(
-                s.operator in ("==", "===") and "*" not in s.version
-                for s in info.requirement.specifier
-            )
-            for info in infos
+        specifiers = [s for info in infos for s in info.requirement.specifier]
+        pinned = any(s.operator in ("==", "===") and "*" not in s.version for s in specifiers)
+        bounded = any(
+            s.operator in ("<", "<=", "~=") or (s.operator == "==" and "*" in s.version)
+            for s in specifiers
         )
         direct = any(info.parent is None for info in infos)
-        causes = {c.requirement.key for c in backtrack_causes}
-        depth = self.depth.get(identifier, 99)
-        return (not direct, not pinned, identifier not in causes, depth, identifier)
+        name = infos[0].requirement.name if infos else NormalizedName(identifier)
+        return (
+            identifier != PYTHON,
+            not pinned,
+            self.conflicts.rank(name),
+            not direct,
+            not bounded,
+            self.depth.get(identifier, 99),
+            identifier,
+        )
 
     def find_matches(
         self,
@@ -330,6 +419,10 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             if all(r.specifier.contains(py, prereleases=True) for r in reqs):
                 return [self._python]
             return []
+        if any(id(r) in self._roots for r in reqs):
+            self.via.pop(identifier, None)
+        else:
+            self.via[identifier] = reqs[-1].origin  # the requirement just added comes last
         name = reqs[0].name
         extras = reqs[0].extras
         spec = SpecifierSet()
@@ -363,7 +456,8 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         held: list[Candidate] = []
         first = True
         for wheels_only in passes:
-            for version in self._matching(name, spec):
+            versions = self._matching(name, spec)
+            for i, version in enumerate(versions):
                 if version in bad:
                     continue
                 # PEP 592: a yanked file is fine only for an exact pin
@@ -375,12 +469,16 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                     if allow_pre is None:
                         held.append(cand)
                     continue
-                if first:
-                    self.client.prefetch_metadata(chosen, on_build=self.on_metadata_build)
-                    first = False
+                # a final release that satisfies the specifiers keeps prereleases out, even one
+                # that conflicts elsewhere (the rule is the specifiers', as pip's and uv's)
+                first = False
+                if self._is_doomed(cand):
+                    # the next versions likely are too: start reading their metadata at once
+                    self._prefetch(name, versions[i + 1 : i + 1 + _LOOKAHEAD], exact)
+                    continue
                 yield cand
         if first:
-            yield from held
+            yield from (c for c in held if not self._is_doomed(c))
 
     def _by_version(self, name: NormalizedName) -> Mapping[Version, list[DistFile]] | None:
         cached = self._files.get(name)
@@ -440,8 +538,128 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
         if candidate.key == PYTHON:
             return []
-        meta = self.client.metadata(candidate.file, on_build=self.on_metadata_build)
+        out = self._requirements(candidate)
         parent_depth = self.depth.get(candidate.key, 0)
+        for req in out:
+            if req.name == PYTHON or req.name == candidate.name:
+                continue
+            self.depth.setdefault(req.key, parent_depth + 1)
+            self.prefetch_first(req)
+        return out
+
+    def prefetch_first(self, req: Req) -> None:
+        """Start loading ``req``'s project page and then the metadata of the version it will
+        try first (uv's prefetch): judging a candidate reads its metadata, so the metadata of
+        many requirements is read at once instead of one after another."""
+        key = (req.name, str(req.specifier))
+        if key not in self._prefetched:
+            self._prefetched.add(key)
+            self.client.prefetch_project(req.name).add_done_callback(
+                functools.partial(self._prefetch_first, req)
+            )
+
+    def _prefetch(
+        self, name: NormalizedName, versions: Sequence[Version], exact: Collection[Version]
+    ) -> None:
+        """Start reading the metadata of ``versions`` of ``name`` that have a wheel (reading an
+        sdist's may mean a build: that waits until the resolver asks for that version)."""
+        by_version = self._by_version(name) or {}
+        for v in versions:
+            if not any(f.is_wheel for f in by_version.get(v, ())):
+                continue
+            chosen = self._select(name, v, allow_yanked=v in exact)
+            if chosen is not None:
+                self.client.prefetch_metadata(chosen, on_build=self.on_metadata_build)
+
+    def _prefetch_first(self, req: Req, page: Future[Mapping[Version, list[DistFile]]]) -> None:
+        """Start reading the metadata of the version ``req`` will try first (uv's prefetch),
+        as soon as its project page is in. Runs on the client's pool: pure functions only."""
+        if page.cancelled() or page.exception() is not None:
+            return
+        by_version = page.result()
+        spec = req.specifier & self._fixed_spec.get(req.name, SpecifierSet())
+        rule = self.policy.rule(req.name)
+        for version in sorted(by_version, reverse=True):
+            if version.is_prerelease and not self.policy.pre:
+                continue
+            if not spec.contains(version, prereleases=True):
+                continue
+            chosen = select_file(by_version[version], self.target, rule, allow_yanked=False)
+            if chosen is not None:
+                self.client.prefetch_metadata(chosen, on_build=self.on_metadata_build)
+                return
+
+    def _is_doomed(self, cand: Candidate) -> bool:
+        """Whether ``cand`` can be in no answer: a requirement of it leaves no version of a
+        project inside what the user's own requirements and constraints allow (or excludes
+        the target's Python). Sound, never a guess: such a candidate is not offered, so the
+        conflict is found at its parent and no backtracking is spent on it. A candidate whose
+        metadata cannot be read now is offered (the resolver then reports the failure), and so
+        is a version the user pins exactly: it has no alternative to prune, and judging it
+        early would only wait for its metadata before anything else can start."""
+        key = (cand.key, cand.version)
+        if key in self.doomed:
+            return True
+        if cand.name in self._user_exact:
+            return False
+        try:
+            reqs = self._requirements(cand)
+        except WheelportError:
+            return False
+        python = Version(self.target.full_version)
+        for req in reqs:
+            if req.name == PYTHON:
+                if not req.specifier.contains(python, prereleases=True):
+                    self.doomed[key] = req
+                    return True
+                continue
+            fixed = self.fixed.get(req.name)
+            if fixed and not self._has_version(
+                req.name, req.specifier & self._fixed_spec[req.name]
+            ):
+                self.doomed[key] = req
+                self.conflicts.rejected(cand.name, req, [(f, None) for f in fixed])
+                return True
+        return False
+
+    def ruled_out(self, name: NormalizedName, reqs: Sequence[Req]) -> list[str]:
+        """Why each version of ``name`` that ``reqs`` allow was never offered, newest first:
+        ``"jupyterlab 4.5.11 requires packaging>=23.2, but you ask for packaging==23.0
+        (reqs.txt:22)"`` (empty when some allowed version was not ruled out)."""
+        spec = functools.reduce(lambda a, b: a & b, (r.specifier for r in reqs), SpecifierSet())
+        pre = self.policy.pre or bool(spec.prereleases)
+        why = {v: r for (key, v), r in self.doomed.items() if key.split("[")[0] == name}
+        found = []
+        for version in self._matching(name, spec):
+            if (version.is_prerelease and not pre) or not self._select(
+                name, version, allow_yanked=False
+            ):
+                continue
+            req = why.get(version)
+            if req is None:
+                return []
+            if req.name == PYTHON:
+                but = f"not Python {self.target.full_version}"
+            else:
+                but = "but you ask for " + " and ".join(
+                    f"{f.text} ({f.origin})" for f in self.fixed[req.name]
+                )
+            found.append(f"{name} {version} requires {req.text}, {but}")
+        return found
+
+    def _has_version(self, name: NormalizedName, spec: SpecifierSet) -> bool:
+        """Whether the index has any version of ``name`` inside ``spec`` (a file for the
+        target or not: a necessary condition, so a "no" is certain)."""
+        return bool(self._matching(name, spec))
+
+    def _requirements(self, candidate: Candidate) -> list[Req]:
+        """The requirements of a candidate that apply to the target (memoized; no side
+        effects beyond reading its metadata)."""
+        key = (candidate.key, candidate.version)
+        cached = self._requirements_cache.get(key)
+        if cached is not None:
+            return cached
+        meta = self.client.metadata(candidate.file, on_build=self.on_metadata_build)
         out: list[Req] = []
         if meta.requires_python and not candidate.file.requires_python:
             # the index did not say; the metadata does (pip checks it too)
@@ -481,10 +699,8 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                     continue
             elif candidate.extras:
                 continue
-            req = make_req(r, origin=str(candidate))
-            out.append(req)
-            self.depth.setdefault(req.key, parent_depth + 1)
-            self.client.prefetch_project(req.name)
+            out.append(make_req(r, origin=str(candidate)))
+        self._requirements_cache[key] = out
         return out
 
 
@@ -619,9 +835,14 @@ def resolve_target(
     *,
     policy: Policy = Policy(),
     reporter: Reporter | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Resolution:
-    """Resolve ``requirements`` for one target. Raises :class:`ResolutionError` with a clear line."""
+    """Resolve ``requirements`` for one target. Raises :class:`ResolutionError` with a clear line:
+    when no answer exists, or when ``policy.time_limit`` seconds (of ``clock``) pass first,
+    naming the conflict the search kept meeting."""
     reporter = reporter or NullReporter()
+    started = clock()
+    deadline = None if policy.time_limit is None else started + policy.time_limit
     env = target.markers
     roots = [
         make_req(s.requirement, s.origin) for s in requirements if _applies(s.requirement, env)
@@ -630,29 +851,49 @@ def resolve_target(
     for s in constraints:
         if _applies(s.requirement, env):
             cons[canonicalize_name(s.requirement.name)].append(make_req(s.requirement, s.origin))
-    for r in roots:
-        client.prefetch_project(r.name)
     provider = Provider(
-        client, target, policy, cons, functools.partial(reporter.metadata_build, target)
+        client,
+        target,
+        policy,
+        cons,
+        functools.partial(reporter.metadata_build, target),
+        roots=roots,
     )
     for r in roots:
         provider.depth[r.key] = 0
-    resolver: resolvelib.Resolver[Req, Candidate, str] = resolvelib.Resolver(
-        provider, _ResolverListener(target, reporter)
-    )
+        provider.prefetch_first(r)
+    listener = _ResolverListener(target, reporter, provider.conflicts, deadline, clock)
+    resolver: resolvelib.Resolver[Req, Candidate, str] = resolvelib.Resolver(provider, listener)
     try:
-        result = resolver.resolve(roots, max_rounds=20000)
+        result = resolver.resolve(roots, max_rounds=_MAX_ROUNDS)
     except resolvelib.ResolutionImpossible as exc:
         raise explain_impossible(exc.causes, provider, client) from None
-    except resolvelib.ResolutionTooDeep:
-        raise ResolutionError(
-            f"resolution for target {target} did not finish (too many backtracking rounds)",
-            hint="add constraints (-c) to narrow the versions",
-            target=str(target),
-        ) from None
+    except (_OutOfTime, resolvelib.ResolutionTooDeep):
+        raise gave_up(provider, clock() - started) from None
     resolution = _to_resolution(target, result)
     reporter.target_done(target, resolution)
     return resolution
+
+
+def gave_up(provider: Provider, elapsed: float) -> ResolutionError:
+    """The one line for a search that ran out of time: how long, and the conflict it met most,
+    each side with where it comes from."""
+    target = provider.target
+    limit = provider.policy.time_limit
+    worst = provider.conflicts.worst()
+    if worst is None:
+        what = "without meeting a conflict (a slow index or metadata builds?)"
+    else:
+        _, text, count = worst
+        what = f"the conflict it met most ({count} time{'s' * (count != 1)}): {text}"
+    limit_text = f"its {limit:g} s limit" if limit is not None else "too many rounds"
+    return ResolutionError(
+        f"resolution for target {target} gave up after {elapsed:.0f} s ({limit_text}); {what}",
+        hint="pin or loosen one side of that conflict, add a constraint (-c), "
+        "or allow more time (--resolve-timeout SECONDS, WHEELPORT_RESOLVE_TIMEOUT)",
+        package=None if worst is None else worst[0].project,
+        target=str(target),
+    )
 
 
 def _edges(
@@ -753,6 +994,18 @@ def explain_impossible(
             )
         all_parents_root = all(c.parent is None for c in causes)
         if all_parents_root or len({str(c.requirement.specifier) for c in causes}) == 1:
+            ruled_out = provider.ruled_out(name, [c.requirement for c in causes])
+            if ruled_out:
+                more = ""
+                if len(ruled_out) > 1:
+                    more = f" (and {len(ruled_out) - 1} more version(s) likewise)"
+                return ResolutionError(
+                    f"no version of {name} that {wanted} allows fits your other requirements "
+                    f"for target {target}: {ruled_out[0]}{more}",
+                    hint="loosen one of these requirements or add a constraint",
+                    package=name,
+                    target=str(target),
+                )
             avail = sorted(why.versions)
             shown = ", ".join(str(v) for v in avail[-12:]) or "none"
             extra = []
@@ -772,7 +1025,11 @@ def explain_impossible(
                 package=name,
                 target=str(target),
             )
-    chain = "; ".join(sorted({_describe(c) for c in causes}))
+    kept = []
+    for name in sorted(names):
+        on_name = [(c.requirement, c.parent) for c in causes if c.requirement.name == name]
+        kept += narrowed(on_name, provider._has_version)
+    chain = "; ".join(dict.fromkeys(_describe(req, parent, provider.via) for req, parent in kept))
     return ResolutionError(
         f"conflicting requirements for target {target}: {chain}",
         hint="loosen one of these requirements or add a constraint",
@@ -781,11 +1038,10 @@ def explain_impossible(
     )
 
 
-def _describe(cause: Any) -> str:
-    parent = cause.parent
-    who = "you" if parent is None else str(parent)
-    verb = "ask for" if parent is None else "requires"
-    return f"{who} {verb} {cause.requirement.text}"
+def _describe(req: Req, parent: Candidate | None, via: Mapping[str, str]) -> str:
+    if parent is None:
+        return f"you ask for {req.text} ({req.origin})"
+    return f"{where(str(parent), via)} requires {req.text}"
 
 
 @dataclass(frozen=True)
