@@ -32,6 +32,7 @@ from wheelport.resolve import (
     TargetFailure,
     first_failure,
     for_target,
+    none_locked,
     resolve_all,
     resolve_each,
     select_file,
@@ -125,10 +126,13 @@ def _complete(
     failed: list[TargetFailure],
     allow_missing: bool,
 ) -> tuple[list[Resolution], dict[str, list[Pin]]]:
-    """Raise for the failed targets (unless ``allow_missing`` and some target resolved); give
-    every pin a hash and every resolved target its installer tools."""
-    if failed and (not allow_missing or not resolutions):
+    """Raise for the failed targets (unless ``allow_missing`` and some target resolved: with
+    none, there is nothing to write); give every pin a hash and every resolved target its
+    installer tools."""
+    if failed and not allow_missing:
         raise first_failure(failed)
+    if failed and not resolutions:
+        raise none_locked(failed)
     tools = resolve_tools(client, [r.target for r in resolutions], config.tools)
     hashed = [_with_hashes(client, r) for r in resolutions]
     return hashed, {tid: _with_hashes_pins(client, pins) for tid, pins in tools.items()}

@@ -181,7 +181,7 @@ def cli() -> None:
 @click.option(
     "--allow-missing",
     is_flag=True,
-    help="Lock the targets that resolve; report (not fail on) those that do not.",
+    help="Lock the targets that resolve; report (not fail on) those that do not. When none resolves there is nothing to write: exit 1.",
 )
 @click.option(
     "--from",
@@ -333,7 +333,7 @@ def coverage_table(
 @click.option(
     "--allow-missing",
     is_flag=True,
-    help="Finish with exit 0 even when a package cannot be served for a target.",
+    help="Finish with exit 0 even when a package cannot be served for a target (a target that cannot be locked is left out; exit 1 when none can).",
 )
 @click.option("-j", "--jobs", type=int, default=None, help="Concurrent downloads (default 16).")
 @click.option(

@@ -1109,6 +1109,18 @@ def first_failure(failures: Sequence[TargetFailure]) -> WheelportError:
     return err
 
 
+def none_locked(failures: Sequence[TargetFailure]) -> WheelportError:
+    """The error when ``--allow-missing`` has nothing to keep: every target failed, so no lock
+    is written (exit 1, the job failed). The line says so first, then the first target's
+    reason, counting the others."""
+    err = first_failure(failures)
+    err.message = (
+        "no target could be locked, so nothing was written (--allow-missing keeps the "
+        f"targets that lock and reports the others): {err.message}"
+    )
+    return err
+
+
 def resolve_all(
     client: IndexClient,
     targets: Sequence[Target],
