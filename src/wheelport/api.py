@@ -149,9 +149,14 @@ def _write(
     the targets that failed; the PEP 792 statuses of the projects go into the locks."""
     wh = Wheelhouse(config.output)
     digest = config.inputs_digest()
+    inputs = inputs_record(config)
     locks = {
         r.target.identifier: build_lock(
-            r, inputs_digest=digest, tools=tools[r.target.identifier], statuses=statuses
+            r,
+            inputs_digest=digest,
+            inputs=inputs,
+            tools=tools[r.target.identifier],
+            statuses=statuses,
         )
         for r in resolutions
     }
@@ -160,6 +165,44 @@ def _write(
         for f in failed:
             wh.lock_path(f.target.identifier).unlink(missing_ok=True)
     return LockResult(config.output, resolutions, tools, paths, failed=failed)
+
+
+def inputs_record(config: Config) -> dict[str, Any]:
+    """What a lock is made from, as ``[tool.wheelport.inputs]`` records it for people and for
+    the command that makes the wheelhouse again (docs/lock-format.md): the inputs of
+    :meth:`Config.inputs_digest` — requirements and constraints (sorted, as the digest takes
+    them), index URLs with any password hidden, installer tools, the options that are set, and
+    for ``--from`` the source lock's file name and sha256 (not its path: the record is the
+    same on every machine)."""
+    record: dict[str, Any] = {
+        "requirements": sorted(str(r.requirement) for r in config.requirements),
+        "constraints": sorted(str(r.requirement) for r in config.constraints),
+        "index-urls": [redact(u) for u in config.index_urls],
+        "tools": list(config.tools),
+    }
+    flags = {
+        "index-given": config.explicit_indexes,
+        "pre": config.pre,
+        "prefer-binary": config.prefer_binary,
+    }
+    record.update({k: True for k, v in flags.items() if v})
+    if config.only_binary:
+        record["only-binary"] = sorted(config.only_binary)
+    if config.from_source:
+        record["from-source"] = sorted(config.from_source)
+    if config.from_lock is not None:
+        try:
+            sha = sha256_file(config.from_lock)
+        except OSError:
+            sha = "missing"
+        source: dict[str, Any] = {"name": config.from_lock.name, "sha256": sha}
+        source.update(extras=sorted(config.from_extras), groups=sorted(config.from_groups))
+        if config.from_all_groups:
+            source["all-groups"] = True
+        if config.from_only_groups:
+            source["only-groups"] = True
+        record["from"] = source
+    return record
 
 
 def _with_hashes_pins(client: IndexClient, pins: Sequence[Pin]) -> list[Pin]:

@@ -95,13 +95,15 @@ def build_lock(
     resolution: Resolution,
     *,
     inputs_digest: str,
+    inputs: Mapping[str, Any] | None = None,
     tools: Sequence[Pin] = (),
     statuses: Mapping[str, ProjectStatus] | None = None,
 ) -> Pylock:
     """A validated PEP 751 lock for one target's resolution.
 
-    ``statuses`` (``IndexClient.project_statuses()``) puts each package's PEP 792 project status
-    other than ``active`` in its ``[packages.tool.wheelport] project-status``."""
+    ``inputs`` (``api.inputs_record``) goes into ``[tool.wheelport.inputs]``: what the lock
+    was made from. ``statuses`` (``IndexClient.project_statuses()``) puts each package's PEP
+    792 project status other than ``active`` in its ``[packages.tool.wheelport] project-status``."""
     statuses = statuses or {}
     t = resolution.target
     tool: dict[str, Any] = {
@@ -109,6 +111,8 @@ def build_lock(
         "inputs-digest": inputs_digest,
         "wheelport-version": __version__,
     }
+    if inputs:
+        tool["inputs"] = dict(inputs)
     if tools:
         tool["tools"] = [
             {

@@ -11,7 +11,7 @@ saved once by the verb that writes the wheelhouse (``Wheelhouse.load_manifest`` 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,11 @@ from wheelport.errors import VerifyError
 MANIFEST_VERSION = 1
 
 #: the top-level keys this module reads; others are kept as they are (``Manifest.extra``)
-KNOWN_KEYS = frozenset({"version", "inputs_digest", "targets", "artifacts", "locks", "build_deps"})
+KNOWN_KEYS = frozenset(
+    {"version", "inputs_digest", "targets", "artifacts", "locks", "build_deps", "unserved"}
+)
+#: coverage states of a package that has no wheel for a target (``unserved``)
+UNSERVED_STATES = frozenset({"missing", "deferred"})
 
 
 class ManifestError(VerifyError):
@@ -278,6 +282,8 @@ class LockRecord:
 
 #: sdist sha256 → build target identifier → its build requirements
 BuildDeps = dict[str, dict[str, tuple[BuildRequirement, ...]]]
+#: target identifier → package → (state, why): the coverage cells the last sync left unserved
+Unserved = dict[str, dict[str, tuple[str, str]]]
 
 
 @dataclass
@@ -290,6 +296,10 @@ class Manifest:
     artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)
     locks: dict[str, LockRecord] = field(default_factory=dict)
     build_deps: BuildDeps = field(default_factory=dict)
+    #: why a package has no wheel for a target (``missing``) or is left to another run
+    #: (``deferred``), as the last sync of that target found; the locks say *whether* a
+    #: package has a wheel, this says why not (the wheelhouse page shows it)
+    unserved: Unserved = field(default_factory=dict)
     version: int = MANIFEST_VERSION
     #: top-level keys this version does not know, kept as read
     extra: dict[str, Any] = field(default_factory=dict)
@@ -343,6 +353,19 @@ class Manifest:
         )
         self.artifacts[rel] = ArtifactRecord(sha256, size, origin)
 
+    def set_unserved(
+        self, targets: Iterable[str], cells: Mapping[str, Mapping[str, tuple[str, str]]]
+    ) -> None:
+        """Replace what is recorded as unserved for ``targets`` with the ``missing`` and
+        ``deferred`` cells of a coverage (package → target → (state, why)); other targets'
+        records are kept."""
+        for tid in targets:
+            self.unserved.pop(tid, None)
+        for pkg, row in cells.items():
+            for tid, (state, why) in row.items():
+                if state in UNSERVED_STATES:
+                    self.unserved.setdefault(tid, {})[pkg] = (state, why)
+
     # -- JSON ----------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
@@ -365,6 +388,15 @@ class Manifest:
                     BuildRequirement.from_dict(e, f"{where}[{tid}][{i}]")
                     for i, e in enumerate(entries)
                 )
+        unserved: Unserved = {}
+        for tid, row in _table(data.get("unserved") or {}, "unserved").items():
+            slot_u = unserved[tid] = {}
+            for pkg, cell in _table(row, f"unserved[{tid}]").items():
+                where = f"unserved[{tid}][{pkg}]"
+                state = _str(_table(cell, where), "state", where)
+                if state not in UNSERVED_STATES:
+                    raise _bad(f"{where}.state", f"must be one of {sorted(UNSERVED_STATES)}")
+                slot_u[pkg] = (state, _str(cell, "reason", where))
         digest = data.get("inputs_digest")
         if digest is not None and not isinstance(digest, str):
             raise _bad("inputs_digest", "must be a string or null")
@@ -377,6 +409,7 @@ class Manifest:
             },
             locks={tid: LockRecord.from_dict(s, f"locks[{tid}]") for tid, s in locks.items()},
             build_deps=build_deps,
+            unserved=unserved,
             version=version,
             extra={k: copy.deepcopy(v) for k, v in data.items() if k not in KNOWN_KEYS},
         )
@@ -394,6 +427,11 @@ class Manifest:
             out["build_deps"] = {
                 sha: {tid: [e.to_dict() for e in entries] for tid, entries in per.items()}
                 for sha, per in sorted(self.build_deps.items())
+            }
+        if self.unserved:
+            out["unserved"] = {
+                tid: {pkg: {"state": s, "reason": why} for pkg, (s, why) in sorted(row.items())}
+                for tid, row in sorted(self.unserved.items())
             }
         for key, value in self.extra.items():
             out.setdefault(key, value)

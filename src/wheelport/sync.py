@@ -114,6 +114,7 @@ def sync(
         for f in failed:
             reason = f"not locked: {f.error.message}"
             built.coverage.set(f.error.package or "(all)", f.target.identifier, "missing", reason)
+        manifest.set_unserved([t.identifier for t in targets], built.coverage.cells)
         finish(wh, manifest, locked, built.locks, rewritten=built.rewritten,
                inputs_digest=digest, dropped={t.identifier for t in unlocked})  # fmt: skip
         from wheelport.index.writer import write_index
