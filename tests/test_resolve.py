@@ -13,8 +13,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,12 @@ from packaging.pylock import Pylock
 from support.dists import make_sdist, make_wheel
 from support.server import IndexServer
 from wheelport import api
-from wheelport.config import build_config
+from wheelport.cache import Cache
+from wheelport.config import build_config, parse_requirement
 from wheelport.errors import ResolutionError
+from wheelport.index.client import IndexClient
+from wheelport.resolve import Candidate, NullReporter, Policy, Reporter, resolve_target
+from wheelport.targets import Target, parse_target
 
 LINUX312 = "cp312-manylinux_2_28_x86_64"
 WIN312 = "cp312-win_amd64"
@@ -433,3 +438,151 @@ def test_marker_of_an_extra_dependency_is_recorded(
     got = lock(tmp_path, index_server, ["app[x]"], targets=[WIN312, LINUX312])
     assert "xw" not in got[LINUX312]
     assert got[WIN312]["xw"]["marker"] == 'sys_platform == "win32"'
+
+
+# -- hard sets: conflicts found where they start, a search bounded by time (issue 16 item E) ----
+
+
+class PinCounter(NullReporter):
+    """Counts pins: a search that never gives a version up pins each package once."""
+
+    def __init__(self) -> None:
+        self.pins = 0
+
+    def pinned(self, target: Target, candidate: Candidate) -> None:
+        self.pins += 1
+
+
+def resolve_hard(
+    srv: IndexServer,
+    tmp_path: Path,
+    requirements: Sequence[str],
+    *,
+    reporter: Reporter | None = None,
+    policy: Policy | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, str]:
+    reqs = [parse_requirement(r, "reqs.txt:1") for r in requirements]
+    with IndexClient([srv.url], cache=Cache(tmp_path / "cache")) as client:
+        got = resolve_target(client, parse_target(WIN312), reqs, policy=policy or Policy(),
+                             reporter=reporter, clock=clock)  # fmt: skip
+    return {name: str(pin.version) for name, pin in got.pins.items()}
+
+
+def add_hard_set(srv: IndexServer, dists_dir: Path, *, pin: bool, users: int = 4) -> list[str]:
+    """The shape of the MiniGPT-4 set at small scale: ``top``'s newer versions need a ``mid``
+    that needs a newer ``shared`` than the user's pin (``pin``) or than ``lib`` allows; ``users``
+    unrelated projects with 8 versions each depend on ``shared`` too. Old resolvelib habits
+    backtrack through every combination of those (8**users) before touching ``top``."""
+    for v in ("1.0", "2.0", "3.0"):
+        srv.add(make_wheel(dists_dir, "shared", v))
+        srv.add(make_wheel(dists_dir, "top", v, deps=[f"mid>={v}"]))
+    srv.add(make_wheel(dists_dir, "mid", "3.0", deps=["shared>=3"]))
+    srv.add(make_wheel(dists_dir, "mid", "2.0", deps=["shared>=2"]))
+    srv.add(make_wheel(dists_dir, "mid", "1.0", deps=["shared"]))
+    srv.add(make_wheel(dists_dir, "lib", "1.0", deps=["shared<2"]))
+    for i in range(users):
+        for v in range(1, 9):
+            srv.add(make_wheel(dists_dir, f"user{i}", f"{v}.0", deps=["shared"]))
+    return ["shared==1.0" if pin else "lib", "top", *(f"user{i}" for i in range(users))]
+
+
+def test_versions_a_pin_rules_out_are_never_tried(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """mid 3.0 and 2.0 need shared>=2, the user pins shared==1.0: they are never offered, so
+    top 3.0 and 2.0 fail at once (no mid for them) and nothing is pinned and given up."""
+    requirements = add_hard_set(index_server, dists_dir, pin=True)
+    counter = PinCounter()
+    got = resolve_hard(index_server, tmp_path, requirements, reporter=counter)
+    assert got == {"shared": "1.0", "top": "1.0", "mid": "1.0",
+                   **{f"user{i}": "8.0" for i in range(4)}}  # fmt: skip
+    assert counter.pins == len(got)
+
+
+def test_a_project_rejected_again_and_again_is_decided_first(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """No user pin this time: lib 1.0 (shared<2) rejects mid 3.0 and 2.0. After a few such
+    rejections mid is decided right after its parent (uv's rule), so backtracking walks top
+    down instead of trying every combination of user0..3; their newest versions stay."""
+    requirements = add_hard_set(index_server, dists_dir, pin=False)
+    counter = PinCounter()
+    got = resolve_hard(index_server, tmp_path, requirements, reporter=counter)
+    assert got == {"lib": "1.0", "shared": "1.0", "top": "1.0", "mid": "1.0",
+                   **{f"user{i}": "8.0" for i in range(4)}}  # fmt: skip
+    assert counter.pins < 60, counter.pins  # the old order: over 10,000 and no answer
+
+
+def test_giving_up_names_the_conflict_met_most(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """The bound is time: a clock that advances one second per look runs out after a few
+    rounds; the one line names both sides of the conflict and where each comes from."""
+    requirements = add_hard_set(index_server, dists_dir, pin=False)
+    ticks = itertools.count()
+    with pytest.raises(ResolutionError) as info:
+        resolve_hard(index_server, tmp_path, requirements, policy=Policy(time_limit=12),
+                     clock=lambda: float(next(ticks)))  # fmt: skip
+    err = info.value
+    assert err.message.startswith(f"resolution for target {WIN312} gave up after ")
+    assert "(its 12 s limit); the conflict it met most (" in err.message
+    assert err.message.endswith(
+        "mid 3.0 (via top 3.0) requires shared>=3, but lib 1.0 requires shared<2"
+    )
+    assert err.package == "shared"
+    assert err.hint is not None and "--resolve-timeout" in err.hint
+
+
+def test_a_conflict_names_only_the_requirements_that_clash(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """resolvelib's causes list every requirement on the project; the line keeps the two
+    that leave no version together, each with the path that brought it in."""
+    index_server.add(make_wheel(dists_dir, "shared", "1.0"))
+    index_server.add(make_wheel(dists_dir, "shared", "2.0"))
+    index_server.add(make_wheel(dists_dir, "a", "1.0", deps=["shared<2", "b"]))
+    index_server.add(make_wheel(dists_dir, "b", "1.0", deps=["shared>=2"]))
+    for name in ("u1", "u2", "u3"):
+        index_server.add(make_wheel(dists_dir, name, "1.0", deps=["shared"]))
+    with pytest.raises(ResolutionError) as info:
+        resolve_hard(index_server, tmp_path, ["u1", "u2", "a", "u3"])
+    message = info.value.message
+    assert message.startswith(f"conflicting requirements for target {WIN312}: ")
+    assert "a 1.0 requires shared<2" in message
+    assert "b 1.0 (via a 1.0) requires shared>=2" in message
+    assert "u1" not in message and "u2" not in message and "u3" not in message
+
+
+def test_every_version_a_pin_rules_out_is_explained(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    requirements = add_hard_set(index_server, dists_dir, pin=True, users=0)
+    with pytest.raises(ResolutionError) as info:
+        resolve_hard(index_server, tmp_path, [*requirements, "mid>=2"])
+    assert info.value.message == (
+        f"no version of mid that mid>=2 allows fits your other requirements for target "
+        f"{WIN312}: mid 3.0 requires shared>=3, but you ask for shared==1.0 (reqs.txt:1) "
+        "(and 1 more version(s) likewise)"
+    )
+
+
+def test_version_as_the_chosen_file_spells_it(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """PyPI's cffi page lists ``cffi-1.0.2-2.tar.gz`` (an old file whose version reads as 2)
+    before cffi 2.0.0's wheels; 2 == 2.0.0, so a page groups them together. The lock says
+    2.0.0, as the chosen wheel (and pip and uv) spell it."""
+    import dataclasses
+
+    odd = make_sdist(dists_dir, "pkg", "1.0.2")
+    odd = odd.rename(odd.with_name("pkg-1.0.2-2.tar.gz"))
+    index_server.add(odd)
+    with index_server._lock:
+        index_server._files[odd.name] = dataclasses.replace(
+            index_server._files[odd.name], project="pkg", version="2"
+        )
+    index_server.add(make_wheel(dists_dir, "pkg", "2.0.0"))
+    got = lock(tmp_path, index_server, ["pkg"])[LINUX312]
+    assert got["pkg"]["version"] == "2.0.0"
+    assert wheel_name(got["pkg"]) == "pkg-2.0.0-py3-none-any.whl"

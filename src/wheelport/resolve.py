@@ -464,7 +464,9 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                 chosen = self._select(name, version, allow_yanked=version in exact)
                 if chosen is None or (wheels_only is not None and chosen.is_wheel != wheels_only):
                     continue
-                cand = Candidate(name, version, extras, chosen)
+                # the version as the file spells it: a page can group equal versions under
+                # another spelling (cffi's "1.0.2-2" sdist reads as version 2, which == 2.0.0)
+                cand = Candidate(name, chosen.version, extras, chosen)
                 if version.is_prerelease and not allow_pre:
                     if allow_pre is None:
                         held.append(cand)
