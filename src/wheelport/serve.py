@@ -7,7 +7,8 @@ PEP 691 content types on ``Accept`` (q-values honoured, 406 when nothing fits) a
 ``ETag`` and ``Last-Modified``; conditional GETs get 304. Only GET and HEAD are allowed.
 
 The pages themselves come from :func:`wheelport.index.writer.write_index`; the server does
-not build anything.
+not build anything. A directory with an ``index.html`` (the wheelhouse root: its page) is
+answered with it, as nginx's ``index`` directive does; others get a listing.
 """
 
 from __future__ import annotations
@@ -255,6 +256,9 @@ def make_handler(root: Path) -> type[BaseHTTPRequestHandler]:
             folder = base / rel
             if not folder.is_dir():
                 self._simple_error(HTTPStatus.NOT_FOUND, "not found", body)
+                return
+            if (folder / "index.html").is_file():  # the wheelhouse page, as nginx's `index`
+                self._file(folder / "index.html", content_type_for("index.html"), body)
                 return
             names = sorted(
                 e.name + ("/" if e.is_dir() else "")

@@ -14,6 +14,10 @@ it is listed in ``versions`` or falls in a range of type ``ECOSYSTEM`` (events `
 ``fixed``, ``last_affected``, ``limit`` compared as ``packaging`` versions). ``withdrawn``
 records are ignored. A project whose lock records PEP 792 status ``quarantined`` is a finding
 too; ``archived`` and ``deprecated`` are notices.
+
+:func:`record_audit` keeps the report in the wheelhouse (``audit.json``: the report, the OSV
+sources' file names, and the sha256 of each lock audited), so that the wheelhouse page
+(:mod:`wheelport.index.page`) shows it and says when the locks changed since.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ from packaging.version import InvalidVersion, Version
 from wheelport.errors import UsageError
 from wheelport.export.requirements import target_locks
 from wheelport.lock import package_status
+from wheelport.wheelhouse import Wheelhouse, atomic_write_text, sha256_file
+
+#: the last audit's record, at the wheelhouse root
+RECORD_NAME = "audit.json"
+RECORD_VERSION = 1
 
 ECOSYSTEM = "PyPI"
 
@@ -364,3 +373,52 @@ def audit(
         statuses=tuple(notices),
         unchecked=tuple(dict.fromkeys(unchecked)),
     )
+
+
+def _shown_source(source: str, osv: Sequence[Path]) -> str:
+    """A finding's source without the auditor's directories (``all.zip:PYSEC-1.json``)."""
+    for path in osv:
+        prefix = str(path)
+        if source.startswith(prefix):
+            return Path(path).name + source[len(prefix) :]
+    return source
+
+
+def audit_record(
+    report: AuditReport, locks: Mapping[str, str], *, osv: Sequence[Path] = (), online: bool = False
+) -> dict[str, Any]:
+    """The JSON of ``audit.json``: ``report`` (:meth:`AuditReport.to_json`, sources without
+    local directories), ``locks`` (lock file name → sha256 when audited), ``osv`` (the
+    sources' file names) and ``online``. No time: the same audit of the same locks with the
+    same records gives the same bytes."""
+    data = report.to_json()
+    for finding in data["findings"]:
+        finding["source"] = _shown_source(finding["source"], osv)
+    return {
+        "version": RECORD_VERSION,
+        "report": data,
+        "locks": dict(sorted(locks.items())),
+        "osv": [Path(p).name for p in osv],
+        "online": online,
+    }
+
+
+def record_audit(
+    wheelhouse: Path, report: AuditReport, *, osv: Sequence[Path] = (), online: bool = False
+) -> Path:
+    """Write ``audit.json`` into the wheelhouse (atomically, holding the wheelhouse's lock) for
+    the audit just made, and bring the index and its page (``index.html``) up to date."""
+    from wheelport.index.writer import write_index
+
+    wh = Wheelhouse(Path(wheelhouse))
+    path = wh.root / RECORD_NAME
+    with wh.locked("audit"):
+        locks = {
+            wh.lock_path(t).name: sha256_file(wh.lock_path(t))
+            for t in report.targets
+            if wh.lock_path(t).is_file()
+        }
+        record = audit_record(report, locks, osv=osv, online=online)
+        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        write_index(wh.root)
+    return path

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from wheelport.errors import UsageError
+from wheelport.errors import UsageError, WheelportError
 from wheelport.output import Output
 from wheelport.output import common as _common
 
@@ -342,9 +342,14 @@ def audit_cmd(out: Any, wheelhouse: Path, targets: tuple[str, ...], osv: tuple[P
     """Check every pinned package against OSV vulnerability records (offline, or --online)."""
     from rich.table import Table
 
-    from wheelport.export.audit import audit
+    from wheelport.export.audit import audit, record_audit
 
     report = audit(wheelhouse, targets=targets, osv=osv, online=online)
+    recorded: Path | None = None
+    try:  # kept in the wheelhouse for its page; a read-only wheelhouse is audited all the same
+        recorded = record_audit(wheelhouse, report, osv=osv, online=online)
+    except (OSError, WheelportError) as exc:
+        out.console.print(f"[yellow]not recorded in the wheelhouse:[/yellow] {exc}")
 
     def human() -> None:
         if report.findings:
@@ -370,9 +375,10 @@ def audit_cmd(out: Any, wheelhouse: Path, targets: tuple[str, ...], osv: tuple[P
         out.console.print(
             f"{len(report.findings)} vulnerabilities in {report.packages} pinned packages of "
             f"{len(report.targets)} targets ({report.records} OSV records)"
+            + (f"; recorded in {recorded} (shown in index.html)" if recorded else "")
         )
 
-    out.result(report.to_json(), human)
+    out.result(report.to_json() | {"recorded": str(recorded) if recorded else None}, human)
     if report.failed and not warn_only:
         raise SystemExit(1)
 
