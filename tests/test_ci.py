@@ -40,7 +40,7 @@ FIVE = {
 }
 WIN, LINUX = "cp312-win_amd64", "cp311-manylinux_2_28_x86_64"
 #: run-specific by design (mtimes), and each run's advisory lock file
-VOLATILE = {"simple/.wheelport-index.json", ".wheelport.lock"}
+VOLATILE = {"simple/.wheelport-index.json", ".wheelport.lock", ".wheelport-stamps.json"}
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from wheelport.lock import read_lock
 
 TARGETS = ("-t", "host", "-t", "cp312-win_amd64")
 #: hidden files that are wheelport's own (the advisory lock, the index writer's state)
-STATE_FILES = {".wheelport.lock", ".wheelport-index.json"}
+STATE_FILES = {".wheelport.lock", ".wheelport-index.json", ".wheelport-stamps.json"}
 
 
 def _cmd(*args: str) -> list[str]:

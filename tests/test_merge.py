@@ -22,15 +22,16 @@ from wheelport.wheelhouse import sha256_file
 WIN = "cp312-win_amd64"
 MAC = "cp39-macosx_11_0_arm64"
 LINUX = "cp311-manylinux_2_28_x86_64"
-#: remembers file mtimes: run-specific by design, not part of the index
+#: remember file mtimes and stat stamps: run-specific by design, not part of the wheelhouse
 INDEX_STATE = "simple/.wheelport-index.json"
+STATE = {INDEX_STATE, ".wheelport-stamps.json"}
 
 
 def _files(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): sha256_file(p)
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.relative_to(root).as_posix() != INDEX_STATE
+        if p.is_file() and p.relative_to(root).as_posix() not in STATE
     }
 
 

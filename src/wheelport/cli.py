@@ -16,17 +16,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from wheelport import __version__, api
 from wheelport.config import Config, build_config
 from wheelport.errors import UsageError, WheelportError
-from wheelport.resolve import Candidate, Resolution
 from wheelport.targets import Target, parse_targets
+
+if TYPE_CHECKING:  # rich's progress and tables load only when a run shows them
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from wheelport.resolve import Candidate, Resolution
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("wheelport")
@@ -137,6 +140,8 @@ class ProgressReporter:
 def _progress(out: Output) -> Progress | None:
     if out.quiet or not out.console.is_terminal:
         return None
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -148,6 +153,8 @@ def _progress(out: Output) -> Progress | None:
 
 def summary_table(resolutions: Sequence[Resolution]) -> Table:
     """package × target → version (or — where the target does not need it)."""
+    from rich.table import Table
+
     table = Table(title="locked", show_lines=False)
     table.add_column("package")
     for r in resolutions:
@@ -244,7 +251,13 @@ class FetchProgress:
     """rich progress for fetch: bytes, files, rate."""
 
     def __init__(self, out: Output) -> None:
-        from rich.progress import BarColumn, DownloadColumn, TransferSpeedColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
 
         self.progress: Progress | None = None
         if not out.quiet and out.console.is_terminal:
@@ -299,6 +312,8 @@ def coverage_table(
 ) -> Table:
     """The package × target table; ``statuses`` (:func:`lock_statuses`) adds a project-status
     column when some project is archived, quarantined or deprecated."""
+    from rich.table import Table
+
     statuses = statuses or {}
     table = Table(title="coverage")
     table.add_column("package", overflow="fold")
@@ -436,6 +451,8 @@ def plan_cmd(out: Output, wheelhouse: Path, shards: int | None) -> None:
     rows = build_plan(wheelhouse, default_builders(read_settings(Path.cwd())), shards=shards)
 
     def human() -> None:
+        from rich.table import Table
+
         table = Table(title=f"build plan ({len(rows)} job(s))")
         for col in ("package", "version", "targets", "builder", "runner", "here", "size"):
             table.add_column(col, overflow="fold")
@@ -501,13 +518,20 @@ def serve_cmd(out: Output, wheelhouse: Path, host: str, port: int) -> None:
 
 
 @cli.command("verify")
-@click.argument("wheelhouse", type=click.Path(path_type=Path), default=Path("wheelhouse"))
+@click.argument("args", nargs=-1, metavar="[WH] [PACKAGE]...")
+@click.option("--rebuild", is_flag=True, help="Also rebuild each built wheel (or those of PACKAGE...) offline from the wheelhouse's sdist and build requirements, by the recorded builder and image, and compare the bytes; exit 1 when one differs.")  # fmt: skip
 @common
-def verify_cmd(out: Output, wheelhouse: Path) -> None:
+def verify_cmd(out: Output, args: tuple[str, ...], rebuild: bool) -> None:
     """Re-hash every file against the manifest and locks; report missing, extra and tampered files."""
     from wheelport.verify import verify
 
+    wheelhouse, packages = _verify_args(args, rebuild)
     report = verify(wheelhouse)
+    rebuilt = None
+    if rebuild:
+        from wheelport.rebuild import rebuild as rebuild_wheels
+
+        rebuilt = rebuild_wheels(wheelhouse, packages)
 
     def human() -> None:
         for kind in ("tampered", "missing", "extra"):
@@ -516,10 +540,46 @@ def verify_cmd(out: Output, wheelhouse: Path) -> None:
         out.console.print(
             f"{report.checked} files checked" + ("" if report.ok else ": [red]problems found[/red]")
         )
+        if rebuilt is not None:
+            from rich.table import Table
 
-    out.result(report.to_json(), human)
+            colour = {"reproduced": "green", "differs": "red"}
+            table = Table(title=f"rebuilt ({len(rebuilt.results)} wheel(s))")
+            for col in ("wheel", "builder", "result", "detail", "seconds"):
+                table.add_column(col, overflow="fold")
+            for r in rebuilt.results:
+                c = colour.get(r.status, "yellow")
+                table.add_row(r.wheel, r.builder, f"[{c}]{r.status}[/{c}]", r.detail, f"{r.seconds:.1f}")  # fmt: skip
+            out.console.print(table)
+            if rebuilt.log_dir:
+                out.console.print(f"rebuild logs: {rebuilt.log_dir}")
+
+    data = report.to_json()
+    if rebuilt is not None:
+        data["rebuild"] = rebuilt.to_json()
+        data["ok"] = report.ok and rebuilt.ok
+    out.result(data, human)
     if not report.ok:
         raise report.error()
+    if rebuilt is not None and not rebuilt.ok:
+        raise rebuilt.error()
+
+
+def _verify_args(args: tuple[str, ...], rebuild: bool) -> tuple[Path, tuple[str, ...]]:
+    """``[WH] [PACKAGE]...``: the first argument is the wheelhouse unless ``--rebuild`` is
+    given and it is not a wheelhouse directory (then every argument is a package)."""
+    if not rebuild:
+        if len(args) > 1:
+            raise UsageError(
+                f"verify takes one wheelhouse, not {len(args)} arguments",
+                hint="name packages only with --rebuild",
+            )
+        return Path(args[0] if args else "wheelhouse"), ()
+    if args and (
+        Path(args[0], "wheelport.json").is_file() or list(Path(args[0]).glob("pylock.*.toml"))
+    ):
+        return Path(args[0]), args[1:]
+    return Path("wheelhouse"), args
 
 
 @cli.command("provision")
@@ -663,6 +723,8 @@ def image_list_cmd(out: Output, engine: str | None) -> None:
         if not found:
             out.console.print("no local wheelport images (build one: wheelport image build-local)")
             return
+        from rich.table import Table
+
         table = Table(title="local images")
         table.add_column("tag", overflow="fold")
         for column in ("policy", "arch", "pythons"):

@@ -7,15 +7,20 @@ them, else a plain copy, through a temporary name, hashed on the way, then renam
 hard link: a file edited in one wheelhouse cannot reach the cache or another wheelhouse. A
 corrupt cache entry is evicted with a warning and downloaded again.
 
-A rerun re-hashes the files already present (at most once per sync: :func:`file_sha256`
-remembers a hash while the file's stat stamp is unchanged) and repairs, with a warning
-naming it, every file that does not match; :func:`recheck` does the same for the files the
-manifest records before a sync starts.
+A rerun checks the files already present and repairs, with a warning naming it, every file
+that does not match; :func:`recheck` does the same for the files the manifest records before a
+sync starts. A file is hashed only when its stat stamp (device, inode, size, mtime_ns,
+ctime_ns) differs from the one recorded when it was last verified — the way git's index works:
+the stamps live in ``.wheelport-stamps.json`` beside the manifest (hidden, never part of a
+bundle or an index, not the same on two machines), and any write, copy, rename, truncation or
+``chmod`` changes ctime, which no user can set back. ``verify`` ignores the stamps and hashes
+every file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -31,6 +36,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
 from wheelport.errors import FetchError, VerifyError, WheelportError
 from wheelport.index.client import CoreMetadata, IndexClient
@@ -40,6 +46,7 @@ from wheelport.manifest import ArtifactRecord, Manifest, Origin
 from wheelport.wheelhouse import (
     Wheelhouse,
     atomic_write_bytes,
+    atomic_write_text,
     copy_verified,
     reclaim_partials,
     sha256_file,
@@ -150,20 +157,60 @@ def place(src: Path, dest: Path) -> None:
 # ----------------------------------------------------------------------------- re-hashing
 
 _memo_lock = threading.Lock()
-#: (path, dev, inode, size, mtime_ns, ctime_ns) -> sha256, for the current sync only
+#: (path, dev, inode, size, mtime_ns, ctime_ns) -> sha256: loaded from the wheelhouse's stamps
+#: by :func:`recheck`, added to as files are hashed or written
 _memo: dict[tuple[str, int, int, int, int, int], str] = {}
+
+#: the stamps of the files last verified, beside the manifest (see the module docstring)
+STAMPS_NAME = ".wheelport-stamps.json"
 
 
 def _stamp(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int, int]:
     return (str(path.absolute()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def file_sha256(path: Path) -> str:
-    """The sha256 of a wheelhouse file, hashed at most once per sync.
+def _load_stamps(wheelhouse: Wheelhouse) -> None:
+    """Remember the hashes the stamps file records (a damaged file is ignored: all is hashed)."""
+    try:
+        data = json.loads((wheelhouse.root / STAMPS_NAME).read_text(encoding="utf-8"))
+        entries = data["files"] if data.get("version") == 1 else {}
+        with _memo_lock:
+            for rel, (dev, ino, size, mtime, ctime, sha) in entries.items():
+                if isinstance(sha, str) and escape_reason(str(wheelhouse.root), rel) is None:
+                    key = (str((wheelhouse.root / rel).absolute()), dev, ino, size, mtime, ctime)
+                    _memo[key] = sha
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return
 
-    The hash is remembered (in this process, until the next :func:`recheck`) with the file's
-    stat stamp — device, inode, size, mtime_ns and ctime_ns; any write or rename changes
-    ctime, which a user cannot set — and reused only while the stamp is unchanged.
+
+def save_stamps(wheelhouse: Wheelhouse, manifest: Manifest) -> None:
+    """Record the stamp of every file the manifest names whose hash was verified in this
+    process and still matches the manifest (written only when it changed)."""
+    files: dict[str, list[Any]] = {}
+    with _memo_lock:
+        memo = dict(_memo)
+    for rel, rec in sorted(manifest.artifacts.items()):
+        try:
+            st = (wheelhouse.root / rel).stat()
+        except OSError:
+            continue
+        key = _stamp(wheelhouse.root / rel, st)
+        if memo.get(key) == rec.sha256:
+            files[rel] = [*key[1:], rec.sha256]
+    text = json.dumps({"version": 1, "files": files}, separators=(",", ":"), sort_keys=True)
+    path = wheelhouse.root / STAMPS_NAME
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="utf-8") == text:
+            return
+    atomic_write_text(path, text, durable=False)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a wheelhouse file, hashed only when its stat stamp changed.
+
+    The hash is remembered with the file's stat stamp — device, inode, size, mtime_ns and
+    ctime_ns; any write or rename changes ctime, which a user cannot set — and reused only
+    while the stamp is unchanged (across runs through :data:`STAMPS_NAME`).
     """
     st = path.stat()
     key = _stamp(path, st)
@@ -178,8 +225,9 @@ def file_sha256(path: Path) -> str:
     return digest
 
 
-def _remember(path: Path, digest: str) -> None:
-    """Record the hash of a file this process just wrote (its bytes were hashed while copied)."""
+def remember_hash(path: Path, digest: str) -> None:
+    """Record the hash of a file this process just wrote (its bytes were hashed while copied,
+    or it was hashed to be recorded), so no later check hashes it again while unchanged."""
     with _memo_lock:
         _memo[_stamp(path, path.stat())] = digest
 
@@ -206,6 +254,7 @@ def recheck(
         )
     with _memo_lock:
         _memo.clear()
+    _load_stamps(wheelhouse)
 
     def check(item: tuple[str, ArtifactRecord]) -> tuple[str, str, str | None]:
         rel, rec = item
@@ -419,7 +468,7 @@ def fetch_artifacts(
             except WheelportError as exc:
                 errors.append(exc)
                 continue
-            _remember(src, a.sha256)
+            remember_hash(src, a.sha256)
             manifest.record(a.path, a.sha256, src.stat().st_size, Origin.download(a.url))
             (result.linked_from_cache if was_cached else result.downloaded).append(a.path)
             reporter.file_done(a, was_cached)

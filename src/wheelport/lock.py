@@ -7,7 +7,9 @@ locks of a run only after every target resolved (no half-written set).
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -150,12 +152,32 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+#: locks read in this process, by the file's stat stamp (a Pylock is immutable; any write,
+#: rename or copy of the file changes the stamp, so a changed lock is always read again)
+_read: dict[tuple[str, int, int, int, int, int], Pylock] = {}
+_read_lock = threading.Lock()
+
+
 def read_lock(path: Path) -> Pylock:
-    """Read and validate a lock; a bad one is a :class:`UsageError` naming the file."""
+    """Read and validate a lock; a bad one is a :class:`UsageError` naming the file. A lock
+    read before in this process, unchanged since, is not parsed again (a sync reads each a few
+    times: staleness check, fetch, build, recheck)."""
     try:
         with path.open("rb") as f:
+            st = os.fstat(f.fileno())
+            key = (str(path.absolute()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                   st.st_ctime_ns)  # fmt: skip
+            with _read_lock:
+                hit = _read.get(key)
+            if hit is not None:
+                return hit
             data = tomllib.load(f)
-        return Pylock.from_dict(data)
+        lock = Pylock.from_dict(data)
+        with _read_lock:
+            if len(_read) > 256:
+                _read.clear()
+            _read[key] = lock
+        return lock
     except FileNotFoundError:
         raise UsageError(
             f"lock not found: {path}", hint="run 'wheelport lock' first", path=str(path)

@@ -27,7 +27,7 @@ from wheelport.builders.stage import (
 )
 from wheelport.config import Config
 from wheelport.errors import JobError, UsageError
-from wheelport.fetch import FetchReporter, FetchResult, fetch, recheck
+from wheelport.fetch import FetchReporter, FetchResult, fetch, recheck, save_stamps
 from wheelport.index.client import IndexClient
 from wheelport.lock import check_locks, read_lock
 from wheelport.resolve import Reporter, TargetFailure
@@ -117,6 +117,7 @@ def sync(
         manifest.set_unserved([t.identifier for t in targets], built.coverage.cells)
         finish(wh, manifest, locked, built.locks, rewritten=built.rewritten,
                inputs_digest=digest, dropped={t.identifier for t in unlocked})  # fmt: skip
+        save_stamps(wh, manifest)  # the next sync hashes only what changed since
         from wheelport.index.writer import write_index
 
         report = write_index(wh.root, manifest=manifest)

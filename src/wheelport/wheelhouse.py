@@ -106,7 +106,12 @@ class Wheelhouse:
         return load_manifest(self.manifest_path)
 
     def save_manifest(self, manifest: Manifest) -> None:
+        """Write the manifest (not when the file already holds exactly this: a no-op run
+        writes nothing)."""
         text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if self.manifest_path.read_text(encoding="utf-8") == text:
+                return
         atomic_write_text(self.manifest_path, text)
 
     @property

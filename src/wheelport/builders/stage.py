@@ -50,7 +50,7 @@ from wheelport.builders.planner import (
 )
 from wheelport.config import SourcedRequirement
 from wheelport.errors import BuildError, UsageError, WheelportError
-from wheelport.fetch import Artifact, fetch_artifacts
+from wheelport.fetch import Artifact, fetch_artifacts, remember_hash
 from wheelport.index.client import IndexClient
 from wheelport.index.metadata import same_version, wheel_problem
 from wheelport.lock import read_lock
@@ -288,8 +288,9 @@ def _record_job(
     need, builder = job.need, job.builder
     if job.for_build:  # a build requirement that had to be built first
         for wheel in sorted(set((built or {}).values())):
-            rel = wh.relative(wheel)
-            _record(manifest, need, builder, rel, sha256_file(wheel), wheel.stat().st_size, [],
+            rel, sha = wh.relative(wheel), sha256_file(wheel)
+            remember_hash(wheel, sha)
+            _record(manifest, need, builder, rel, sha, wheel.stat().st_size, [],
                     purpose="build-requirement")  # fmt: skip
         wheel0 = next(iter(built.values()), None) if built else None
         result.outcomes.append(
@@ -312,6 +313,7 @@ def _record_job(
         serves = served_targets(wheel.name, candidates) if not is_pure(wheel.name) else candidates
         unserved += [t for t in candidates if t not in serves]
         rel, sha, size = wh.relative(wheel), sha256_file(wheel), wheel.stat().st_size
+        remember_hash(wheel, sha)
         ids = [t.identifier for t in serves]
         _record(manifest, need, builder, rel, sha, size, ids)
         for tid in ids:

@@ -27,10 +27,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import httpx
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
@@ -57,6 +56,9 @@ from wheelport.wheelhouse import (
     partial_file,
     release_partial,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -456,12 +458,8 @@ class IndexClient:
                 self._auth[_origin(clean)] = creds
         self.cache = cache or Cache.default()
         self._own_http = http is None
-        self.http = http or httpx.Client(
-            timeout=timeout,
-            follow_redirects=True,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            headers={"User-Agent": "wheelport"},
-        )
+        self._http = http
+        self._http_options = (timeout, concurrency)
         self.retries = retries
         self.backoff = backoff
         self.pool = ThreadPoolExecutor(
@@ -477,11 +475,31 @@ class IndexClient:
         self.refresh = refresh
         self.stats = {"requests": 0, "cached": 0, "revalidated": 0}
 
+    @property
+    def http(self) -> httpx.Client:
+        """The HTTP client, made on first use (a run that finds everything in place — a no-op
+        sync — never pays for TLS set-up)."""
+        if self._http is None:
+            with self._lock:
+                if self._http is None:
+                    import httpx  # here: a run that needs no network never imports it
+
+                    timeout, concurrency = self._http_options
+                    self._http = httpx.Client(
+                        timeout=timeout,
+                        follow_redirects=True,
+                        limits=httpx.Limits(
+                            max_connections=concurrency, max_keepalive_connections=concurrency
+                        ),
+                        headers={"User-Agent": "wheelport"},
+                    )
+        return self._http
+
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-        if self._own_http:
-            self.http.close()
+        if self._own_http and self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> IndexClient:
         return self
@@ -513,6 +531,8 @@ class IndexClient:
         self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False
     ) -> httpx.Response:
         """GET with retries on connection errors, 429 and 5xx (exponential backoff)."""
+        import httpx
+
         auth = self._auth_for(url)
         last: Exception | None = None
         for attempt in range(self.retries + 1):
@@ -594,6 +614,8 @@ class IndexClient:
     def _fetch_page(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
         """The response and body of a page; a body cut short is asked for again (as a failed
         request is, :meth:`request`)."""
+        import httpx
+
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
@@ -856,6 +878,8 @@ class IndexClient:
         return (data, "ranges") if data is not None else None
 
     def _fetch_by_ranges(self, wheel: DistFile) -> bytes | None:
+        import httpx
+
         try:
             resp = self.request(wheel.url, {"Range": f"bytes=-{TAIL_BYTES}"}, stream=True)
             try:
@@ -1019,6 +1043,8 @@ def _download_once(
     progress: Callable[[int], None] | None,
     label: str,
 ) -> Path:
+    import httpx
+
     from wheelport.errors import FetchError
 
     tmp_dir = cache.partial_dir()
@@ -1084,6 +1110,8 @@ def _download_once(
 
 
 def _reason(exc: BaseException) -> str:
+    import httpx
+
     text = str(exc) or type(exc).__name__
     if "refused" in text.lower():
         return "connection refused"
