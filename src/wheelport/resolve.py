@@ -12,6 +12,12 @@ Rules, as pip and uv apply them:
 - prereleases only with ``pre`` or when a specifier names one, or when nothing else satisfies;
 - yanked files only for an ``==``/``===`` pin (PEP 592);
 - a file whose Requires-Python excludes the target's Python is not a candidate.
+
+How it searches (hard sets, issue 16): a version whose requirements leave nothing the user's own
+requirements and constraints allow is never offered; the next project to decide is chosen as uv
+chooses (exact pins, then projects in conflict, see :mod:`wheelport.conflicts`); the metadata of
+the versions it will try is read ahead; and it gives up after ``Policy.time_limit`` seconds
+with one line naming the conflict it met most.
 """
 
 from __future__ import annotations
