@@ -311,7 +311,7 @@ dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
 .legend li{padding:.1rem .5rem;border-radius:4px;font-size:.85rem}
 .status{display:inline-block;font-size:.75rem;padding:0 .3rem;border-radius:4px}
 .num{text-align:right;white-space:nowrap}
-.fold td,.fold th{overflow-wrap:anywhere}
+.fold td{overflow-wrap:anywhere}.fold thead th{white-space:nowrap}
 @media (max-width:40rem){body{font-size:14px}main{padding:.6rem}
 dl{grid-template-columns:1fr}dd{padding-left:.8rem}
 .matrix th[scope=row]{min-width:6rem;max-width:8rem}.matrix td{min-width:9rem}
@@ -366,10 +366,12 @@ def _render_matrix(facts: PageFacts) -> list[str]:
     if not facts.targets:
         return [*out, "<p>No target is locked yet: run <code>wheelport sync</code>.</p>"]
     missing, deferred = facts.count("missing"), facts.count("deferred")
-    gaps = [f"{missing} cannot be served"] if missing else []
-    gaps += [f"{deferred} are left to other runs"] if deferred else []
+    gaps = [f"{missing} cell{'s' * (missing != 1)} cannot be served"] if missing else []
+    gaps += (
+        [f"{deferred} {'are' if deferred != 1 else 'is'} left to other runs"] if deferred else []
+    )
     if gaps:
-        out.append(f"<p>Of the cells, {' and '.join(gaps)}; each says why.</p>")
+        out.append(f"<p>{' and '.join(gaps)}; each says why.</p>")
     else:
         out.append("<p>Every package of every target is served.</p>")
     out.append('<ul class="legend">')
@@ -472,9 +474,10 @@ def _render_audit(facts: PageFacts) -> list[str]:
     if a.error:
         return [*out, f"<p>{_e(AUDIT_NAME)} could not be read: {_e(a.error)}</p>"]
     sources = ", ".join(a.sources) or "none"
+    findings = _by_target(a.findings, ("name", "version", "id"))
     verdict = (
-        f"{len(a.findings)} known vulnerabilit{'y' if len(a.findings) == 1 else 'ies'}"
-        if a.findings
+        f"{len(findings)} known vulnerabilit{'y' if len(findings) == 1 else 'ies'}"
+        if findings
         else "no known vulnerability"
     )
     out.append(
@@ -486,11 +489,11 @@ def _render_audit(facts: PageFacts) -> list[str]:
             f'<p class="missing status">The locks changed since this audit ({_e(", ".join(a.stale))}): '
             "run <code>wheelport audit</code> again.</p>"
         )  # fmt: skip
-    if a.findings:
+    if findings:
         out.append('<div class="scroll"><table class="fold"><thead><tr><th>package</th>'
-                   "<th>version</th><th>id</th><th>fixed in</th><th>summary</th><th>target</th>"
+                   "<th>version</th><th>id</th><th>fixed in</th><th>summary</th><th>targets</th>"
                    "</tr></thead><tbody>")  # fmt: skip
-        for f in a.findings:
+        for f, targets in findings:
             ids = ", ".join([str(f.get("id", "")), *map(str, f.get("aliases") or [])])
             fixed = ", ".join(map(str, f.get("fixed") or [])) or "—"
             out.append(
@@ -498,19 +501,30 @@ def _render_audit(facts: PageFacts) -> list[str]:
                 f'<td data-label="version">{_e(f.get("version", ""))}</td>'
                 f'<td data-label="id">{_e(ids)}</td><td data-label="fixed in">{_e(fixed)}</td>'
                 f'<td data-label="summary">{_e(f.get("summary", ""))}</td>'
-                f'<td data-label="target">{_e(f.get("target", ""))}</td></tr>'
+                f'<td data-label="targets">{_e(", ".join(targets))}</td></tr>'
             )
         out.append("</tbody></table></div>")
-    for s in a.statuses:
-        reason = f": {s.get('reason')}" if s.get("reason") else ""
+    for st, targets in _by_target(a.statuses, ("name", "version", "status")):
+        reason = f": {st.get('reason')}" if st.get("reason") else ""
         out.append(
-            f"<p>{_e(s.get('name', ''))} {_e(s.get('version', ''))} is "
-            f"<b>{_e(s.get('status', ''))}</b> on its index{_e(reason)} "
-            f"({_e(s.get('target', ''))}).</p>"
+            f"<p>{_e(st.get('name', ''))} {_e(st.get('version', ''))} is "
+            f"<b>{_e(st.get('status', ''))}</b> on its index{_e(reason)} "
+            f"({_e(', '.join(targets))}).</p>"
         )
     for line in a.unchecked:
         out.append(f"<p>Not checked online: {_e(line)}</p>")
     return out
+
+
+def _by_target(
+    rows: Iterable[Mapping[str, Any]], key: Sequence[str]
+) -> list[tuple[Mapping[str, Any], list[str]]]:
+    """One entry per ``key`` (the first row of each) with the targets of all its rows."""
+    out: dict[tuple[str, ...], tuple[Mapping[str, Any], list[str]]] = {}
+    for row in rows:
+        _first, targets = out.setdefault(tuple(str(row.get(k, "")) for k in key), (row, []))
+        targets.append(str(row.get("target", "")))
+    return list(out.values())
 
 
 def _inputs_html(inputs: Mapping[str, Any]) -> list[str]:
@@ -742,16 +756,11 @@ def gather(
     root: Path,
     manifest: Manifest,
     statuses: Mapping[str, tuple[str, str | None]] | None = None,
-    *,
-    locks: Mapping[str, tuple[Path, Pylock]] | None = None,
-    lock_errors: Sequence[str] = (),
 ) -> PageFacts:
     """Read what the page shows from the wheelhouse at ``root`` (``manifest``: its manifest;
     ``statuses``: the locks' PEP 792 statuses, as the index writer reads them)."""
     wh = Wheelhouse(Path(root))
-    if locks is None:
-        locks, errs = _read_locks(wh)
-        lock_errors = [*lock_errors, *errs]
+    locks, lock_errors = _read_locks(wh)
     columns: dict[str, dict[str, Cell]] = {}
     views = []
     for target, (path, lock) in sorted(locks.items()):
