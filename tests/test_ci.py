@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from support import one_error_line, run_wheelport
 from support.dists import make_sdist, make_wheel
 from support.server import IndexServer
 from wheelport import __version__
@@ -76,7 +78,8 @@ def _steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_workflow_for_five_runner_kinds(locked_wh: Path, tmp_path: Path) -> None:
     out = tmp_path / ".github" / "workflows" / "wheelport.yml"
-    report = write_github(locked_wh, out, shards=4, publish_secret="MIRROR_URL", bundle=True)
+    report = write_github(locked_wh, out, shards=4, publish_secret="MIRROR_URL", bundle=True,
+                          repository=locked_wh.parent)  # fmt: skip
     assert _validate(out).returncode == 0, _validate(out).stdout
     workflow = yaml.safe_load(out.read_text())
     assert workflow["permissions"] == {"contents": "read"}
@@ -127,7 +130,7 @@ def test_workflow_for_five_runner_kinds(locked_wh: Path, tmp_path: Path) -> None
 
 def test_the_validator_is_not_vacuous(locked_wh: Path, tmp_path: Path) -> None:
     out = tmp_path / "wheelport.yml"
-    write_github(locked_wh, out)
+    write_github(locked_wh, out, repository=locked_wh.parent)
     broken = yaml.safe_load(out.read_text())
     del broken["jobs"]["merge"]["runs-on"]
     out.write_text(yaml.safe_dump(broken, sort_keys=False))
@@ -138,7 +141,8 @@ def test_cli_writes_the_workflow(
     locked_wh: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "wf.yml"
-    main(["ci", "github", "-w", str(locked_wh), "-o", str(out), "--shards", "1", "--json"])
+    repo = ["--repository", str(locked_wh.parent)]
+    main(["ci", "github", "-w", str(locked_wh), "-o", str(out), *repo, "--shards", "1", "--json"])
     data = json.loads(capsys.readouterr().out)
     assert data["jobs"] == [*GITHUB_RUNNERS, "merge"]
     workflow = yaml.safe_load(out.read_text())
@@ -148,8 +152,53 @@ def test_cli_writes_the_workflow(
         if k != "merge"
     )
     with pytest.raises(SystemExit) as info:
-        main(["ci", "github", "-w", str(locked_wh), "-o", str(out), "--publish", "A B; echo"])
+        main(
+            ["ci", "github", "-w", str(locked_wh), "-o", str(out), *repo, "--publish", "A B; echo"]
+        )
     assert info.value.code == 2
+
+
+def _paths(workflow: dict[str, Any]) -> tuple[list[str], set[str], set[str]]:
+    """on.push.paths, every artifact upload's path and every sync's -o of a workflow."""
+    steps = _steps(workflow)
+    uploads = {s["with"]["path"] for s in steps if "upload-artifact" in s.get("uses", "")}
+    syncs = [shlex.split(s["run"]) for s in steps if "wheelport sync" in s.get("run", "")]
+    outs = {args[args.index("-o") + 1] for args in syncs}
+    return workflow["on"]["push"]["paths"], uploads, outs
+
+
+def test_absolute_wheelhouse_path_is_written_relative_to_the_repository(
+    locked_wh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    wh = shutil.copytree(locked_wh, repo / "deps" / "wh [x]")
+    (repo / "requirements.txt").write_text("cext\n")
+    out = repo / ".github" / "workflows" / "wheelport.yml"
+    monkeypatch.chdir(tmp_path)  # elsewhere: the workflow's own place names the repository
+    main(
+        ["ci", "github", "-w", str(wh), "-o", str(out), "-r", str(repo / "requirements.txt"), "-q"]
+    )
+    text = out.read_text()
+    assert str(tmp_path) not in text
+    paths, uploads, outs = _paths(yaml.safe_load(text))
+    assert paths == ["deps/wh \\[x\\]/pylock.*.toml", "deps/wh \\[x\\]/wheelport.json"]
+    assert uploads == {"deps/wh [x]", "merged-wheelhouse"}
+    assert outs == {"deps/wh [x]"} and "-r requirements.txt" in text
+    # inside a git checkout, from a subdirectory: relative to the checkout's root
+    (repo / ".git").mkdir()
+    (repo / "sub").mkdir()
+    monkeypatch.chdir(repo / "sub")
+    main(["ci", "github", "-w", "../deps/wh [x]", "-o", "../ci.yml", "-q"])
+    assert _paths(yaml.safe_load((repo / "ci.yml").read_text()))[1] == {"deps/wh [x]", "merged-wheelhouse"}  # fmt: skip
+
+
+def test_wheelhouse_outside_the_repository_is_refused(locked_wh: Path, tmp_path: Path) -> None:
+    out = tmp_path / "repo" / ".github" / "workflows" / "wheelport.yml"
+    r = run_wheelport("ci", "github", "-w", str(locked_wh), "-o", str(out))
+    assert r.returncode == 2
+    line = one_error_line(r)
+    assert f"the wheelhouse {locked_wh} is outside the repository {tmp_path / 'repo'}" in line
+    assert not out.exists()
 
 
 def test_native_red_cell_points_to_ci_github() -> None:

@@ -14,6 +14,12 @@ inputs (``[tool.wheelport]``, requirement files) are committed: each job re-runs
 ``wheelport sync`` with ``--only-target``/``--shard``, which finds the locks current and only
 fetches and builds.
 
+Paths in the workflow (the wheelhouse in ``on.push.paths``, the artifact ``path:`` and ``-o``,
+the requirement files) are relative to the repository root, where the jobs run: the
+repository is the directory holding the ``.github/workflows/`` the workflow is written to,
+else the git checkout around the current directory (``--repository`` names it). A path outside
+it is refused.
+
 :func:`runner_work` and :func:`github_workflow` decide (pure, over values); :func:`write_github`
 reads the wheelhouse and writes the file.
 """
@@ -236,6 +242,38 @@ def _merge_job(needs: list[str], inputs: WorkflowInputs) -> dict[str, Any]:
     return {"runs-on": GITHUB_RUNNERS["linux-x86_64"], "needs": needs, "steps": steps}
 
 
+def repository_root(output: Path, cwd: Path | None = None) -> Path:
+    """The repository a workflow written to ``output`` runs in: the directory holding its
+    ``.github/workflows/``, else the nearest directory from ``cwd`` up that holds ``.git``,
+    else ``cwd``."""
+    parent = Path(output).absolute().parent
+    if parent.name == "workflows" and parent.parent.name == ".github":
+        return parent.parent.parent
+    here = Path(cwd or Path.cwd()).absolute()
+    return next((d for d in (here, *here.parents) if (d / ".git").exists()), here)
+
+
+def in_repository(path: Path | str, root: Path, what: str) -> str:
+    """``path`` (relative to the current directory, or absolute) as the workflow writes it:
+    POSIX and relative to the repository ``root``. Outside it: a :class:`UsageError`."""
+    full = Path(path).absolute().resolve()
+    base = Path(root).absolute().resolve()
+    if not full.is_relative_to(base):
+        raise UsageError(
+            f"{what} {path} is outside the repository {base}, where the workflow's jobs run",
+            hint="keep it in the repository, or name the repository with --repository DIR",
+            path=str(path),
+        )
+    return full.relative_to(base).as_posix()
+
+
+def _path_filter(rel: str, pattern: str) -> str:
+    """An ``on.push.paths`` entry for ``pattern`` in the directory ``rel`` (its glob
+    characters escaped, as GitHub's filter syntax wants)."""
+    escaped = re.sub(r"([*?+\[\]!\\])", r"\\\1", rel)
+    return pattern if rel == "." else f"{escaped}/{pattern}"
+
+
 def github_workflow(work: Sequence[RunnerWork], inputs: WorkflowInputs) -> dict[str, Any]:
     """The workflow as data: one job per runner kind, then ``merge``."""
     if not work:
@@ -249,7 +287,9 @@ def github_workflow(work: Sequence[RunnerWork], inputs: WorkflowInputs) -> dict[
         "name": "wheelport",
         "on": {
             "workflow_dispatch": {},
-            "push": {"paths": [f"{wh}/pylock.*.toml", f"{wh}/wheelport.json"]},
+            "push": {
+                "paths": [_path_filter(wh, "pylock.*.toml"), _path_filter(wh, "wheelport.json")]
+            },
         },
         "permissions": {"contents": "read"},
         "defaults": {"run": {"shell": "bash"}},
@@ -317,8 +357,11 @@ def write_github(
     requirement_files: Sequence[str] = (),
     publish_secret: str | None = None,
     bundle: bool = False,
+    repository: Path | None = None,
 ) -> CiReport:
-    """Write the GitHub Actions workflow for ``wheelhouse`` to ``output``."""
+    """Write the GitHub Actions workflow for ``wheelhouse`` to ``output``. Its paths are
+    relative to ``repository`` (default :func:`repository_root`); the wheelhouse or a
+    requirement file outside it is a :class:`UsageError`."""
     from wheelport.wheelhouse import atomic_write_bytes
 
     for secret in (publish_secret,):
@@ -327,11 +370,14 @@ def write_github(
                 f"{secret!r} is not a GitHub secret name",
                 hint="letters, digits and underscores, not starting with a digit",
             )
+    root = repository if repository is not None else repository_root(output)
+    wh_rel = in_repository(wheelhouse, root, "the wheelhouse")
+    files = tuple(in_repository(f, root, "the requirement file") for f in requirement_files)
     targets, work = wheelhouse_work(wheelhouse, shards=shards)
     inputs = WorkflowInputs(
-        wheelhouse=Path(wheelhouse).as_posix(),
+        wheelhouse=wh_rel,
         targets=tuple(targets),
-        requirement_files=tuple(requirement_files),
+        requirement_files=files,
         publish_secret=publish_secret,
         bundle=bundle,
     )

@@ -400,14 +400,18 @@ def ci_group() -> None:
               help="Publish the merged wheelhouse to the upload URL held in this secret "
               "(token: secret WHEELPORT_PUBLISH_PASSWORD).")  # fmt: skip
 @click.option("--bundle", is_flag=True, help="Also bundle the merged wheelhouse into one archive.")
+@click.option("--repository", type=click.Path(path_type=Path), default=None,
+              help="Repository root the jobs run in; the workflow's paths are relative to it "
+              "(default: the directory holding -o's .github/workflows/, else the git checkout "
+              "around the current directory).")  # fmt: skip
 @_common
 def ci_github_cmd(out: Any, wheelhouse: Path, output: Path, shards: int, requirement_files: tuple[str, ...],
-                  publish_secret: str | None, bundle: bool) -> None:  # fmt: skip
+                  publish_secret: str | None, bundle: bool, repository: Path | None) -> None:  # fmt: skip
     """Write a GitHub Actions workflow: one job per runner kind the locks need, then merge."""
     from wheelport.ci import write_github
 
     report = write_github(wheelhouse, output, shards=shards, requirement_files=requirement_files,
-                          publish_secret=publish_secret, bundle=bundle)  # fmt: skip
+                          publish_secret=publish_secret, bundle=bundle, repository=repository)  # fmt: skip
     out.result(report.to_json(), lambda: out.console.print(
         f"wrote {report.output}: jobs {', '.join(report.jobs)}"))  # fmt: skip
 
