@@ -135,7 +135,7 @@ class PublicIndex:
         class Handler(_Handler):
             index = view
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
@@ -268,6 +268,13 @@ def _html(page: Mapping[str, Any]) -> str:
         links.append(f"<a {' '.join(attrs)}>{html.escape(f['filename'])}</a><br/>")
     body = "\n".join(links)
     return f"<!DOCTYPE html><html><body><h1>{page['name']}</h1>\n{body}\n</body></html>\n"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up mid-answer (uv does, once it has what it needs) is normal."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class _Handler(BaseHTTPRequestHandler):
