@@ -7,6 +7,7 @@ build their images with :func:`images.ensure_local_image` (shared by tag, built 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -80,6 +81,12 @@ def test_override_beats_local_beats_pinned() -> None:
     derived = LocalImage("localhost/wheelport-builder:0", "manylinux_2_36", "x86_64", ("cp311",))
     assert images.policy_image(t("cp311-manylinux_2_36_x86_64"),
                                local=[derived, BOOKWORM, plain]) == plain.tag  # fmt: skip
+    # an image an older wheelport built (another recipe) loses to this one's, whatever its tag
+    stale = dataclasses.replace(plain, tag="localhost/wheelport-manylinux_2_36_x86_64:a",
+                                current=False)  # fmt: skip
+    assert images.policy_image(t("cp311-manylinux_2_36_x86_64"),
+                               local=[stale, plain]) == plain.tag  # fmt: skip
+    assert images.policy_image(t("cp311-manylinux_2_36_x86_64"), local=[stale]) == stale.tag
     # musllinux: no Debian image serves it; cibuildwheel's pinned image does
     assert images.choose_image(t("cp312-musllinux_1_2_x86_64"), local=local).source == "pinned"
 

@@ -187,19 +187,35 @@ def test_local_images_come_from_labels() -> None:
             },
         },
         {"Id": "bbb", "RepoTags": ["localhost/other:1"], "Config": {"Labels": {}}},
+        {
+            "Id": "ccc",
+            "RepoTags": ["localhost/wheelport-manylinux_2_36_x86_64:def"],
+            "Labels": {
+                "io.wheelport.policy": "manylinux_2_36",
+                "io.wheelport.arch": "x86_64",
+                "io.wheelport.pythons": "cp311",
+                "io.wheelport.recipe": "def",
+                "io.wheelport.recipe-files": images.recipe_files_digest(),
+            },
+        },
     ]
     runner = Recording(
         {
-            "podman images": RunResult(0, "aaa\nbbb\naaa\n"),
+            "podman images": RunResult(0, "aaa\nbbb\naaa\nccc\n"),
             "podman image inspect": RunResult(0, json.dumps(inspect)),
         }
     )
     assert images.local_images("podman", runner) == [
+        # no recipe-files label: an older wheelport's image
         images.LocalImage(
-            "localhost/wheelport-manylinux_2_31_x86_64:abc", "manylinux_2_31", "x86_64", ("cp39",)
-        )
-    ]
-    assert runner.calls[1] == ["podman", "image", "inspect", "aaa", "bbb"]
+            "localhost/wheelport-manylinux_2_31_x86_64:abc", "manylinux_2_31", "x86_64", ("cp39",),
+            current=False,
+        ),
+        images.LocalImage(
+            "localhost/wheelport-manylinux_2_36_x86_64:def", "manylinux_2_36", "x86_64", ("cp311",)
+        ),
+    ]  # fmt: skip
+    assert runner.calls[1] == ["podman", "image", "inspect", "aaa", "bbb", "ccc"]
     assert images.local_images("podman", Recording({"podman images": RunResult(0, "")})) == []
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -132,8 +133,9 @@ def serving_local_images(target: Target, local: Sequence[LocalImage]) -> list[Lo
     interpreter (``cp312`` in ``pythons``), and its glibc is not newer than the target's
     policy: auditwheel then tags the wheel with what it really needs, which the target
     accepts. The highest such policy comes first (newest toolchain that stays honest); among
-    equals the one with the fewest interpreters (the plainest, e.g. the default local image
-    for its own CPython), then by tag, so the choice is stable.
+    equals one built from this wheelport's recipe before one an older wheelport left (its
+    tools may be out of date), then the one with the fewest interpreters (the plainest, e.g.
+    the default local image for its own CPython), then by tag, so the choice is stable.
     """
     if target.os != "manylinux" or target.policy_version is None:
         return []
@@ -147,8 +149,8 @@ def serving_local_images(target: Target, local: Sequence[LocalImage]) -> list[Lo
             and glibc is not None
             and glibc <= target.policy_version
         ):
-            fits.append(((-glibc[0], -glibc[1]), len(img.pythons), img.tag, img))
-    return [img for *_, img in sorted(fits, key=lambda f: (f[0], f[1], f[2]))]
+            fits.append(((-glibc[0], -glibc[1]), not img.current, len(img.pythons), img.tag, img))
+    return [img for *_, img in sorted(fits, key=lambda f: f[:4])]
 
 
 def choose_image(
@@ -352,6 +354,8 @@ LABEL_POLICY = "io.wheelport.policy"
 LABEL_ARCH = "io.wheelport.arch"
 LABEL_PYTHONS = "io.wheelport.pythons"
 LABEL_RECIPE = "io.wheelport.recipe"
+#: the digest of the recipe files alone: an image another wheelport version built is not current
+LABEL_RECIPE_FILES = "io.wheelport.recipe-files"
 #: where the kernel lists its binfmt_misc handlers (emulated foreign-arch containers)
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 EMULATION_PACKAGES = "apt-get install qemu-user-static binfmt-support"
@@ -369,6 +373,8 @@ class LocalImage:
     policy: str  # e.g. "manylinux_2_36"
     arch: str  # "x86_64" | "aarch64"
     pythons: tuple[str, ...]  # ("cp311", "cp312")
+    #: built from this wheelport's recipe (False: an older wheelport's, or not recorded)
+    current: bool = True
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -621,7 +627,8 @@ def local_images(engine: str, runner: Runner = subprocess_runner) -> list[LocalI
         preferred = f"{LOCAL_REPO_PREFIX}{policy}_{arch}:{labels.get(LABEL_RECIPE, '')}"
         tag = preferred if preferred in names else names[0]
         pythons = tuple(p for p in labels.get(LABEL_PYTHONS, "").split(",") if p)
-        found.append(LocalImage(tag, policy, arch, pythons))
+        current = labels.get(LABEL_RECIPE_FILES) == recipe_files_digest()
+        found.append(LocalImage(tag, policy, arch, pythons, current))
     return sorted(found, key=lambda i: (i.policy, i.arch, i.tag))
 
 
@@ -779,6 +786,7 @@ def _build_local_image(
             LABEL_ARCH: image.arch,
             LABEL_PYTHONS: ",".join(image.pythons),
             LABEL_RECIPE: tag.rsplit(":", 1)[1],
+            LABEL_RECIPE_FILES: recipe_files_digest(),
         }
         argv = [engine, "import", "--os", "linux", "--arch", oci_arch]
         if engine == "docker":
@@ -918,6 +926,13 @@ def _recipe(recipe_dir: Path | None) -> list[tuple[str, bytes]]:
             raise BuildError(f"image recipe file {path} is missing", path=str(path))
         out.append((name, path.read_bytes()))
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def recipe_files_digest() -> str:
+    """The digest of this wheelport's image recipe files (the ``io.wheelport.recipe-files``
+    label of the images it builds)."""
+    return _digest(_recipe(None))
 
 
 def _digest(parts: Sequence[tuple[str, bytes]]) -> str:
