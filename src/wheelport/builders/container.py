@@ -8,7 +8,10 @@ library API) on the sdist file, for exactly the target's build identifier, with:
   ``PIP_NO_INDEX``/``PIP_FIND_LINKS`` (and ``UV_*``), so ``build-system.requires`` come
   only from the wheelhouse;
 - wheelport's own cibuildwheel config file, passed by absolute path, so the sdist's
-  ``[tool.cibuildwheel]`` table does not apply; tests off; auditwheel repair.
+  ``[tool.cibuildwheel]`` table does not apply; tests off; auditwheel repair;
+- the sdist's ``SOURCE_DATE_EPOCH`` for the build and the repair, and each wheel normalised
+  (:func:`wheelport.reproduce.normalize_wheel`) as it leaves the container: the same sdist,
+  image and build requirements give the same bytes.
 
 Pure decisions (:func:`cibw_identifier`, :func:`cibw_environment`, :func:`cibw_config`,
 :func:`explain_failure`) are plain functions; the subprocess runner is injectable.
@@ -29,6 +32,7 @@ from packaging.utils import parse_wheel_filename
 from wheelport import resources
 from wheelport.errors import BuildError
 from wheelport.process import Runner, subprocess_runner
+from wheelport.reproduce import normalize_wheel, source_date_epoch
 from wheelport.targets import Target
 from wheelport.wheelhouse import atomic_target
 
@@ -115,8 +119,12 @@ def cibw_identifier(target: Target) -> str:
     return f"{target.abi}-{target.os}_{target.arch}"
 
 
-def cibw_environment(deps_dir_in_container: str = CONTAINER_DEPS_DIR) -> str:
-    """The ``CIBW_ENVIRONMENT`` value: build requirements only from the mounted wheels."""
+def cibw_environment(
+    deps_dir_in_container: str = CONTAINER_DEPS_DIR, source_date_epoch: int | None = None
+) -> str:
+    """The ``CIBW_ENVIRONMENT`` value: build requirements only from the mounted wheels, and
+    for a reproducible build the sdist's ``SOURCE_DATE_EPOCH`` when given (the build and
+    auditwheel honour it) with ``PYTHONHASHSEED=0``."""
     pairs = {
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": deps_dir_in_container,
@@ -126,6 +134,9 @@ def cibw_environment(deps_dir_in_container: str = CONTAINER_DEPS_DIR) -> str:
         "UV_FIND_LINKS": deps_dir_in_container,
         "UV_OFFLINE": "1",
     }
+    if source_date_epoch is not None:
+        pairs["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
+        pairs["PYTHONHASHSEED"] = "0"
     return " ".join(f"{k}={v}" for k, v in pairs.items())
 
 
@@ -170,6 +181,7 @@ def cibw_env(
     deps_dir: Path,
     base_env: Mapping[str, str],
     also: Sequence[Target] = (),
+    source_date_epoch: int | None = None,
 ) -> dict[str, str]:
     """The full environment of the cibuildwheel subprocess.
 
@@ -196,7 +208,7 @@ def cibw_env(
             "CIBW_CONTAINER_ENGINE": cibw_engine_config(engine, deps_dir),
             image_var: image,
             "CIBW_BUILD_FRONTEND": "build",
-            "CIBW_ENVIRONMENT": cibw_environment(),
+            "CIBW_ENVIRONMENT": cibw_environment(source_date_epoch=source_date_epoch),
             "CIBW_REPAIR_WHEEL_COMMAND_LINUX": "auditwheel repair -w {dest_dir} {wheel}",
             "CIBW_TEST_COMMAND": "",
             "CIBW_BUILD_VERBOSITY": "1",
@@ -367,9 +379,10 @@ def build_wheels_in_container(
         )
     if engine not in ENGINES:
         raise BuildError(f"unknown container engine {engine!r}", hint="use podman or docker")
+    epoch = source_date_epoch(sdist)
     env = cibw_env(
         first, image=image, engine=engine, deps_dir=deps_dir, base_env=os.environ,
-        also=targets[1:],
+        also=targets[1:], source_date_epoch=epoch,
     )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{sdist_stem(sdist)}.{label}.log"
@@ -408,6 +421,7 @@ def build_wheels_in_container(
             chosen[t.identifier] = min(ranked)[1]
         placed: dict[Path, Path] = {}
         for wheel in sorted(set(chosen.values())):
+            normalize_wheel(wheel, epoch)
             final = out_dir / wheel.name
             with atomic_target(final, durable=False) as fh, wheel.open("rb") as src:
                 shutil.copyfileobj(src, fh)

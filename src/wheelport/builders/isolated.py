@@ -13,6 +13,7 @@ captured.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 from wheelport import bootstrap
 from wheelport.process import Runner, RunResult, subprocess_runner
+from wheelport.reproduce import build_directory, source_date_epoch
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -165,8 +167,12 @@ class IsolatedBuild:
         label: str | None = None,
         missing_hint: str = "add it to the wheelhouse (it is resolved with the build's requirements)",
         runner: Runner = subprocess_runner,
+        build_key: str | None = None,
     ) -> None:
         self.sdist = sdist
+        #: builds with a key run in :func:`~wheelport.reproduce.build_directory` (the same path
+        #: on every run, for reproducible wheels); without one, in a fresh random directory
+        self.build_key = build_key
         #: the sdist's own file name (the path may be a content-addressed cache file)
         self.label = label or sdist.name
         self.missing_hint = missing_hint
@@ -177,9 +183,16 @@ class IsolatedBuild:
         self.log = BuildLog()
 
     def __enter__(self) -> IsolatedBuild:
-        self._tmp = Path(tempfile.mkdtemp(prefix="wheelport-build-"))
+        self._stack = contextlib.ExitStack()
+        if self.build_key is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="wheelport-build-"))
+            self._stack.callback(shutil.rmtree, self._tmp, ignore_errors=True)
+        else:
+            self._tmp = self._stack.enter_context(build_directory(self.build_key))
         try:
             self.srcdir = extract_sdist(self.sdist, self._tmp / "src")
+            #: every hook writes its archives with the sdist's own time
+            self.source_date_epoch = source_date_epoch(self.sdist)
             self.env_dir = self._tmp / "env"
             venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(self.env_dir)
             bindir = "Scripts" if os.name == "nt" else "bin"
@@ -192,12 +205,12 @@ class IsolatedBuild:
                 self.srcdir, python_executable=self.env_python, runner=self._run_hook
             )
         except BaseException:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._stack.close()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._stack.close()
 
     def _run_hook(
         self,
@@ -207,8 +220,10 @@ class IsolatedBuild:
     ) -> None:
         env = build_env(extra_environ)
         # reproducible wheels (zip timestamps): the same sdist gives the same bytes on any machine,
-        # so wheelhouses built apart merge without conflicts
-        env.setdefault("SOURCE_DATE_EPOCH", "315532800")
+        # so wheelhouses built apart merge without conflicts (the host's own value would be an
+        # input nothing records)
+        env["SOURCE_DATE_EPOCH"] = str(self.source_date_epoch)
+        env["PYTHONHASHSEED"] = "0"  # a backend's set and dict orders the same on every run
         env["PATH"] = str(Path(self.env_python).parent) + os.pathsep + env.get("PATH", "")
         res = self.runner(list(cmd), cwd=cwd, env=env)
         self.log.add(cmd, res)

