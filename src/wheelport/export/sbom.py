@@ -24,13 +24,16 @@ unambiguous SPDX id; a one-line ``License`` field as a license name; else unknow
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import tarfile
 import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -388,8 +391,28 @@ def _component(f: PackageFacts) -> Any:
     )
 
 
+def sbom_timestamp(tl: TargetLock, environ: Mapping[str, str] | None = None) -> datetime:
+    """The SBOM's ``metadata.timestamp``, from its inputs so the same lock gives the same
+    document: ``SOURCE_DATE_EPOCH`` when set, else the newest upload time of the lock's files,
+    else 1980-01-01 (the zip epoch, as for built wheels)."""
+    from wheelport.reproduce import ZIP_EPOCH
+
+    env = os.environ if environ is None else environ
+    with contextlib.suppress(ValueError):
+        return datetime.fromtimestamp(int(env.get("SOURCE_DATE_EPOCH", "")), tz=timezone.utc)
+    times = [w.upload_time for pkg in tl.lock.packages for w in pkg.wheels or []]
+    times += [pkg.sdist.upload_time for pkg in tl.lock.packages if pkg.sdist is not None]
+    newest = max(
+        (t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in times if t is not None),
+        default=None,
+    )
+    return newest or datetime.fromtimestamp(ZIP_EPOCH, tz=timezone.utc)
+
+
 def build_sbom(wheelhouse: Path, tl: TargetLock, *, spec_version: str = "1.6") -> str:
-    """The CycloneDX JSON document of one target's lock (validated against its schema)."""
+    """The CycloneDX JSON document of one target's lock (validated against its schema). The
+    same lock and wheelhouse give the same bytes: the serial number is derived from the lock,
+    the timestamp from :func:`sbom_timestamp`."""
     from cyclonedx.model import Property
     from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import Component, ComponentType
@@ -415,7 +438,7 @@ def build_sbom(wheelhouse: Path, tl: TargetLock, *, spec_version: str = "1.6") -
         ],
     )
     tool = Component(type=ComponentType.APPLICATION, name="wheelport", version=__version__)
-    meta = BomMetaData(component=root)
+    meta = BomMetaData(component=root, timestamp=sbom_timestamp(tl))
     meta.tools.components.add(tool)
     bom = Bom(
         components=components.values(),
