@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -31,6 +32,7 @@ import pytest
 from support import run_wheelport
 from support.dists import make_backend_wheel, make_sdist, make_wheel
 from support.server import IndexServer
+from test_publish import nginx  # noqa: F401  (the fixture: nginx serving a directory)
 from wheelport.builders.stage import Builders
 from wheelport.config import build_config
 from wheelport.index.page import (
@@ -417,3 +419,19 @@ def test_chromium_renders_the_page_from_serve(
     _, log = proc.communicate(timeout=10)
     asked = {line.split('"')[1].split()[1] for line in log.splitlines() if '"GET ' in line}
     assert "/" in asked and asked <= {"/", "/favicon.ico"}, log
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_chromium_reads_the_page_behind_nginx_as_it_is(
+    house: Path,
+    nginx: tuple[str, Path],  # noqa: F811  (the fixture imported above)
+) -> None:
+    base, root = nginx
+    shutil.copytree(house, root, dirs_exist_ok=True)
+    m = matrix_of(chromium(f"{base}/", "--dump-dom").stdout.decode())
+    assert m.cell("cext", MAC)[0] == "missing" and m.cell("dep", WIN)[0] == "downloaded"
+    # the page's relative links resolve on a plain static server
+    for link in ("simple/", "simple/cext/", f"pylock.{WIN}.toml", "wheelport.json"):
+        with urllib.request.urlopen(f"{base}/{link}", timeout=10) as resp:
+            assert resp.status == 200, link

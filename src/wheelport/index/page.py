@@ -38,15 +38,16 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-from packaging.pylock import Pylock
 
 from wheelport.config import DEFAULT_INDEX
 from wheelport.errors import WheelportError
 from wheelport.manifest import ArtifactRecord, Manifest
 from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, human_size, load_manifest
+
+if TYPE_CHECKING:
+    from packaging.pylock import Pylock
 
 PAGE_NAME = "index.html"
 #: the last ``wheelport audit``, written by :func:`wheelport.export.audit.record_audit`
@@ -626,8 +627,8 @@ def render_page(facts: PageFacts, stamp: str = "") -> str:
         f'<div class="{"missing" if missing else "downloaded"}"><b>{missing}</b>missing</div>',
         f"<div><b>{_e(_size(total))}</b>stored</div>",
         "</div>",
-        "<p>Install offline from this directory with <code>python bootstrap.py</code>, "
-        "<code>wheelport provision</code>, or pip/uv with "
+        "<p>Install offline from this directory: <code>python bootstrap.py VENV</code> (Python "
+        "alone), <code>wheelport provision VENV -w .</code>, or pip/uv with "
         "<code>--no-index --find-links wheels/</code>.</p>",
     ]
     for line in facts.lock_errors:
