@@ -50,6 +50,7 @@ from wheelport.lock import read_lock
 from wheelport.manifest import ArtifactRecord, Origin
 from wheelport.sync import sync
 from wheelport.targets import host_target
+from wheelport.wheelhouse import load_manifest
 
 WIN, MAC = "cp312-win_amd64", "cp313-macosx_11_0_arm64"
 HOSTILE = '<script>alert("x")</script><img src=http://127.0.0.1:9/x.png>'
@@ -310,6 +311,20 @@ def test_cells_from_lock_manifest_and_unserved(house: Path) -> None:
     assert cells[ALL].state == "missing"  # a recorded cell the lock does not name
     gone = lock_cells(lock, {}, {}, present=lambda r: r != rel)
     assert gone["puresrc"].state == "missing" and "not in wheels/" in gone["puresrc"].detail
+
+
+def test_a_target_that_could_not_be_locked_is_a_column(house: Path, tmp_path: Path) -> None:
+    wh = shutil.copytree(house, tmp_path / "wh")
+    manifest = load_manifest(wh / "wheelport.json")
+    musl = "cp310-musllinux_1_2_aarch64"
+    manifest.unserved[musl] = {ALL: ("missing", "not locked: no version of cext fits <it>")}
+    assert write_page(wh, manifest) is True
+    text = (wh / "index.html").read_text(encoding="utf-8")
+    m = matrix_of(text)
+    assert musl in m.columns and list(m.rows)[-1] == ALL
+    assert m.cell(ALL, musl) == ("missing", "✗ missing not locked: no version of cext fits <it>")
+    assert m.cell("app", musl) == ("absent", "— not needed")
+    assert f"-t {musl}" in text  # the command asks for it again, as the sync did
 
 
 def test_audit_is_recorded_and_shown(house: Path, tmp_path: Path) -> None:

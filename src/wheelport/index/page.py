@@ -576,17 +576,18 @@ def _render_inputs(facts: PageFacts) -> list[str]:
         )
         if lk.inputs is None:
             out.append(
-                "<p>These locks do not record their inputs (locked before wheelport wrote "
-                "<code>[tool.wheelport.inputs]</code>), so the command cannot be given; "
-                "<code>wheelport lock</code> again records them.</p>"
+                "<p>These locks do not record their inputs (they were made before wheelport "
+                "wrote <code>[tool.wheelport.inputs]</code>), so the command cannot be given.</p>"
             )
             continue
         out += _inputs_html(lk.inputs)
+        # one set of inputs: the targets that could not be locked were asked for too
         command, constraints = reproduce_command(
-            lk.inputs, [x.target for x in facts.locks], allow_missing=allow_missing
+            lk.inputs, facts.targets if len(groups) == 1 else targets, allow_missing=allow_missing
         )
+        what = "this wheelhouse" if len(groups) == 1 else "these targets' part of it"
         out.append("<p>Run in an empty directory (without a <code>[tool.wheelport]</code> "
-                   "configuration of its own) to make this wheelhouse again:</p>")  # fmt: skip
+                   f"configuration of its own) to make {what} again:</p>")  # fmt: skip
         out.append(f'<pre class="command"><code>{_e(command)}</code></pre>')
         if constraints:
             out.append("<p>with <code>constraints.txt</code>:</p>")
