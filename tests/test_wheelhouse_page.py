@@ -47,7 +47,7 @@ from wheelport.index.page import (
 )
 from wheelport.index.writer import write_index
 from wheelport.lock import read_lock
-from wheelport.manifest import ArtifactRecord, Origin
+from wheelport.manifest import ArtifactRecord, Manifest, ManifestError, Origin
 from wheelport.sync import sync
 from wheelport.targets import host_target
 from wheelport.wheelhouse import load_manifest
@@ -450,3 +450,20 @@ def test_chromium_reads_the_page_behind_nginx_as_it_is(
     for link in ("simple/", "simple/cext/", f"pylock.{WIN}.toml", "wheelport.json"):
         with urllib.request.urlopen(f"{base}/{link}", timeout=10) as resp:
             assert resp.status == 200, link
+
+
+def test_manifest_unserved_round_trip_and_replacement() -> None:
+    m = Manifest()
+    m.set_unserved([WIN, MAC], {"cext": {WIN: ("missing", "why"), MAC: ("built", "x.whl")},
+                                "lib": {MAC: ("deferred", "left to shard 2/3")}})  # fmt: skip
+    assert m.unserved == {WIN: {"cext": ("missing", "why")},
+                          MAC: {"lib": ("deferred", "left to shard 2/3")}}  # fmt: skip
+    data = m.to_dict()
+    assert data["unserved"][WIN] == {"cext": {"state": "missing", "reason": "why"}}
+    assert Manifest.from_dict(data).unserved == m.unserved
+    m.set_unserved([WIN], {})  # a later sync of WIN alone: MAC's record stays
+    assert m.unserved == {MAC: {"lib": ("deferred", "left to shard 2/3")}}
+    assert "unserved" not in Manifest().to_dict()  # nothing unserved: nothing written
+    data["unserved"][WIN]["cext"]["state"] = "built"
+    with pytest.raises(ManifestError, match=r"unserved\[cp312-win_amd64\]\[cext\].state"):
+        Manifest.from_dict(data)
