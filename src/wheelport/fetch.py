@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import threading
-import zipfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
 from wheelport.errors import FetchError, VerifyError, WheelportError
 from wheelport.index.client import CoreMetadata, IndexClient
-from wheelport.index.metadata import wheel_metadata_member, wheel_problem
+from wheelport.index.metadata import read_wheel
 from wheelport.lock import lock_tool
 from wheelport.manifest import ArtifactRecord, Manifest, Origin
 from wheelport.wheelhouse import (
@@ -290,14 +289,15 @@ def drop_locks_naming(wheelhouse: Wheelhouse, sha256: str) -> None:
                 lock_path.unlink()
 
 
-def check_wheel(wheelhouse: Wheelhouse, a: Artifact, src: Path) -> None:
+def check_wheel(wheelhouse: Wheelhouse, a: Artifact, src: Path, cache: Cache) -> None:
     """A wheel enters a wheelhouse only when its file name, the project page it came from, its
     ``.dist-info`` directory and its METADATA ``Name``/``Version`` agree and no member leaves
-    the install directory (:func:`~wheelport.index.metadata.wheel_problem`): an impostor
-    that pip would refuse only at install time is refused here."""
+    the install directory (:func:`~wheelport.index.metadata.read_wheel`): an impostor that
+    pip would refuse only at install time is refused here — and when it carries the metadata
+    the resolution used (:func:`check_resolved_metadata`). The archive is read once."""
     if not a.filename.endswith(".whl"):
         return
-    why = wheel_problem(src, a.filename, a.project)
+    why, data = read_wheel(src, a.filename, a.project)
     if why is not None:
         drop_locks_naming(wheelhouse, a.sha256)
         raise FetchError(
@@ -307,32 +307,24 @@ def check_wheel(wheelhouse: Wheelhouse, a: Artifact, src: Path) -> None:
             package=a.project,
             path=a.path,
         )
+    assert data is not None
+    check_resolved_metadata(wheelhouse, a, data, cache)
 
 
-def check_resolved_metadata(wheelhouse: Wheelhouse, a: Artifact, src: Path, cache: Cache) -> None:
+def check_resolved_metadata(wheelhouse: Wheelhouse, a: Artifact, data: bytes, cache: Cache) -> None:
     """A wheel must carry the metadata the resolution used (pip fails the same way).
 
     The resolver read the PEP 658 ``.metadata`` the index served (kept in the cache under the
-    wheel's sha256); when the verified wheel's own METADATA names another project or version,
-    or other dependencies or Requires-Python, the lock was made from false metadata: the wheel
-    is not placed, the cache learns the wheel's true metadata, and the locks that name the wheel
-    are removed so the next run resolves again.
+    wheel's sha256); when the verified wheel's own METADATA (``data``) names another project or
+    version, or other dependencies or Requires-Python, the lock was made from false metadata:
+    the wheel is not placed, the cache learns the wheel's true metadata, and the locks that
+    name the wheel are removed so the next run resolves again.
     """
-    if not a.filename.endswith(".whl"):
-        return
     cached = cache.metadata_path(f"meta:{a.sha256}")
     try:
         resolved = CoreMetadata.parse(cached.read_bytes(), a.filename)
     except FileNotFoundError:
         return  # resolved elsewhere (another cache): nothing to compare with
-    try:
-        with zipfile.ZipFile(src) as zf:
-            member = wheel_metadata_member(zf, a.filename)
-            data = zf.read(member) if member else None
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise FetchError(f"{a.filename}: not a readable wheel: {exc}", path=a.path) from None
-    if data is None:
-        raise FetchError(f"{a.filename}: wheel has no .dist-info/METADATA", path=a.path)
     actual = CoreMetadata.parse(data, a.filename)
     differs = _metadata_differences(resolved, actual)
     if not differs:
@@ -433,38 +425,37 @@ def fetch_artifacts(
 
     def one(a: Artifact) -> tuple[Artifact, Path, bool]:
         dest = wheelhouse.root / a.path
-        if client.cache.verified(a.sha256, into=dest) is not None:
-            return a, dest, True
-        from wheelport.index.client import download_verified
+        cached = client.cache.verified(a.sha256, into=dest) is not None
+        if not cached:
+            from wheelport.index.client import download_verified
 
-        download_verified(
-            client,
-            a.url,
-            a.sha256,
-            a.size,
-            client.cache,
-            progress=reporter.advance,
-            label=a.filename,
-        )
-        if client.cache.verified(a.sha256, into=dest) is None:
-            raise FetchError(
-                f"{a.filename}: the cache entry changed while it was copied to {dest}",
-                hint="another process is damaging the cache; re-run 'wheelport sync'",
-                path=a.path,
+            download_verified(
+                client,
+                a.url,
+                a.sha256,
+                a.size,
+                client.cache,
+                progress=reporter.advance,
+                label=a.filename,
             )
-        return a, dest, False
+            if client.cache.verified(a.sha256, into=dest) is None:
+                raise FetchError(
+                    f"{a.filename}: the cache entry changed while it was copied to {dest}",
+                    hint="another process is damaging the cache; re-run 'wheelport sync'",
+                    path=a.path,
+                )
+        try:  # checked here, in the worker: archives are read while other files download
+            check_wheel(wheelhouse, a, dest, client.cache)
+        except WheelportError:
+            dest.unlink(missing_ok=True)  # a refused wheel stays out
+            raise
+        return a, dest, cached
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelport-fetch") as pool:
         futures = [pool.submit(one, a) for a in todo]
         for fut in as_completed(futures):
             try:
                 a, src, was_cached = fut.result()
-                try:
-                    check_wheel(wheelhouse, a, src)
-                    check_resolved_metadata(wheelhouse, a, src, client.cache)
-                except WheelportError:
-                    src.unlink(missing_ok=True)  # one() placed it: a refused wheel stays out
-                    raise
             except WheelportError as exc:
                 errors.append(exc)
                 continue

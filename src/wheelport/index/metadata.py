@@ -77,8 +77,30 @@ def same_version(a: str, b: str) -> bool:
 
 def wheel_problem(path: Path, filename: str, project: str | None = None) -> str | None:
     """Why the wheel at ``path`` is not what its file name ``filename`` (and the project page
-    ``project`` it was listed on) says it is, or None when they all agree — the checks pip
-    makes when it meets such a file, made before a wheel enters a wheelhouse:
+    ``project`` it was listed on) says it is, or None when they all agree
+    (:func:`read_wheel`)."""
+    return read_wheel(path, filename, project)[0]
+
+
+def _member_safe(name: str) -> bool:
+    """The quick form of :func:`~wheelport.bootstrap.lexical_escape` for archive members (a
+    wheel of numpy or pandas has thousands): relative, no drive, no ``..`` part, no NUL."""
+    return (
+        bool(name)
+        and name[0] not in "/\\"
+        and name[1:2] != ":"
+        and "\\" not in name
+        and "\x00" not in name
+        and "/../" not in f"/{name}/"
+    )
+
+
+def read_wheel(
+    path: Path, filename: str, project: str | None = None
+) -> tuple[str | None, bytes | None]:
+    """(why the wheel at ``path`` is not what its file name says, its METADATA) — the archive
+    is opened once. The checks are pip's when it meets such a file, made before a wheel enters
+    a wheelhouse:
 
     - the file name parses (PEP 427) and names ``project`` (PEP 503 normalized);
     - no member leaves the directory it is installed into;
@@ -86,44 +108,45 @@ def wheel_problem(path: Path, filename: str, project: str | None = None) -> str 
       and version (PEP 440 normalized);
     - its ``METADATA`` ``Name`` and ``Version`` are the same project and version.
 
-    The phrase returned names what disagrees, e.g. "its METADATA says Name: othername".
+    The phrase names what disagrees, e.g. "its METADATA says Name: othername"; None when all
+    agree (the METADATA is returned when it could be read).
     """
     try:
         name, version, _build, _tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
-        return "its file name is not a valid wheel name"
+        return "its file name is not a valid wheel name", None
     if project is not None and canonicalize_name(project) != name:
-        return f"it is listed for project {project} but its file name names {name}"
+        return f"it is listed for project {project} but its file name names {name}", None
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
+            tops: set[str] = set()
             for member in names:
-                why = lexical_escape(member)
-                if why is not None:
-                    return f"its member {member[:200]!r} is {why}"
-            dist_infos = sorted(
-                {n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")}
-            )
+                if not _member_safe(member):
+                    why = lexical_escape(member) or "not a plain relative path"
+                    return f"its member {member[:200]!r} is {why}", None
+                tops.add(member.split("/", 1)[0])
+            dist_infos = sorted(t for t in tops if t.endswith(".dist-info"))
             if len(dist_infos) != 1:
                 found = ", ".join(dist_infos[:3]) or "none"
-                return f"it has {len(dist_infos)} .dist-info directories ({found}), not one"
+                return f"it has {len(dist_infos)} .dist-info directories ({found}), not one", None
             dist_info = dist_infos[0]
             di_name, _, di_version = dist_info[: -len(".dist-info")].partition("-")
             if canonicalize_name(di_name) != name or not same_version(di_version, str(version)):
-                return f"its .dist-info directory is {dist_info}"
+                return f"its .dist-info directory is {dist_info}", None
             try:
                 data = zf.read(f"{dist_info}/METADATA")
             except KeyError:
-                return f"it has no {dist_info}/METADATA"
+                return f"it has no {dist_info}/METADATA", None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
-        return f"it is not a readable wheel ({exc})"
+        return f"it is not a readable wheel ({exc})", None
     msg = email.parser.BytesHeaderParser().parsebytes(data)
     meta_name, meta_version = str(msg.get("Name", "")), str(msg.get("Version", ""))
     if canonicalize_name(meta_name) != name:
-        return f"its METADATA says Name: {meta_name[:100] or '(none)'}"
+        return f"its METADATA says Name: {meta_name[:100] or '(none)'}", data
     if not same_version(meta_version, str(version)):
-        return f"its METADATA says Version: {meta_version[:100] or '(none)'}"
-    return None
+        return f"its METADATA says Version: {meta_version[:100] or '(none)'}", data
+    return None, data
 
 
 def sdist_members(
