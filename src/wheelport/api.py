@@ -21,7 +21,7 @@ from wheelport.cache import Cache
 from wheelport.config import Config, SourcedRequirement, parse_requirement
 from wheelport.errors import FetchError, IndexAccessError, ResolutionError, UsageError
 from wheelport.importers import ImportedPin, Selected
-from wheelport.index.client import IndexClient, ProjectStatus, redact
+from wheelport.index.client import IndexClient, ProjectStatus, redact, split_credentials
 from wheelport.lock import Staleness, build_lock, check_locks, write_locks
 from wheelport.resolve import (
     NullReporter,
@@ -171,13 +171,14 @@ def inputs_record(config: Config) -> dict[str, Any]:
     """What a lock is made from, as ``[tool.wheelport.inputs]`` records it for people and for
     the command that makes the wheelhouse again (docs/lock-format.md): the inputs of
     :meth:`Config.inputs_digest` — requirements and constraints (sorted, as the digest takes
-    them), index URLs with any password hidden, installer tools, the options that are set, and
+    them), index URLs without credentials, installer tools, the options that are set, and
     for ``--from`` the source lock's file name and sha256 (not its path: the record is the
     same on every machine)."""
     record: dict[str, Any] = {
         "requirements": sorted(str(r.requirement) for r in config.requirements),
         "constraints": sorted(str(r.requirement) for r in config.constraints),
-        "index-urls": [redact(u) for u in config.index_urls],
+        # no credentials at all: a user name in an index URL is often a token
+        "index-urls": [split_credentials(u)[0] for u in config.index_urls],
         "tools": list(config.tools),
     }
     flags = {
