@@ -1,4 +1,5 @@
-"""Fetch for 4 targets: `wheelport sync` vs `pip download` looped over the same 4 targets.
+"""Fetch for 4 targets: `wheelport sync` vs `pip download` looped over the same 4 targets, and vs
+`curl --parallel` of exactly the files the sync fetched (the link's own speed).
 
 pip gets every compatible platform tag of each target (`--platform` repeated, from wheelport's
 own target description), `--python-version`, `--implementation cp`, `--abi`, `--only-binary :all:`,
@@ -11,15 +12,14 @@ a fresh cache and `--isolated`. wheelport runs lock + fetch (+ index) for all fo
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from wheelport.targets import parse_target
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import curl_parallel, lock_urls, pip_download_loop, scrubbed_env, timed
 
 TARGETS = [
     "cp312-manylinux_2_28_x86_64",
@@ -42,40 +42,6 @@ REQUIREMENTS = [
 INDEX = "https://pypi.org/simple"
 
 
-def scrubbed() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    return env
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    dt = time.perf_counter() - t0
-    if r.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd[:6])} …\n{r.stderr[-2000:]}")
-    return dt
-
-
-def pip_loop(reqs: list[str], work: Path) -> float:
-    cert = os.environ.get("SSL_CERT_FILE")
-    total = 0.0
-    cache = work / "pip-cache"
-    for tid in TARGETS:
-        t = parse_target(tid)
-        cmd = [sys.executable, "-m", "pip", "download", "--isolated", "--disable-pip-version-check",
-               "--only-binary", ":all:", "--implementation", "cp",
-               "--python-version", f"{t.python_version[0]}{t.python_version[1]}",
-               "--abi", t.abi, "--index-url", INDEX, "--cache-dir", str(cache),
-               "-d", str(work / "pip" / tid), "-q"]  # fmt: skip
-        if cert:
-            cmd += ["--cert", cert]
-        for plat in t.platform_tags:
-            cmd += ["--platform", plat]
-        total += timed(cmd + reqs, scrubbed())
-    return total
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requirements", default=" ".join(REQUIREMENTS))
@@ -83,14 +49,16 @@ def main() -> None:
     reqs = args.requirements.split()
     work = Path(tempfile.mkdtemp(prefix="wheelport-bench-fetch-"))
     try:
-        env = dict(os.environ, WHEELPORT_CACHE_DIR=str(work / "wp-cache"))
+        env = scrubbed_env(WHEELPORT_CACHE_DIR=str(work / "wp-cache"))
         wp = [sys.executable, "-m", "wheelport", "sync", *reqs, "--index-url", INDEX, "-o", str(work / "wh"), "-q", "--only-binary", ":all:",
               "--tool", "none"]  # fmt: skip
         for t in TARGETS:
             wp += ["-t", t]
-        cold = timed(wp, env)
-        noop = timed(wp, env)
-        pip = pip_loop(reqs, work)
+        cold = timed(wp, env)[0]
+        noop = timed(wp, env)[0]
+        pip = pip_download_loop(TARGETS, reqs, work, INDEX)
+        files = lock_urls(work / "wh")
+        curl = curl_parallel([u for u, _ in files], work / "curl")
         wheels = len(list((work / "wh" / "wheels").glob("*.whl")))
         pip_files = len(list((work / "pip").rglob("*.whl")))
         print(f"requirements: {' '.join(reqs)}")
@@ -104,7 +72,12 @@ def main() -> None:
         print(
             f"pip download × 4 targets, cold:                         {pip:7.2f} s  ({pip_files} files)"
         )
-        print(f"ratio pip / wheelport (cold): {pip / cold:5.2f}x  (goal ≥ 4x)")
+        print(
+            f"curl --parallel of the same {len(files)} files:            {curl:7.2f} s  "
+            f"({sum(n for _, n in files) / 1e6:.0f} MB)"
+        )
+        print(f"ratio pip / wheelport (cold): {pip / cold:5.2f}x  (goal ≥ 10x)")
+        print(f"ratio wheelport / curl (cold): {cold / curl:5.2f}x  (goal ≤ 1.5x)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
