@@ -27,12 +27,11 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from wheelport.builders.native import BUILDER as NATIVE
 from wheelport.builders.native import build_native
-from wheelport.builders.plan import is_pure, wheel_tags
 from wheelport.builders.stage import NativeBuilder
 from wheelport.errors import UsageError, VerifyError, WheelportError
 from wheelport.manifest import ArtifactRecord, Manifest
 from wheelport.reproduce import first_difference
-from wheelport.targets import Target, host_target, parse_target
+from wheelport.targets import Target, host_target, is_pure, parse_target, wheel_tags
 from wheelport.wheelhouse import Wheelhouse, sha256_file
 
 REPRODUCED = "reproduced"

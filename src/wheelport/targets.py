@@ -13,12 +13,14 @@ from __future__ import annotations
 import platform
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from packaging import tags as _tags
 from packaging.markers import default_environment
+from packaging.utils import parse_wheel_filename
 
 from wheelport.errors import TargetError
 
@@ -420,3 +422,25 @@ def parse_targets(texts: list[str] | tuple[str, ...]) -> list[Target]:
             seen.add(t.identifier)
             out.append(t)
     return out
+
+
+# --------------------------------------------------------------------------- wheel tags
+
+
+def wheel_tags(filename: str) -> frozenset[_tags.Tag]:
+    """The tags a wheel's file name claims."""
+    return parse_wheel_filename(filename)[3]
+
+
+def is_pure(filename: str) -> bool:
+    """A wheel any Python 3 on any platform installs (py3-none-any, py2.py3-none-any)."""
+    return all(
+        t.abi == "none" and t.platform == "any" and t.interpreter.startswith("py")
+        for t in wheel_tags(filename)
+    )
+
+
+def served_targets(filename: str, targets: Iterable[Target]) -> list[Target]:
+    """The targets whose tag lists accept a wheel."""
+    tags = wheel_tags(filename)
+    return [t for t in targets if any(tag in t.tag_priority for tag in tags)]

@@ -348,8 +348,8 @@ def lock_target_facts(target: Target) -> dict[str, Any]:
 def lock_record(target: Target, lock: Pylock, path: Path) -> LockRecord:
     """The part of a lock an installer needs: the manifest's ``locks`` entry
     (docs/lock-format.md)."""
-    from wheelport.builders.plan import wheel_tags
     from wheelport.lock import install_list
+    from wheelport.targets import wheel_tags
 
     facts = lock_target_facts(target)
     items = install_list(lock)

@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 from wheelport.builders.isolated import IsolatedBuild, build_env, find_links_source
-from wheelport.builders.plan import is_pure
 from wheelport.errors import BuildError
 from wheelport.process import Runner, subprocess_runner
 from wheelport.reproduce import normalize_wheel
+from wheelport.targets import is_pure
 from wheelport.wheelhouse import atomic_write_text, sha256_file
 
 BUILDER = "native"

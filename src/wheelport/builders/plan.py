@@ -14,9 +14,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.tags import Tag
-from packaging.utils import parse_wheel_filename
-
 from wheelport.targets import Target
 
 if sys.version_info >= (3, 11):
@@ -135,24 +132,6 @@ def read_sdist_info(sdist: Path) -> SdistInfo:
         ABI3_MARKERS.search(content.decode("utf-8", "replace")) for content in build_files
     )
     return SdistInfo(requires, compiled, abi3)
-
-
-def wheel_tags(filename: str) -> frozenset[Tag]:
-    return parse_wheel_filename(filename)[3]
-
-
-def is_pure(filename: str) -> bool:
-    """A wheel any Python 3 on any platform installs (py3-none-any, py2.py3-none-any)."""
-    return all(
-        t.abi == "none" and t.platform == "any" and t.interpreter.startswith("py")
-        for t in wheel_tags(filename)
-    )
-
-
-def served_targets(filename: str, targets: Iterable[Target]) -> list[Target]:
-    """The targets whose tag lists accept a wheel."""
-    tags = wheel_tags(filename)
-    return [t for t in targets if any(tag in t.tag_priority for tag in tags)]
 
 
 @dataclass(frozen=True)

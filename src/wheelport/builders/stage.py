@@ -35,10 +35,8 @@ from wheelport.builders.plan import (
     Coverage,
     ImageSlot,
     SdistInfo,
-    is_pure,
     needs_from_locks,
     read_sdist_info,
-    served_targets,
 )
 from wheelport.builders.planner import (
     NO_ENGINE,
@@ -56,7 +54,7 @@ from wheelport.index.metadata import same_version, wheel_problem
 from wheelport.lock import read_lock
 from wheelport.manifest import BuildRequirement, Manifest
 from wheelport.resolve import Policy, resolve_target
-from wheelport.targets import Target, host_target, parse_targets
+from wheelport.targets import Target, host_target, is_pure, parse_targets, served_targets
 from wheelport.wheelhouse import Wheelhouse, atomic_target, sha256_file
 
 if TYPE_CHECKING:
