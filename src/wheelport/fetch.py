@@ -40,8 +40,11 @@ from wheelport.cache import Cache
 from wheelport.errors import FetchError, VerifyError, WheelportError
 from wheelport.index.client import CoreMetadata, IndexClient
 from wheelport.index.metadata import read_wheel
+from wheelport.index.models import DistFile
 from wheelport.lock import lock_tool
 from wheelport.manifest import ArtifactRecord, Manifest, Origin
+from wheelport.resolve import Candidate, NullReporter, Reporter, Resolution
+from wheelport.targets import Target
 from wheelport.wheelhouse import (
     Wheelhouse,
     atomic_write_bytes,
@@ -365,6 +368,73 @@ def _metadata_differences(resolved: CoreMetadata, actual: CoreMetadata) -> list[
         missing = ", ".join(sorted(carried - served)) or "nothing"
         out.append(f"Requires-Dist: served {extra} that the wheel lacks, lacks {missing}")
     return out
+
+
+class Prefetcher:
+    """Downloads files into the cache while resolution still runs, so a sync ends close to when
+    the last byte arrives instead of resolving first and then downloading: every file of a
+    target's resolution as soon as that target is resolved, and — speculatively — a small file
+    (≤ :data:`SPECULATIVE_BYTES`) as soon as the resolver pins it. Fetch then finds the files
+    in the cache (a file being prefetched is waited for, never downloaded twice). A download
+    that fails here is left for fetch, which reports it."""
+
+    #: files up to this size are fetched when first pinned (a backtrack wastes little)
+    SPECULATIVE_BYTES = 4 << 20
+
+    def __init__(self, client: IndexClient, workers: int = 4) -> None:
+        self.client = client
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelport-ahead")
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def want(self, file: DistFile) -> None:
+        """Download ``file`` into the cache soon (once; not when it has no sha256)."""
+        if not file.sha256 or file.url.startswith("file:"):
+            return
+        with self._lock:
+            if file.sha256 in self._seen:
+                return
+            self._seen.add(file.sha256)
+        with contextlib.suppress(RuntimeError):  # closed: fetch takes over
+            self._pool.submit(self._download, file)
+
+    def _download(self, file: DistFile) -> None:
+        with contextlib.suppress(WheelportError, OSError):
+            self.client.download(file)
+
+    def close(self) -> None:
+        """Drop what has not started (fetch downloads it); running downloads finish."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def reporter(self, inner: Reporter | None) -> Reporter:
+        """A resolution reporter that tells ``inner`` everything and this prefetcher what the
+        resolver pinned and settled."""
+        return _AheadReporter(inner or NullReporter(), self)
+
+
+class _AheadReporter:
+    def __init__(self, inner: Reporter, ahead: Prefetcher) -> None:
+        self.inner, self.ahead = inner, ahead
+
+    def target_started(self, target: Target) -> None:
+        self.inner.target_started(target)
+
+    def pinned(self, target: Target, candidate: Candidate) -> None:
+        f = candidate.file
+        if f.size is not None and f.size <= Prefetcher.SPECULATIVE_BYTES:
+            self.ahead.want(f)
+        self.inner.pinned(target, candidate)
+
+    def metadata_build(self, target: Target, filename: str) -> None:
+        self.inner.metadata_build(target, filename)
+
+    def target_done(self, target: Target, resolution: Resolution) -> None:
+        for pin in resolution.pins.values():
+            self.ahead.want(pin.file)
+        self.inner.target_done(target, resolution)
+
+    def target_failed(self, target: Target, error: WheelportError) -> None:
+        self.inner.target_failed(target, error)
 
 
 def fetch(

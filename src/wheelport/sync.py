@@ -27,7 +27,14 @@ from wheelport.builders.stage import (
 )
 from wheelport.config import Config
 from wheelport.errors import JobError, UsageError
-from wheelport.fetch import FetchReporter, FetchResult, fetch, recheck, save_stamps
+from wheelport.fetch import (
+    FetchReporter,
+    FetchResult,
+    Prefetcher,
+    fetch,
+    recheck,
+    save_stamps,
+)
 from wheelport.index.client import IndexClient
 from wheelport.lock import check_locks, read_lock
 from wheelport.resolve import Reporter, TargetFailure
@@ -89,9 +96,12 @@ def sync(
     with wh.locked("sync"):
         own = client is None
         client = client or api.make_client(config)
+        ahead = Prefetcher(client)  # downloads start while targets are still resolving
         try:
             digest = config.inputs_digest()
-            relocked, failed = _lock_if_stale(wh, config, targets, client, reporter, allow_missing)
+            relocked, failed = _lock_if_stale(
+                wh, config, targets, client, ahead.reporter(reporter), allow_missing
+            )
             unlocked = {f.target for f in failed}
             locked = [t for t in targets if t not in unlocked]
             locks = {t.identifier: read_lock(wh.lock_path(t.identifier)) for t in locked}
@@ -109,6 +119,7 @@ def sync(
                 wh.save_manifest(manifest)  # the files placed before the failure stay recorded
                 raise
         finally:
+            ahead.close()
             if own:
                 client.close()
         for f in failed:

@@ -1007,6 +1007,31 @@ def download_verified(
         if not dest.exists():
             atomic_write_bytes(dest, resp_bytes)
         return dest
+    if sha256:  # one download per file in this process: a second caller waits and shares it
+        with _inflight_lock:
+            one_at_a_time = _inflight.setdefault(sha256, threading.Lock())
+        with one_at_a_time:
+            done = cache.verified(sha256)
+            if done is not None:
+                return done
+            return _download_retried(client, url, sha256, size, cache, progress, label)
+    return _download_retried(client, url, sha256, size, cache, progress, label)
+
+
+#: sha256 -> the lock held while this process downloads that file (prefetch and fetch share it)
+_inflight: dict[str, threading.Lock] = {}
+_inflight_lock = threading.Lock()
+
+
+def _download_retried(
+    client: IndexClient,
+    url: str,
+    sha256: str | None,
+    size: int | None,
+    cache: Cache,
+    progress: Callable[[int], None] | None,
+    label: str,
+) -> Path:
     # A body cut short (reset, truncated, timed out) is retried like a failed request; bytes
     # that do not match the advertised sha256 once more (a proxy may have mangled them), then
     # the index is taken at its word: it serves different bytes than it advertises.
