@@ -208,7 +208,7 @@ def test_sync_saves_the_manifest_and_each_lock_once_with_an_injected_native_buil
             original_save(self, manifest)
 
         monkeypatch.setattr(Wheelhouse, "save_manifest", save)
-        import wheelport.wheelhouse as layout
+        import wheelport.finish as layout
 
         original_write = layout.atomic_write_text
 

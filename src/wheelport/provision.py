@@ -31,9 +31,10 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from wheelport import bootstrap
 from wheelport import lock as wheelport_lock
 from wheelport.errors import ProvisionError, TargetError, UsageError
+from wheelport.finish import LIBC, lock_target_facts
 from wheelport.process import Runner, subprocess_runner
 from wheelport.targets import INTERPRETER_PROBE, Target, parse_target, target_for_interpreter
-from wheelport.wheelhouse import LIBC, Wheelhouse, lock_target_facts
+from wheelport.wheelhouse import Wheelhouse
 
 INSTALLERS = ("pip", "uv")
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")

@@ -1,10 +1,10 @@
-"""``wheelport sync``: lock (if stale) → fetch → build → index → finish, idempotent.
+"""``wheelport sync``: lock (if stale) → fetch → build → finish → index, idempotent.
 
 Every stage does only what is missing: fresh locks are not re-resolved, present and
 recorded files are not downloaded, a wheel already built from the same sdist (sha256) for a
 target by the same builder is not rebuilt, and the index only rewrites changed pages.
 The manifest is loaded once, changed in memory by fetch and build, and written once with the
-rewritten locks at the end (:func:`wheelport.wheelhouse.finish`).
+rewritten locks at the end (:func:`wheelport.finish.finish`); the index is written last.
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ from wheelport.fetch import (
     recheck,
     save_stamps,
 )
+from wheelport.finish import finish, lock_texts, record_locks
 from wheelport.index.client import IndexClient
 from wheelport.lock import check_locks, read_lock
 from wheelport.resolve import Reporter, TargetFailure
 from wheelport.targets import Target, parse_targets
-from wheelport.wheelhouse import Wheelhouse, finish
+from wheelport.wheelhouse import Wheelhouse
 
 
 @dataclass
@@ -126,8 +127,9 @@ def sync(
             reason = f"not locked: {f.error.message}"
             built.coverage.set(f.error.package or "(all)", f.target.identifier, "missing", reason)
         manifest.set_unserved([t.identifier for t in targets], built.coverage.cells)
-        finish(wh, manifest, locked, built.locks, rewritten=built.rewritten,
-               inputs_digest=digest, dropped={t.identifier for t in unlocked})  # fmt: skip
+        record_locks(wh, manifest, locked, built.locks, inputs_digest=digest,
+                     dropped={t.identifier for t in unlocked})  # fmt: skip
+        finish(wh, manifest, lock_texts(built.locks, built.rewritten))
         save_stamps(wh, manifest)  # the next sync hashes only what changed since
         from wheelport.index.writer import write_index
 

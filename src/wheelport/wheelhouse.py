@@ -1,4 +1,11 @@
-"""The wheelhouse layout and its manifest (``wheelport.json``).
+"""The wheelhouse layout: its paths, and the low-level ways every stage writes and reads it.
+
+Paths (:class:`Wheelhouse`), atomic writes through flock'd partial files and their reclaiming
+(:func:`atomic_target`, :func:`reclaim_partials`), the one line for a full disk
+(:func:`disk_full`), hashing (:func:`sha256_file`), containment of paths read from files
+(:func:`contained`), copies that share no inode (:func:`copy_verified`) and the advisory lock
+(:func:`locked`). It imports nothing above it — errors, the manifest's types and
+bootstrap.py's stdlib helpers only; what a verb writes at its end is :mod:`wheelport.finish`.
 
 The layout is a contract every stage and every export reads::
 
@@ -43,18 +50,13 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from wheelport.errors import DiskFullError, VerifyError
-from wheelport.manifest import LockRecord, Manifest, ManifestError
-
-if TYPE_CHECKING:
-    from packaging.pylock import Pylock
-
-    from wheelport.targets import Target
+from wheelport.manifest import Manifest, ManifestError
 
 #: the advisory lock file beside the manifest (hidden: never verified, bundled or served)
 LOCK_NAME = ".wheelport.lock"
@@ -323,91 +325,6 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     with atomic_target(path, "wb", durable=durable, needed=len(data)) as f:
         f.write(data)
-
-
-# --------------------------------------------------------------------------- finishing
-
-
-#: a Linux policy's C library, as the manifest's ``locks`` entries name it
-LIBC = {"manylinux": "glibc", "musllinux": "musl"}
-
-
-def lock_target_facts(target: Target) -> dict[str, Any]:
-    """What bootstrap.py's lock rule reads of a lock for ``target``: the target fields of its
-    entry in the manifest's ``locks`` section (docs/lock-format.md)."""
-    m = target.markers
-    return {
-        "python_version": m["python_version"],
-        "sys_platform": m["sys_platform"],
-        "platform_machine": m["platform_machine"],
-        "libc": LIBC.get(target.os),
-        "policy": list(target.policy_version) if target.policy_version else None,
-    }
-
-
-def lock_record(target: Target, lock: Pylock, path: Path) -> LockRecord:
-    """The part of a lock an installer needs: the manifest's ``locks`` entry
-    (docs/lock-format.md)."""
-    from wheelport.lock import install_list
-    from wheelport.targets import wheel_tags
-
-    facts = lock_target_facts(target)
-    items = install_list(lock)
-    tags = {str(t) for p in items.packages for t in wheel_tags(Path(p["path"]).name)}
-    return LockRecord(
-        file=path.name,
-        python_version=facts["python_version"],
-        sys_platform=facts["sys_platform"],
-        platform_machine=facts["platform_machine"],
-        libc=facts["libc"],
-        policy=target.policy_version,
-        tags=tuple(sorted(tags)),
-        packages=tuple(items.packages),
-        unbuilt=tuple(items.unbuilt),
-        tools=tuple(items.tools),
-    )
-
-
-def install_bootstrap(wh: Wheelhouse) -> None:
-    """Put this wheelport's ``bootstrap.py`` in the wheelhouse (unless it is there already)."""
-    from wheelport import bootstrap
-
-    src = Path(bootstrap.__file__).read_text(encoding="utf-8")
-    if not wh.bootstrap_path.exists() or wh.bootstrap_path.read_text(encoding="utf-8") != src:
-        atomic_write_text(wh.bootstrap_path, src)
-
-
-def finish(
-    wh: Wheelhouse,
-    manifest: Manifest,
-    targets: Sequence[Target],
-    locks: Mapping[str, Pylock],
-    *,
-    rewritten: Collection[str] = (),
-    inputs_digest: str | None = None,
-    dropped: Collection[str] = (),
-) -> None:
-    """The one write at the end of a verb that changed the wheelhouse: the locks in
-    ``rewritten`` (target identifiers), then the manifest — its ``targets`` and ``locks``
-    section (what bootstrap.py reads) for ``targets``, without the ``dropped`` targets — then
-    bootstrap.py. Locks are written first: a manifest never names a lock that is not there."""
-    from wheelport.lock import dumps
-
-    for tid in sorted(rewritten):
-        locks[tid].validate()
-        atomic_write_text(wh.lock_path(tid), dumps(locks[tid]))
-    if inputs_digest is not None:
-        manifest.inputs_digest = inputs_digest
-    gone = set(dropped)
-    ids = {t.identifier for t in targets}
-    manifest.targets = tuple(sorted((set(manifest.targets) | ids) - gone))
-    for tid in gone:
-        manifest.locks.pop(tid, None)
-    for t in targets:
-        lock = locks[t.identifier]
-        manifest.locks[t.identifier] = lock_record(t, lock, wh.lock_path(t.identifier))
-    wh.save_manifest(manifest)
-    install_bootstrap(wh)
 
 
 # --------------------------------------------------------------------------- contained paths

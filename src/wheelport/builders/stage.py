@@ -6,7 +6,7 @@ wheels built before, the sdists' facts), hands them to the pure
 into the wheelhouse (:func:`prepare_build_requirements`, which may add jobs that build a
 requirement first), runs the jobs in build-dependency order (:func:`run_jobs`) and records what
 they made. It writes wheels into ``wheels/`` only: the manifest and the locks are changed in
-memory and written once, by the caller, at the end (:func:`wheelport.wheelhouse.finish`).
+memory and written once, by the caller, at the end (:func:`wheelport.finish.finish`).
 
 How sdists become wheels is a :class:`Builders` value (a native builder and a container
 builder, both injectable); :func:`default_builders` is the one this machine offers.

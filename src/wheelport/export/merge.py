@@ -1,10 +1,10 @@
 """``wheelport merge``: combine wheelhouses built on different machines into one.
 
 A CI matrix builds one wheelhouse per platform; ``merge`` unites them: the union of their
-artifacts (``wheels/``, ``sdists/``), locks and manifests, then a fresh index and
-``bootstrap.py``. The same relative path with two different sha256s, or the same lock file
-with different content, is a conflict: an error naming the file and both hashes, and nothing
-is written. A path in an input's manifest or locks that escapes that input is refused.
+artifacts (``wheels/``, ``sdists/``), locks and manifests, written as sync ends
+(:func:`wheelport.finish.finish`: locks, manifest, ``bootstrap.py``), then a fresh index. The
+same relative path with two different sha256s, or the same lock file with different content,
+is a conflict: an error naming the file and both hashes, and nothing is written. A path in an input's manifest or locks that escapes that input is refused.
 
 An input may also be a directory of CI artifacts (one wheelhouse per subdirectory, as
 actions/download-artifact writes them) or a ``.zip`` of a wheelhouse, unpacked safely
@@ -32,16 +32,14 @@ from typing import Any
 from packaging.pylock import Pylock
 
 from wheelport.errors import ExportError, UsageError, VerifyError
+from wheelport.finish import finish, lock_record
 from wheelport.index.metadata import wheel_problem
 from wheelport.manifest import BuildDeps, LockRecord, Manifest
 from wheelport.wheelhouse import (
     LOCK_NAME,
     Wheelhouse,
-    atomic_write_bytes,
     contained,
     copy_verified,
-    install_bootstrap,
-    lock_record,
     locked,
     sha256_file,
 )
@@ -448,12 +446,12 @@ def _merge_into(expanded: Sequence[Input], output: Path, out_wh: Wheelhouse) -> 
                 linked += 1
             else:
                 copied += 1
-        for name, data in sorted(plan.locks.items()):
-            lock = output / name
-            if not lock.is_file() or lock.read_bytes() != data:
-                atomic_write_bytes(lock, data)
-        out_wh.save_manifest(plan.manifest)
-        install_bootstrap(out_wh)
+        # the locks as the inputs hold them (or as shards' locks combine), then the manifest and
+        # bootstrap.py: the same finish as sync's
+        by_target = {
+            name[len("pylock.") : -len(".toml")]: data for name, data in plan.locks.items()
+        }
+        finish(out_wh, plan.manifest, by_target)
         write_index(output, manifest=plan.manifest)
     return MergeReport(
         output=output,
