@@ -13,7 +13,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs
 
 from wheelport.errors import UsageError
-from wheelport.importers import Requirements
+from wheelport.importers.pins import Requirements
 
 
 def parse(data: bytes, origin: str) -> Requirements:

@@ -19,8 +19,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from wheelport.errors import UsageError
-from wheelport.importers import FlatLock, ImportedPin, sha256_of
 from wheelport.importers.markers import checked_marker
+from wheelport.importers.pins import FlatLock, ImportedPin, sha256_of
 
 #: pipenv's own names for the ``develop`` category
 DEV_ALIASES = {"develop": "dev", "dev-packages": "dev"}

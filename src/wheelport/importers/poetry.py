@@ -15,8 +15,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from wheelport.errors import UsageError
-from wheelport.importers import FlatLock, ImportedPin, load_toml, sha256_of
 from wheelport.importers.markers import checked_marker
+from wheelport.importers.pins import FlatLock, ImportedPin, load_toml, sha256_of
 
 
 def parse(data: bytes, origin: str) -> FlatLock:

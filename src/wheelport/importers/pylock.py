@@ -17,7 +17,8 @@ from packaging.pylock import PackageSdist, PackageWheel, Pylock, PylockValidatio
 from packaging.utils import NormalizedName, canonicalize_name
 
 from wheelport.errors import UsageError
-from wheelport.importers import (
+from wheelport.importers.markers import for_target_lock, marker_holds
+from wheelport.importers.pins import (
     Choice,
     ImportedPin,
     Selected,
@@ -26,7 +27,6 @@ from wheelport.importers import (
     load_toml,
     refuse_direct,
 )
-from wheelport.importers.markers import for_target_lock, marker_holds
 
 
 @dataclass(frozen=True)

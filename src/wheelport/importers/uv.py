@@ -24,7 +24,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from wheelport.errors import UsageError
-from wheelport.importers import (
+from wheelport.importers.markers import checked_marker, marker_holds
+from wheelport.importers.pins import (
     Choice,
     ImportedPin,
     Selected,
@@ -35,7 +36,6 @@ from wheelport.importers import (
     refuse_direct,
     sha256_of,
 )
-from wheelport.importers.markers import checked_marker, marker_holds
 
 ROOT_SOURCES = ("virtual", "editable")
 
