@@ -521,7 +521,8 @@ def fetch_artifacts(
             raise
         return a, dest, cached
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelport-fetch") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelport-fetch")
+    try:
         futures = [pool.submit(one, a) for a in todo]
         for fut in as_completed(futures):
             try:
@@ -533,6 +534,10 @@ def fetch_artifacts(
             manifest.record(a.path, a.sha256, src.stat().st_size, Origin.download(a.url))
             (result.linked_from_cache if was_cached else result.downloaded).append(a.path)
             reporter.file_done(a, was_cached)
+    except BaseException:  # Ctrl-C: start nothing more (what runs ends with the process)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     if own:
         wheelhouse.save_manifest(manifest)
     if errors:

@@ -1014,13 +1014,33 @@ def download_verified(
             done = cache.verified(sha256)
             if done is not None:
                 return done
-            return _download_retried(client, url, sha256, size, cache, progress, label)
-    return _download_retried(client, url, sha256, size, cache, progress, label)
+            known = _corrupt.get((url, sha256))
+            if known is not None:  # this index serves other bytes: asked twice already
+                raise known
+            try:
+                return _download_retried(client, url, sha256, size, cache, progress, label)
+            except _Corrupt as exc:
+                _corrupt[url, sha256] = exc.error
+                raise exc.error from None
+    try:
+        return _download_retried(client, url, sha256, size, cache, progress, label)
+    except _Corrupt as exc:
+        raise exc.error from None
 
 
 #: sha256 -> the lock held while this process downloads that file (prefetch and fetch share it)
 _inflight: dict[str, threading.Lock] = {}
 _inflight_lock = threading.Lock()
+#: (URL, sha256) -> the error of a file that came back with other bytes twice in this process
+_corrupt: dict[tuple[str, str], JobError] = {}
+
+
+class _Corrupt(Exception):
+    """The index served other bytes than it lists, twice: asking again will not help."""
+
+    def __init__(self, error: JobError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _download_retried(
@@ -1044,7 +1064,9 @@ def _download_retried(
             return _download_once(client, url, sha256, size, cache, progress, label)
         except _Retryable as exc:
             corrupt += exc.corrupt
-            if attempt + 1 >= attempts or corrupt > 1:
+            if corrupt > 1:
+                raise _Corrupt(exc.error) from None
+            if attempt + 1 >= attempts:
                 raise exc.error from None
             log.info("%s: %s; retrying", label, exc.error.message)
     raise AssertionError("unreachable")  # pragma: no cover
