@@ -15,8 +15,9 @@ import pytest
 
 from support.dists import make_sdist, make_wheel
 from support.server import IndexServer
+from wheelport.builders.native import BUILDER as NATIVE
 from wheelport.builders.plan import BuildNeed, ImageSlot, SdistInfo
-from wheelport.builders.planner import NATIVE, PriorBuild, plan_builds
+from wheelport.builders.planner import PriorBuild, plan_builds
 from wheelport.builders.stage import Builders
 from wheelport.config import build_config
 from wheelport.manifest import Manifest, ManifestError

@@ -96,7 +96,7 @@ def runner_kind(target: Target) -> str:
     """The GitHub runner kind that builds ``target`` natively (``wheelport plan``'s runner);
     Linux machines without a hosted runner (i686, ppc64le, s390x, ...) are built in an
     emulated container on ``linux-x86_64``."""
-    from wheelport.builders.planner import runner_of
+    from wheelport.builders.kind import runner_of
 
     kind = runner_of(target)
     if kind in GITHUB_RUNNERS:

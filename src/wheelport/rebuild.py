@@ -25,9 +25,9 @@ from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from wheelport.builders.kind import NativeBuilder
 from wheelport.builders.native import BUILDER as NATIVE
 from wheelport.builders.native import build_native
-from wheelport.builders.stage import NativeBuilder
 from wheelport.errors import UsageError, VerifyError, WheelportError
 from wheelport.manifest import ArtifactRecord, Manifest
 from wheelport.reproduce import first_difference

@@ -15,6 +15,10 @@ library API) on the sdist file, for exactly the target's build identifier, with:
 
 Pure decisions (:func:`cibw_identifier`, :func:`cibw_environment`, :func:`cibw_config`,
 :func:`explain_failure`) are plain functions; the subprocess runner is injectable.
+
+:class:`Container` is this builder's :class:`~wheelport.builders.kind.Builder`: a compiled sdist
+for each manylinux/musllinux target an image here can build, one run per image group
+(:func:`~wheelport.builders.plan.group_container_builds`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from pathlib import Path
 from packaging.utils import parse_wheel_filename
 
 from wheelport import resources
+from wheelport.builders.kind import Claim, Machine, Offered, PlannedJob, Ports, runner_of
+from wheelport.builders.plan import BuildNeed, ImageSlot, SdistInfo, group_container_builds
 from wheelport.errors import BuildError
 from wheelport.process import Runner, subprocess_runner
 from wheelport.reproduce import normalize_wheel, source_date_epoch
@@ -80,6 +86,52 @@ PULL_HINT = (
     "build a local image (wheelport image build-local --release bookworm), or set "
     "[tool.wheelport] images to an image this machine can pull"
 )
+
+
+class Container:
+    """The container builder: a compiled sdist for the manylinux/musllinux targets whose image
+    slot names an image, one job per image group; the others are left, with the slot's reason."""
+
+    name = "container"
+    shares_wheels = True
+
+    def plan(
+        self,
+        need: BuildNeed,
+        offered: Sequence[Offered],
+        info: SdistInfo,
+        machine: Machine,
+        *,
+        size: int = 0,
+    ) -> Claim:
+        slots: dict[str, ImageSlot] = {}
+        for t, _ in offered:
+            if info.compiled and machine.container and t.os in ("manylinux", "musllinux"):
+                slots[t.identifier] = machine.slot(t, need.name)
+        groups = group_container_builds(
+            [t for t, _ in offered if t.identifier in slots], slots, abi3=info.abi3
+        )
+        jobs = tuple(
+            PlannedJob(need, f"{self.name}:{s.label}", tuple(members), runner_of(members[0]),
+                       True, size=size)
+            for s, members in groups
+        )  # fmt: skip
+        left = tuple(
+            (t, slots[t.identifier].reason if t.identifier in slots else why)
+            for t, why in offered
+            if t.identifier not in slots or slots[t.identifier].label is None
+        )
+        return Claim(jobs, left)
+
+    def interpreters(self, job: PlannedJob, host: Target) -> list[Target]:
+        return list({t.abi: t for t in reversed(job.targets)}.values())  # one per Python
+
+    def build(
+        self, job: PlannedJob, sdist: Path, ports: Ports, *, wheels_dir: Path, out_dir: Path,
+        log_dir: Path,
+    ) -> Mapping[str, Path]:  # fmt: skip
+        assert ports.container is not None  # a container job is planned only with an engine
+        return ports.container(sdist, job.targets, wheels_dir, out_dir, log_dir)
 
 
 def detect_engine(which: Mapping[str, str | None] | None = None) -> str | None:

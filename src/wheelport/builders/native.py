@@ -9,6 +9,10 @@ on Linux so its tag is honest (manylinux_x_y).
 The wheel is reproducible (:mod:`wheelport.reproduce`): the build runs in a directory named by
 the sdist's sha256, every step gets the sdist's ``SOURCE_DATE_EPOCH``, and the wheel is
 normalised before it leaves the builder.
+
+:class:`Native` is this builder's :class:`~wheelport.builders.kind.Builder`: a pure-Python sdist
+for every target (one wheel serves them all), a compiled one for the targets a wheel built on
+this host serves honestly (:func:`host_serves`).
 """
 
 from __future__ import annotations
@@ -19,16 +23,72 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from wheelport.builders.isolated import IsolatedBuild, build_env, find_links_source
+from wheelport.builders.kind import Claim, Machine, Offered, PlannedJob, Ports, runner_of
+from wheelport.builders.plan import BuildNeed, SdistInfo
 from wheelport.errors import BuildError
 from wheelport.process import Runner, subprocess_runner
 from wheelport.reproduce import normalize_wheel
-from wheelport.targets import is_pure
+from wheelport.targets import Target, is_pure
 from wheelport.wheelhouse import atomic_write_text, sha256_file
 
 BUILDER = "native"
+
+
+def host_serves(host: Target, target: Target) -> bool:
+    """Can a wheel built on this host be honest for ``target``? Same interpreter and OS family."""
+    if host.python_version != target.python_version or host.free_threaded != target.free_threaded:
+        return False
+    if not target.is_linux or not host.is_linux:
+        return host.os == target.os and host.arch == target.arch
+    if host.arch != target.arch or (host.os == "musllinux" and target.os != "musllinux"):
+        return False
+    if target.os == "linux":
+        return True
+    if host.os != target.os:
+        return False
+    return (
+        host.policy_version is not None
+        and target.policy_version is not None
+        and host.policy_version <= target.policy_version
+    ) or target == host
+
+
+class Native:
+    """The native builder: one job on this host for every offered target it serves."""
+
+    name = BUILDER
+    shares_wheels = False
+
+    def plan(
+        self,
+        need: BuildNeed,
+        offered: Sequence[Offered],
+        info: SdistInfo,
+        machine: Machine,
+        *,
+        size: int = 0,
+    ) -> Claim:
+        mine = [t for t, _ in offered if not info.compiled or host_serves(machine.host, t)]
+        taken = {t.identifier for t in mine}
+        left = tuple((t, why) for t, why in offered if t.identifier not in taken)
+        if not mine:
+            return Claim((), left)
+        job = PlannedJob(need, self.name, tuple(mine), runner_of(machine.host), True, size=size)
+        return Claim((job,), left)
+
+    def interpreters(self, job: PlannedJob, host: Target) -> list[Target]:
+        return [host]  # the build runs with the interpreter that runs wheelport
+
+    def build(
+        self, job: PlannedJob, sdist: Path, ports: Ports, *, wheels_dir: Path, out_dir: Path,
+        log_dir: Path,
+    ) -> Mapping[str, Path]:  # fmt: skip
+        wheel = ports.native(sdist, wheels_dir=wheels_dir, out_dir=out_dir, log_dir=log_dir)
+        return {t.identifier: wheel for t in job.targets}
 
 
 def no_network_prefix(runner: Runner = subprocess_runner) -> tuple[str, ...]:

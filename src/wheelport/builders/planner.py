@@ -1,8 +1,9 @@
 """Who builds what: one decision shared by ``wheelport plan`` and the build stage of ``sync``.
 
-:func:`decide` turns one sdist and the targets that need it into build jobs — a native build
-on this host (one for every target a pure-Python wheel serves), a container build per
-image group, or a job this machine cannot run and the runner (OS-arch) that can.
+:func:`decide` turns one sdist and the targets that need it into build jobs, asking each
+builder of :data:`BUILDERS` in turn (one shape, :mod:`wheelport.builders.kind`): a container
+build per image group, a job this machine cannot run and the runner (OS-arch) that can, a
+native build on this host (one for every target a pure-Python wheel serves).
 :func:`plan_builds` does it for every sdist the locks leave, after taking the wheels built
 before that still serve. :func:`assign_shards` splits a plan's jobs into N balanced,
 deterministic shards. All are pure: the sdists' facts, the earlier builds, the host and the
@@ -11,90 +12,29 @@ image slots are handed in; nothing here reads a file or runs a build.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from wheelport.builders.plan import BuildNeed, ImageSlot, SdistInfo, group_container_builds
+from wheelport.builders.container import Container
+from wheelport.builders.kind import Builder, Machine, Offered, PlannedJob, kind_name
+from wheelport.builders.native import Native
+from wheelport.builders.plan import BuildNeed, ImageSlot, SdistInfo
+from wheelport.builders.runners import Runners
 from wheelport.targets import Target
 
-NATIVE = "native"
-NO_ENGINE = "no container engine — install podman (apt-get install podman runc) or docker"
-_ARCH = {"AMD64": "x86_64", "x86": "x86", "ARM64": "arm64", "universal2": "arm64"}
+#: Every builder, in the order each is offered what the ones before it left: a Linux target's
+#: compiled wheel comes from a container whose image fits its policy, whatever the host is;
+#: what no build here makes goes to the runner that can; the native builder takes the rest (a
+#: pure-Python sdist for every target). Runners and native take disjoint targets: their order
+#: is the order of ``wheelport plan``'s rows. A new builder is one module and one line here.
+BUILDERS: tuple[Builder, ...] = (Container(), Runners(), Native())
+
+_BY_NAME: dict[str, Builder] = {b.name: b for b in BUILDERS}
 
 
-def runner_of(target: Target) -> str:
-    """The kind of machine whose native build serves ``target``: ``linux-x86_64``,
-    ``windows-x86_64``, ``macos-arm64``, …"""
-    family = "linux" if target.is_linux else target.os
-    return f"{family}-{_ARCH.get(target.arch, target.arch)}"
-
-
-@dataclass(frozen=True)
-class PlannedJob:
-    """One build: an sdist for a group of targets, by ``builder`` on a ``runner``.
-
-    ``here`` says whether this machine can run it; when not, ``reason`` says why (the
-    coverage cell's text). ``size`` (the sdist's bytes) is the job's weight for sharding.
-    """
-
-    need: BuildNeed
-    builder: str
-    targets: tuple[Target, ...]
-    runner: str
-    here: bool
-    reason: str = ""
-    size: int = 0
-    #: the :attr:`key` of every job that builds one of this build's requirements first
-    after: tuple[str, ...] = ()
-
-    @property
-    def for_build(self) -> bool:
-        """A build of a build requirement (an sdist no lock names, needed to build another)."""
-        return not self.need.targets
-
-    @property
-    def key(self) -> str:
-        """A stable name for the job, the same on every machine: sdist sha256 + builder +
-        targets."""
-        ids = ",".join(sorted(t.identifier for t in self.targets))
-        text = f"{self.need.sdist_sha256}:{ids}"
-        if self.for_build:
-            text += f":{self.builder}"
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "package": self.need.name,
-            "version": self.need.version,
-            "sdist": self.need.sdist_path,
-            "targets": [t.identifier for t in self.targets],
-            "builder": self.builder,
-            "runner": self.runner,
-            "here": self.here,
-            "reason": self.reason,
-            "size": self.size,
-        }
-
-
-def host_serves(host: Target, target: Target) -> bool:
-    """Can a wheel built on this host be honest for ``target``? Same interpreter and OS family."""
-    if host.python_version != target.python_version or host.free_threaded != target.free_threaded:
-        return False
-    if not target.is_linux or not host.is_linux:
-        return host.os == target.os and host.arch == target.arch
-    if host.arch != target.arch or (host.os == "musllinux" and target.os != "musllinux"):
-        return False
-    if target.os == "linux":
-        return True
-    if host.os != target.os:
-        return False
-    return (
-        host.policy_version is not None
-        and target.policy_version is not None
-        and host.policy_version <= target.policy_version
-    ) or target == host
+def builder_of(job: PlannedJob) -> Builder:
+    """The builder that runs ``job``."""
+    return _BY_NAME[job.kind]
 
 
 def decide(
@@ -107,7 +47,9 @@ def decide(
     slot: Callable[[Target, str], ImageSlot],
     size: int = 0,
 ) -> list[PlannedJob]:
-    """The jobs that build ``need`` for ``targets``: container jobs first, then the native one.
+    """The jobs that build ``need`` for ``targets``: each builder of :data:`BUILDERS` in turn
+    takes the targets it serves of those the ones before it left (container jobs first, then
+    the jobs this machine cannot run, naming the runner each needs, then the native one).
 
     A manylinux/musllinux target gets its compiled wheel from a container whose image fits
     its policy — honest tags, hermetic, whatever the host is; one build per interpreter (one
@@ -115,39 +57,14 @@ def decide(
     for every target. A compiled sdist for a target nothing here can build is a job with
     ``here=False`` naming the runner it needs.
     """
-    slots: dict[str, ImageSlot] = {}
-    for t in targets:
-        if info.compiled and container and t.os in ("manylinux", "musllinux"):
-            slots[t.identifier] = slot(t, need.name)
+    machine = Machine(host=host, container=container, slot=slot)
+    offered: Sequence[Offered] = [(t, None) for t in targets]
     jobs: list[PlannedJob] = []
-    for s, members in group_container_builds(
-        [t for t in targets if t.identifier in slots], slots, abi3=info.abi3
-    ):
-        jobs.append(
-            PlannedJob(need, f"container:{s.label}", tuple(members), runner_of(members[0]),
-                       True, size=size)
-        )  # fmt: skip
-    native_for: list[Target] = []
-    for t in targets:
-        if t.identifier in slots and slots[t.identifier].label is not None:
-            continue
-        if not info.compiled or host_serves(host, t):
-            native_for.append(t)
-        elif t.is_linux:
-            why = slots[t.identifier].reason if t.identifier in slots else NO_ENGINE
-            if t.os == "linux":
-                why = "a plain linux target has no manylinux/musllinux image; use a policy target"
-            reason = f"compiled sdist; needs a container build for {t.identifier}: {why}"
-            jobs.append(PlannedJob(need, "container", (t,), runner_of(t), False, reason, size))
-        else:
-            kind = {"windows": "Windows", "macos": "macOS"}.get(t.os, t.os)
-            reason = (
-                f"compiled sdist; needs a native build host for {kind} ({t.platform}): "
-                "'wheelport ci github' writes a workflow that builds it on one"
-            )
-            jobs.append(PlannedJob(need, NATIVE, (t,), runner_of(t), False, reason, size))
-    if native_for:
-        jobs.append(PlannedJob(need, NATIVE, tuple(native_for), runner_of(host), True, size=size))
+    for builder in BUILDERS:
+        claim = builder.plan(need, offered, info, machine, size=size)
+        jobs += claim.jobs
+        offered = claim.left
+    assert not offered, f"no builder takes {[t.identifier for t, _ in offered]}"
     return jobs
 
 
@@ -221,10 +138,12 @@ class BuildPlan:
 
 
 def _serving(builds: Sequence[PriorBuild], target: Target) -> PriorBuild | None:
-    """The best-ranked container-built wheel whose tags ``target`` accepts (first on ties)."""
+    """The best-ranked wheel whose tags ``target`` accepts, of those built by a builder whose
+    wheels may serve other targets (a container's; first on ties)."""
     best: tuple[int, PriorBuild] | None = None
     for b in builds:
-        if not b.builder.startswith("container:"):
+        builder = _BY_NAME.get(kind_name(b.builder))
+        if builder is None or not builder.shares_wheels:
             continue
         rank = target.wheel_rank(b.path.rsplit("/", 1)[-1])
         if rank is not None and (best is None or rank < best[0]):

@@ -8,8 +8,9 @@ requirement first), runs the jobs in build-dependency order (:func:`run_jobs`) a
 they made. It writes wheels into ``wheels/`` only: the manifest and the locks are changed in
 memory and written once, by the caller, at the end (:func:`wheelport.finish.finish`).
 
-How sdists become wheels is a :class:`Builders` value (a native builder and a container
-builder, both injectable); :func:`default_builders` is the one this machine offers.
+Which builder runs a job is the planner's table (:data:`~wheelport.builders.planner.BUILDERS`);
+what each runs is a :class:`Builders` value (the native build and the container run, both
+injectable); :func:`default_builders` is the one this machine offers.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from packaging.pylock import PackageWheel, Pylock
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from wheelport.builders.native import BUILDER as NATIVE
+from wheelport.builders.kind import NO_ENGINE, ContainerBuilder, NativeBuilder, PlannedJob
 from wheelport.builders.native import build_native
 from wheelport.builders.plan import (
     BuildNeed,
@@ -39,10 +40,9 @@ from wheelport.builders.plan import (
     read_sdist_info,
 )
 from wheelport.builders.planner import (
-    NO_ENGINE,
-    PlannedJob,
     PriorBuild,
     assign_shards,
+    builder_of,
     decide,
     plan_builds,
 )
@@ -78,20 +78,11 @@ DEFAULT_SYSTEM_PACKAGES: dict[str, tuple[str, ...]] = {
     "lxml": ("libxml2-dev", "libxslt1-dev"),
 }
 
-#: (sdist, targets, wheels dir, out dir, log dir) -> target identifier → wheel path. The
-#: targets share one image (their first one's); one run builds once per interpreter.
-ContainerBuilder = Callable[[Path, Sequence[Target], Path, Path, Path], Mapping[str, Path]]
-
-
-class NativeBuilder(Protocol):
-    """Builds an sdist on this host, with build requirements from ``wheels_dir`` only."""
-
-    def __call__(self, sdist: Path, *, wheels_dir: Path, out_dir: Path, log_dir: Path) -> Path: ...
-
 
 @dataclass(frozen=True)
 class Builders:
-    """How sdists become wheels. ``container`` is None when no engine is usable."""
+    """What the builders run (:class:`~wheelport.builders.kind.Ports`): the native build, and
+    the container run — None when no engine is usable."""
 
     native: NativeBuilder = build_native
     container: ContainerBuilder | None = None
@@ -364,11 +355,7 @@ def prepare_build_requirements(
         i += 1
         need, builder = job.need, job.builder
         # the interpreters that run the build: the host's, or one per Python in the container
-        build_targets = (
-            [host]
-            if builder == NATIVE
-            else list({t.abi: t for t in reversed(job.targets)}.values())
-        )
+        build_targets = builder_of(job).interpreters(job, host)
         after: list[str] = []
         try:
             for build_target in build_targets:
@@ -520,12 +507,9 @@ def _run_build(wh: Wheelhouse, job: PlannedJob, builders: Builders) -> dict[str,
     """Run one build job; return target identifier → its wheel, placed in ``wheels/``."""
     sdist = wh.root / job.need.sdist_path
     with tempfile.TemporaryDirectory(prefix="wheelport-out-") as tmp:
-        if job.builder == NATIVE:
-            wheel = builders.native(sdist, wheels_dir=wh.wheels, out_dir=Path(tmp), log_dir=wh.logs)
-            built: Mapping[str, Path] = {t.identifier: wheel for t in job.targets}
-        else:
-            assert builders.container is not None
-            built = builders.container(sdist, job.targets, wh.wheels, Path(tmp), wh.logs)
+        built = builder_of(job).build(
+            job, sdist, builders, wheels_dir=wh.wheels, out_dir=Path(tmp), log_dir=wh.logs
+        )
         need = job.need
         for wheel in sorted(set(built.values())):
             why = wheel_problem(wheel, wheel.name)
