@@ -16,8 +16,9 @@ from support.server import HTML_TYPE, JSON_TYPE, IndexServer
 from wheelport import api
 from wheelport.cache import Cache
 from wheelport.config import build_config
+from wheelport.credentials import redact
 from wheelport.errors import IndexAccessError
-from wheelport.index.client import IndexClient, redact
+from wheelport.index.client import IndexClient
 
 UPLOAD = "2024-03-01T12:00:00.000000Z"
 

@@ -19,9 +19,11 @@ from packaging.requirements import Requirement
 from wheelport.builders.isolated import sdist_metadata_online
 from wheelport.cache import Cache
 from wheelport.config import Config, SourcedRequirement, parse_requirement
+from wheelport.credentials import redact, split_credentials
 from wheelport.errors import FetchError, IndexAccessError, ResolutionError, UsageError
 from wheelport.importers import ImportedPin, Selected
-from wheelport.index.client import IndexClient, ProjectStatus, redact, split_credentials
+from wheelport.index.client import IndexClient
+from wheelport.index.parse import ProjectStatus
 from wheelport.lock import Staleness, build_lock, check_locks, write_locks
 from wheelport.resolve import (
     NullReporter,

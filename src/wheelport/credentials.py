@@ -1,8 +1,10 @@
-"""The one netrc lookup, shared by the index client and ``publish``.
+"""Credentials: the one netrc lookup, logins carried by index URLs, and URLs as they are shown.
 
-The file is ``$NETRC`` when set, else ``~/.netrc``. Its ``machine`` entry for a host (else its
-``default`` entry) gives a login and a password. What a caller does with an unreadable file is
-the caller's choice: ``publish`` stops with the error, the index client goes on without.
+The netrc file is ``$NETRC`` when set, else ``~/.netrc``. Its ``machine`` entry for a host (else
+its ``default`` entry) gives a login and a password. What a caller does with an unreadable file
+is the caller's choice: ``publish`` stops with the error, the index client goes on without
+(:class:`Logins`). Credentials are never printed or written: every URL shown to a user goes
+through :func:`redact`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from wheelport.errors import UsageError
 
@@ -51,3 +54,75 @@ def netrc_login(
     if entry is None:
         return None
     return NetrcLogin(entry[0] or "", entry[2] or "", file)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (user names are kept)."""
+    parts = urlsplit(url)
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    # a user name alone is often a token (https://<token>@host/): hide it as pip does
+    netloc = (
+        f"{parts.username}:***@{host}"
+        if parts.password is not None and parts.username
+        else f"***@{host}"
+    )
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without ``user:password@``, the (user, password) it carried or None)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    clean = urlunsplit(parts._replace(netloc=host))
+    return clean, (parts.username or "", parts.password or "")
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL (the port made explicit): where a login may be sent."""
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.hostname}:{p.port or (443 if p.scheme == 'https' else 80)}"
+
+
+class Logins:
+    """The logins an index client sends: the one an index URL carries, for that index's origin;
+    else the netrc login for an index's host (looked up once per host; an unreadable netrc gives
+    none, as pip: a public index needs none, and a refusal names the index URL). A host that is
+    no index's gets none."""
+
+    def __init__(self) -> None:
+        self._given: dict[str, tuple[str, str]] = {}
+        self._indexes: set[str] = set()
+        self._netrc: dict[str, NetrcLogin | None] = {}
+
+    def add_index(self, url: str) -> str:
+        """Take an index URL: remember its origin and the login it carries; return the URL
+        without the login."""
+        clean, login = split_credentials(url)
+        self._indexes.add(origin(clean))
+        if login:
+            self._given[origin(clean)] = login
+        return clean
+
+    def for_url(self, url: str) -> tuple[str, str] | None:
+        """(login, password) to send with a request for ``url``, or None."""
+        where = origin(url)
+        if where in self._given:
+            return self._given[where]
+        if where not in self._indexes:
+            return None
+        host = urlsplit(url).hostname or ""
+        if host not in self._netrc:
+            try:
+                self._netrc[host] = netrc_login(host)
+            except UsageError:
+                self._netrc[host] = None
+        entry = self._netrc[host]
+        return (entry.login, entry.password) if entry else None

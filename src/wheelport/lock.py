@@ -24,8 +24,8 @@ from packaging.version import Version
 
 from wheelport import __version__
 from wheelport.errors import UsageError
-from wheelport.index.client import ProjectStatus
 from wheelport.index.models import DistFile
+from wheelport.index.parse import ProjectStatus
 from wheelport.resolve import Pin, Resolution, marker_for
 from wheelport.targets import Target
 from wheelport.wheelhouse import Wheelhouse, atomic_write_text

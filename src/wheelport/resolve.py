@@ -41,8 +41,9 @@ from packaging.version import Version
 
 from wheelport.config import Config, SourcedRequirement
 from wheelport.conflicts import Conflicts, narrowed, where
+from wheelport.credentials import redact
 from wheelport.errors import ResolutionError, WheelportError
-from wheelport.index.client import IndexClient, redact
+from wheelport.index.client import IndexClient
 from wheelport.index.models import DistFile
 from wheelport.targets import Target
 

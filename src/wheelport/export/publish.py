@@ -40,10 +40,10 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from wheelport.credentials import netrc_login
+from wheelport.credentials import netrc_login, split_credentials
 from wheelport.credentials import netrc_path as default_netrc_path
 from wheelport.errors import ExportError, UsageError
-from wheelport.index.client import parse_html_page, parse_json_page, split_credentials
+from wheelport.index.parse import parse_html_page, parse_json_page
 from wheelport.wheelhouse import Wheelhouse, atomic_target, sha256_file
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"

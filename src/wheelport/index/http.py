@@ -1,0 +1,267 @@
+"""HTTP for the index client: GETs with retries, and index pages through the user's cache.
+
+:class:`Http` sends every request with the login :class:`~wheelport.credentials.Logins` gives
+for its URL, retries connection errors, 429 and 5xx with exponential backoff, and reads index
+pages through the HTTP cache in the user cache directory: a page fresh within its ``max-age`` is
+not requested again, a stale one is revalidated with ``ETag``/``Last-Modified``. A page is read
+up to :func:`max_page_bytes` (a hostile index could send gigabytes). httpx is imported when the
+first request is made: a run that needs no network never loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from wheelport.cache import Cache
+from wheelport.credentials import Logins, redact
+from wheelport.errors import IndexAccessError, UsageError
+from wheelport.wheelhouse import atomic_write_bytes, human_size
+
+if TYPE_CHECKING:
+    import httpx
+
+
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+HTML_V1 = "application/vnd.pypi.simple.v1+html"
+ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
+RETRY_STATUS = {429, 500, 502, 503, 504}
+MAX_PAGE_AGE = 600
+
+
+#: the biggest project page read (PyPI's largest are a few MB); the environment can raise it
+MAX_PAGE_BYTES = 32 << 20
+MAX_PAGE_ENV = "WHEELPORT_MAX_PAGE_SIZE"
+
+
+def max_page_bytes() -> int:
+    """The page size limit: ``$WHEELPORT_MAX_PAGE_SIZE`` (bytes) when set, else 32 MiB."""
+    raw = os.environ.get(MAX_PAGE_ENV, "")
+    try:
+        return int(raw) if raw else MAX_PAGE_BYTES
+    except ValueError:
+        raise UsageError(
+            f"{MAX_PAGE_ENV}={raw!r} is not a number of bytes", hint=f"unset {MAX_PAGE_ENV}"
+        ) from None
+
+
+class Http:
+    """The index client's HTTP: one lazily made ``httpx.Client`` (or the one handed in),
+    retries, logins and the page cache. ``stats`` counts requests, pages served from the
+    cache and pages revalidated (the client's own counts, shared)."""
+
+    def __init__(
+        self,
+        logins: Logins,
+        cache: Cache,
+        stats: dict[str, int],
+        *,
+        http: httpx.Client | None = None,
+        timeout: float = 30.0,
+        concurrency: int = 16,
+        retries: int = 3,
+        backoff: float = 0.5,
+        refresh: bool = False,
+    ) -> None:
+        self.logins = logins
+        self.cache = cache
+        self.stats = stats
+        self._own = http is None
+        self._client = http
+        self._options = (timeout, concurrency)
+        self._lock = threading.Lock()
+        self.retries = retries
+        self.backoff = backoff
+        #: revalidate every page even when the cache says it is fresh
+        self.refresh = refresh
+
+    @property
+    def client(self) -> httpx.Client:
+        """The HTTP client, made on first use (a run that finds everything in place — a no-op
+        sync — never pays for TLS set-up)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import httpx  # here: a run that needs no network never imports it
+
+                    timeout, concurrency = self._options
+                    self._client = httpx.Client(
+                        timeout=timeout,
+                        follow_redirects=True,
+                        limits=httpx.Limits(
+                            max_connections=concurrency, max_keepalive_connections=concurrency
+                        ),
+                        headers={"User-Agent": "wheelport"},
+                    )
+        return self._client
+
+    def close(self) -> None:
+        """Close the HTTP client when it is this object's own (and was made)."""
+        if self._own and self._client is not None:
+            self._client.close()
+
+    def request(
+        self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False
+    ) -> httpx.Response:
+        """GET with retries on connection errors, 429 and 5xx (exponential backoff)."""
+        import httpx
+
+        auth = self.logins.for_url(url)
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * (2 ** (attempt - 1)))
+            try:
+                self.stats["requests"] += 1
+                req = self.client.build_request("GET", url, headers=headers)
+                resp = self.client.send(
+                    req, auth=auth if auth else httpx.USE_CLIENT_DEFAULT, stream=stream
+                )
+            except httpx.TransportError as exc:
+                last = exc
+                continue
+            if resp.status_code in RETRY_STATUS and attempt < self.retries:
+                resp.close()
+                last = None
+                continue
+            return resp
+        reason = transport_reason(last) if last else "server error"
+        raise IndexAccessError(
+            f"cannot reach {redact(url)}: {reason}",
+            hint="check --index-url and the network",
+            path=redact(url),
+        )
+
+    def get_page(self, url: str) -> tuple[bytes, str, str]:
+        """(body, content type, final URL) of an index page, through the HTTP cache."""
+        cache_file = self.cache.http_path(f"page:{url}")
+        cached: dict[str, Any] | None = None
+        if cache_file.exists():
+            try:
+                cached = json.loads(cache_file.read_text())
+            except (ValueError, OSError):
+                cached = None
+        now = time.time()
+        if cached and not self.refresh and now - cached["fetched"] < cached.get("max_age", 0):
+            self.stats["cached"] += 1
+            return cached["body"].encode(), cached["content_type"], cached["url"]
+        headers = {"Accept": ACCEPT}
+        if cached:
+            if cached.get("etag"):
+                headers["If-None-Match"] = cached["etag"]
+            if cached.get("last_modified"):
+                headers["If-Modified-Since"] = cached["last_modified"]
+        resp, body = self._fetch_page(url, headers)
+        if resp.status_code == 304 and cached:
+            self.stats["revalidated"] += 1
+            cached["fetched"] = now
+            cached["max_age"] = _max_age(resp.headers)
+            atomic_write_bytes(cache_file, json.dumps(cached).encode(), durable=False)
+            return cached["body"].encode(), cached["content_type"], cached["url"]
+        if resp.status_code == 404:
+            return b"", "404", url
+        if resp.status_code in (401, 403):
+            raise IndexAccessError(
+                f"{redact(url)} refused access ({resp.status_code})",
+                hint="give credentials in the index URL or ~/.netrc",
+                path=redact(url),
+            )
+        if resp.status_code >= 400:
+            raise IndexAccessError(
+                f"{redact(url)} answered HTTP {resp.status_code}", path=redact(url)
+            )
+        ctype = resp.headers.get("content-type", "text/html").split(";")[0].strip()
+        final = str(resp.url)
+        entry = {
+            "url": final,
+            "content_type": ctype,
+            "etag": resp.headers.get("etag"),
+            "last_modified": resp.headers.get("last-modified"),
+            "fetched": now,
+            "max_age": _max_age(resp.headers),
+            "body": body.decode("utf-8", "replace"),
+        }
+        atomic_write_bytes(cache_file, json.dumps(entry).encode(), durable=False)
+        return body, ctype, final
+
+    def _fetch_page(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
+        """The response and body of a page; a body cut short is asked for again (as a failed
+        request is, :meth:`request`)."""
+        import httpx
+
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * (2 ** (attempt - 1)))
+            resp = self.request(url, headers, stream=True)
+            try:
+                return resp, self._page_body(resp, url)
+            except httpx.TransportError as exc:
+                last = exc
+            finally:
+                resp.close()
+        raise IndexAccessError(
+            f"cannot read {redact(url)}: {transport_reason(last)}",
+            hint="check --index-url and the network",
+            path=redact(url),
+        )
+
+    def _page_body(self, resp: httpx.Response, url: str) -> bytes:
+        """The body of a page response, read up to :func:`max_page_bytes` (a bigger page is
+        refused before it is held in memory: a hostile index could send gigabytes)."""
+        if resp.status_code != 200:
+            return b""
+        limit = max_page_bytes()
+        declared = resp.headers.get("content-length", "")
+        chunks: list[bytes] = []
+        total = int(declared) if declared.isdigit() else 0
+        if total <= limit:
+            total = 0
+            for chunk in resp.iter_bytes(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    break
+                chunks.append(chunk)
+        if total > limit:
+            raise IndexAccessError(
+                f"{redact(url)} is larger than {human_size(limit)}, the limit for one project page",
+                hint=f"raise it with {MAX_PAGE_ENV}=BYTES if this index is trusted",
+                path=redact(url),
+            )
+        return b"".join(chunks)
+
+
+def transport_reason(exc: BaseException) -> str:
+    """A transport error as one short phrase (``connection refused``, ``timed out (…)``)."""
+    import httpx
+
+    text = str(exc) or type(exc).__name__
+    if "refused" in text.lower():
+        return "connection refused"
+    if "reset by peer" in text.lower():
+        return "connection reset by the server"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({text.splitlines()[0]})" if "timed out" not in text else text
+    return text.splitlines()[0]
+
+
+def _max_age(headers: httpx.Headers) -> int:
+    """How long a page stays fresh: its ``max-age`` (capped), or — for a response with no caching
+    headers at all — PyPI's own 600 s, as HTTP allows heuristic freshness (RFC 9111 §4.2.2)."""
+    cc = headers.get("cache-control", "")
+    if "no-store" in cc or "no-cache" in cc:
+        return 0
+    m = re.search(r"max-age=(\d+)", cc)
+    if m:
+        return min(int(m[1]), MAX_PAGE_AGE)
+    if (
+        not cc
+        and "etag" not in headers
+        and "last-modified" not in headers
+        and "expires" not in headers
+    ):
+        return MAX_PAGE_AGE
+    return 0

@@ -1,0 +1,288 @@
+"""Index pages read into files: PEP 691 JSON and PEP 503 HTML project pages, PEP 792 status.
+
+Every link a page gives is checked before it becomes a :class:`~wheelport.index.models.DistFile`
+(:func:`~wheelport.index.models.make_file`): an http(s) page may link http(s) files only, a
+``file://`` index ``file://`` files only (:class:`_Refused`: a remote index must never make
+wheelport read local files). A project's files are grouped by version, each version's made on
+first use (:class:`VersionFiles`). Pure: the pages are handed in as text or data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+from packaging.version import Version
+
+from wheelport.credentials import redact
+from wheelport.index.models import DistFile, filename_version, make_file
+
+#: the index client's logger: its warnings are named as they always were
+log = logging.getLogger("wheelport.index.client")
+
+
+#: PEP 792 project statuses; a page that names none means "active"
+PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    """A project's PEP 792 status marker (``active`` when the index gives none)."""
+
+    status: str
+    reason: str | None = None
+
+    @property
+    def notable(self) -> bool:
+        """Whether a report should show it (anything but ``active``)."""
+        return self.status != "active"
+
+    def to_json(self) -> dict[str, str]:
+        return {"status": self.status, **({"reason": self.reason} if self.reason else {})}
+
+
+def _status(value: object, reason: object) -> ProjectStatus | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    status = value.strip().lower()
+    if status not in PROJECT_STATUSES:
+        log.warning("ignoring unknown project status %r", value)
+        return None
+    return ProjectStatus(status, str(reason) if isinstance(reason, str) and reason else None)
+
+
+def parse_json_status(data: Mapping[str, Any]) -> ProjectStatus | None:
+    """The PEP 792 ``project-status`` of a PEP 691 (v1.4) project page, None when absent."""
+    raw = data.get("project-status")
+    if not isinstance(raw, Mapping):
+        return None
+    return _status(raw.get("status"), raw.get("reason"))
+
+
+def parse_html_status(text: str) -> ProjectStatus | None:
+    """The PEP 792 ``pypi:project-status`` meta tag of a PEP 503 project page, None when absent."""
+    parser = _LinkParser()
+    parser.feed(text)
+    return parser.status()
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base: str | None = None
+        self.links: list[dict[str, str | None]] = []
+        self.meta: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        d = dict(attrs)
+        if tag == "base" and d.get("href") and self.base is None:
+            self.base = d["href"]
+        elif tag == "a" and d.get("href"):
+            self.links.append(d)
+        elif tag == "meta" and d.get("name") and d.get("content") is not None:
+            self.meta.setdefault(str(d["name"]).lower(), str(d["content"]))
+
+    def status(self) -> ProjectStatus | None:
+        return _status(
+            self.meta.get("pypi:project-status"), self.meta.get("pypi:project-status-reason")
+        )
+
+
+def parse_html_page(text: str, page_url: str, project: str, index_url: str) -> list[DistFile]:
+    """Files of a PEP 503 project page (anchors with hash fragments and data- attributes)."""
+    return parse_html_project(text, page_url, project, index_url)[0]
+
+
+#: a URL that names its scheme (``https:``, ``file:``, ``data:``…); others are relative
+_SCHEMED = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _kind(url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    return "http(s)" if scheme in ("http", "https") else scheme
+
+
+class _Refused:
+    """The links of one page whose scheme is not the page's own kind: an http(s) page may link
+    http(s) files only, a ``file://`` index ``file://`` files only (a remote index must never
+    make wheelport read local files). Dropped, with one warning naming the page."""
+
+    def __init__(self, page_url: str) -> None:
+        self.page_url = page_url
+        self.kind = _kind(page_url)
+        self.links: list[str] = []
+
+    def allows(self, url: str) -> bool:
+        if _kind(url) == self.kind:
+            return True
+        self.links.append(url)
+        return False
+
+    def warn(self) -> None:
+        if self.links:
+            first = self.links[0].split("#", 1)[0][:200]
+            more = f" and {len(self.links) - 1} more" if len(self.links) > 1 else ""
+            log.warning(
+                "ignoring %d link(s) on %s that are not %s like the page (%s%s)",
+                len(self.links), redact(self.page_url), self.kind, first, more,
+            )  # fmt: skip
+
+
+def parse_html_project(
+    text: str, page_url: str, project: str, index_url: str
+) -> tuple[list[DistFile], ProjectStatus | None]:
+    """Files and PEP 792 status of a PEP 503 project page (the page is parsed once)."""
+    parser = _LinkParser()
+    parser.feed(text)
+    base = urljoin(page_url, parser.base) if parser.base else page_url
+    refused = _Refused(page_url)
+    out = []
+    for a in parser.links:
+        href = str(a["href"])
+        url = urljoin(base, href)
+        if not refused.allows(url):
+            continue
+        path, _, frag = url.partition("#")
+        filename = unquote(path.rsplit("/", 1)[-1].split("?", 1)[0])
+        sha256 = None
+        m = re.match(r"sha256=([0-9a-fA-F]{64})", frag)
+        if m:
+            sha256 = m[1].lower()
+        meta = a.get("data-core-metadata", a.get("data-dist-info-metadata"))
+        core: str | bool = False
+        if meta is not None:
+            mm = re.match(r"sha256=([0-9a-fA-F]{64})", meta or "")
+            core = mm[1].lower() if mm else meta.lower() != "false"
+        yanked = a.get("data-yanked")
+        f = make_file(
+            filename=filename,
+            url=path,
+            project=project,
+            index_url=index_url,
+            sha256=sha256,
+            requires_python=a.get("data-requires-python") or None,
+            yanked=(yanked or "") if "data-yanked" in a else None,
+            core_metadata=core,
+            page=redact(page_url),
+        )
+        if f is not None:
+            out.append(f)
+    refused.warn()
+    return out, parser.status()
+
+
+def parse_json_page(
+    data: dict[str, Any], page_url: str, project: str, index_url: str
+) -> list[DistFile]:
+    """Files of a PEP 691 project page."""
+    return VersionFiles.of_json(data, page_url, project, index_url).files()
+
+
+def json_items(data: Mapping[str, Any], page_url: str) -> Iterator[Mapping[str, Any]]:
+    """The file entries of a PEP 691 page that name a file (``filename`` and ``url`` strings)
+    of the page's own kind (see :class:`_Refused`); others are dropped, with one warning."""
+    files = data.get("files") if isinstance(data, Mapping) else None
+    if not isinstance(files, list):
+        return
+    refused = _Refused(page_url)
+    for item in files:
+        if not isinstance(item, Mapping):
+            continue
+        raw = item.get("url")
+        if not isinstance(raw, str) or not isinstance(item.get("filename"), str):
+            continue
+        # a relative URL takes the page's scheme; only one that names a scheme can differ
+        if _SCHEMED.match(raw) and not raw.startswith(("https://", "http://")):
+            if not refused.allows(urljoin(page_url, raw)):
+                continue
+        elif raw.startswith(("https://", "http://")) and not refused.allows(raw):
+            continue
+        yield item
+    refused.warn()
+
+
+def json_file(
+    item: Mapping[str, Any], page_url: str, project: str, index_url: str
+) -> DistFile | None:
+    """One file entry of a PEP 691 page (None for a file wheelport ignores)."""
+    raw = item["url"]
+    url = raw if raw.startswith(("https://", "http://")) else urljoin(page_url, raw)
+    hashes = item.get("hashes")
+    hashes = hashes if isinstance(hashes, Mapping) else {}
+    meta = item.get("core-metadata", item.get("dist-info-metadata", False))
+    core: str | bool = False
+    if isinstance(meta, dict):
+        core = str(meta.get("sha256", True)) if meta else True
+    elif meta:
+        core = True
+    yanked = item.get("yanked", False)
+    return make_file(
+        filename=item["filename"],
+        url=url.split("#", 1)[0],
+        project=project,
+        index_url=index_url,
+        sha256=hashes.get("sha256"),
+        requires_python=item.get("requires-python") or None,
+        yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
+        core_metadata=core,
+        size=item.get("size"),
+        upload_time=item.get("upload-time"),
+        page=redact(page_url),
+    )
+
+
+class VersionFiles(Mapping[Version, list[DistFile]]):
+    """A project's files grouped by version. A big page lists thousands of files of hundreds of
+    versions while a resolution looks at a few: a version's files are made on first access."""
+
+    def __init__(
+        self,
+        groups: dict[Version, list[Any]],
+        make: Callable[[Any], DistFile | None],
+        *,
+        status: ProjectStatus | None = None,
+    ) -> None:
+        self._groups = groups
+        self._make = make
+        self._built: dict[Version, list[DistFile]] = {}
+        #: the page's PEP 792 project status (None: the index gave none, i.e. active)
+        self.status = status
+
+    @classmethod
+    def of(cls, files: Iterable[DistFile]) -> VersionFiles:
+        groups: dict[Version, list[Any]] = {}
+        for f in files:
+            groups.setdefault(f.version, []).append(f)
+        return cls(groups, lambda f: f)
+
+    @classmethod
+    def of_json(
+        cls, data: dict[str, Any], page_url: str, project: str, index_url: str
+    ) -> VersionFiles:
+        groups: dict[Version, list[Any]] = {}
+        for item in json_items(data, page_url):
+            version = filename_version(item["filename"])
+            if version is not None:
+                groups.setdefault(version, []).append(item)
+        return cls(groups, lambda item: json_file(item, page_url, project, index_url))
+
+    def __getitem__(self, version: Version) -> list[DistFile]:
+        built = self._built.get(version)
+        if built is None:
+            built = [f for f in map(self._make, self._groups[version]) if f is not None]
+            self._built[version] = built  # a race builds equal lists twice: harmless
+        return built
+
+    def __iter__(self) -> Iterator[Version]:
+        return iter(self._groups)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def files(self) -> list[DistFile]:
+        return [f for v in self._groups for f in self[v]]

@@ -1,0 +1,329 @@
+"""Core metadata of a candidate, from the cheapest source that has it.
+
+:data:`SOURCES` is the strategy list, tried in order until one answers: the metadata cache (by a
+file's sha256), the index's PEP 658 file, one wheel of the version read with range requests
+(shared by every target: the wheels of a version carry the same metadata), the sdist's static
+PKG-INFO or pyproject.toml, the whole wheel downloaded, and last a PEP 517 metadata build of the
+sdist. Whatever answers, the metadata must name the file's project and version
+(:func:`read_metadata`): pip refuses such a file too, and so does wheelport.
+
+A source reads through the index client (:class:`Reader`: its HTTP, downloads, cache, and a
+``once`` that runs one piece of work per key for the whole client).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import functools
+import hashlib
+import logging
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from wheelport.cache import Cache
+from wheelport.errors import IndexAccessError, WheelportError
+from wheelport.index.metadata import (
+    TAIL_BYTES,
+    RangesUnsupported,
+    metadata_from_sdist,
+    parse_content_range,
+    read_metadata_by_ranges,
+    same_version,
+    wheel_metadata_member,
+)
+from wheelport.index.models import DistFile
+from wheelport.wheelhouse import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import httpx
+
+#: the index client's logger: its messages are named as they always were
+log = logging.getLogger("wheelport.index.client")
+
+#: where metadata came from, as a message names it
+_SOURCE = {
+    "cache": "the metadata cache",
+    "pep658": "the index's PEP 658 file",
+    "ranges": "the wheel",
+    "wheel": "the wheel",
+    "build": "a PEP 517 metadata build",
+}
+
+#: (local sdist, its file name) -> its core metadata, built with the PEP 517 hook
+SdistMetadataBuilder = Callable[[Path, str], bytes]
+
+
+@dataclass(frozen=True)
+class CoreMetadata:
+    """The parts of a distribution's core metadata the resolver needs."""
+
+    name: str
+    version: str
+    requires_dist: tuple[Requirement, ...]
+    requires_python: str | None
+    provides_extra: tuple[NormalizedName, ...]
+    dynamic: tuple[str, ...]
+    metadata_version: str
+
+    @classmethod
+    def parse(cls, data: bytes, source: str = "") -> CoreMetadata:
+        msg = email.parser.BytesHeaderParser().parsebytes(data)
+        reqs = []
+        for text in msg.get_all("Requires-Dist") or []:
+            try:
+                reqs.append(Requirement(str(text)))
+            except InvalidRequirement:
+                log.warning("%s: ignoring invalid Requires-Dist %r", source, text)
+        return cls(
+            name=str(msg.get("Name", "")),
+            version=str(msg.get("Version", "")),
+            requires_dist=tuple(reqs),
+            requires_python=(str(msg["Requires-Python"]) if msg.get("Requires-Python") else None),
+            provides_extra=tuple(
+                canonicalize_name(str(e)) for e in msg.get_all("Provides-Extra") or []
+            ),
+            dynamic=tuple(str(d).lower() for d in msg.get_all("Dynamic") or []),
+            metadata_version=str(msg.get("Metadata-Version", "1.0")),
+        )
+
+
+class Reader(Protocol):
+    """What the sources use of the index client."""
+
+    @property
+    def cache(self) -> Cache: ...
+
+    @property
+    def stats(self) -> dict[str, int]: ...
+
+    def request(
+        self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False
+    ) -> httpx.Response: ...
+
+    def download(
+        self, file: DistFile, *, progress: Callable[[int], None] | None = None
+    ) -> Path: ...
+
+    def versions_of(self, name: str) -> Mapping[Version, list[DistFile]]: ...
+
+    def once(self, key: tuple[str, ...], work: Callable[[], bytes | None]) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One metadata question: the version's wheels (the candidate's own first) and sdists, the
+    client to read them with, and how an sdist's metadata is built (and who is told)."""
+
+    client: Reader
+    wheels: list[DistFile]
+    sdists: list[DistFile]
+    build: SdistMetadataBuilder | None = None
+    on_build: Callable[[str], None] | None = None
+
+
+def cached_metadata(cache: Cache, sha256: str | None) -> bytes | None:
+    """The metadata kept for the file with this sha256, if any."""
+    if not sha256:
+        return None
+    path = cache.metadata_path(f"meta:{sha256}")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def remember_metadata(cache: Cache, sha256: str | None, data: bytes) -> None:
+    """Keep the metadata of the file with this sha256 (none without one)."""
+    if sha256:
+        atomic_write_bytes(cache.metadata_path(f"meta:{sha256}"), data, durable=False)
+
+
+def from_cache(q: Lookup) -> tuple[bytes, str] | None:
+    for f in [*q.wheels, *q.sdists]:
+        data = cached_metadata(q.client.cache, f.sha256)
+        if data is not None:
+            return data, "cache"
+    return None
+
+
+def from_pep658(q: Lookup) -> tuple[bytes, str] | None:
+    for wheel in q.wheels:
+        if not wheel.core_metadata:
+            continue
+        data = q.client.once(("pep658", wheel.url), functools.partial(_fetch_pep658, q, wheel))
+        if data is not None:
+            return data, "pep658"
+    return None
+
+
+def _fetch_pep658(q: Lookup, wheel: DistFile) -> bytes | None:
+    resp = q.client.request(wheel.metadata_url)
+    if resp.status_code != 200:
+        return None
+    data = resp.content
+    expected = wheel.core_metadata if isinstance(wheel.core_metadata, str) else None
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        log.warning("%s: PEP 658 metadata does not match its sha256; ignored", wheel.filename)
+        return None
+    remember_metadata(q.client.cache, wheel.sha256, data)
+    return data
+
+
+def by_ranges(q: Lookup) -> tuple[bytes, str] | None:
+    """One wheel of the version, read with range requests (shared by every target: the
+    wheels of a version carry the same metadata)."""
+    if not q.wheels or q.wheels[0].url.startswith("file://"):
+        return None
+    wheel = q.wheels[0]
+    key = ("ranges", wheel.project, str(wheel.version))
+    data = q.client.once(key, lambda: _fetch_by_ranges(q, wheel))
+    return (data, "ranges") if data is not None else None
+
+
+def _fetch_by_ranges(q: Lookup, wheel: DistFile) -> bytes | None:
+    import httpx
+
+    client = q.client
+    try:
+        resp = client.request(wheel.url, {"Range": f"bytes=-{TAIL_BYTES}"}, stream=True)
+        try:
+            span = parse_content_range(resp.headers.get("content-range"))
+            if resp.status_code != 206 or span is None:
+                raise RangesUnsupported(f"HTTP {resp.status_code}")
+            tail = resp.read()
+        finally:
+            resp.close()
+
+        def fetch(start: int, end: int) -> bytes:
+            r = client.request(wheel.url, {"Range": f"bytes={start}-{end}"})
+            if r.status_code != 206:
+                raise RangesUnsupported(f"HTTP {r.status_code}")
+            return r.content
+
+        data, more = read_metadata_by_ranges(wheel.filename, span[2], tail, fetch)
+    except (RangesUnsupported, httpx.HTTPError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        log.info("%s: metadata by range requests failed (%s)", wheel.filename, exc)
+        return None
+    client.stats["range_requests"] = client.stats.get("range_requests", 0) + 1 + more
+    remember_metadata(client.cache, wheel.sha256, data)
+    return data
+
+
+def from_static_sdist(q: Lookup) -> tuple[bytes, str] | None:
+    for sdist in q.sdists[:1]:
+        local = q.client.download(sdist)
+        found = metadata_from_sdist(local, sdist.project, str(sdist.version))
+        if found is not None:
+            remember_metadata(q.client.cache, sdist.sha256, found[0])
+            return found[0], "sdist_" + found[1].split(".")[0].lower().replace("-", "_")
+    return None
+
+
+def from_whole_wheel(q: Lookup) -> tuple[bytes, str] | None:
+    """The last resort before a build: download one wheel of the version (it was not
+    readable by ranges) and read its METADATA."""
+    for wheel in q.wheels[:1]:
+        local = q.client.download(wheel)
+        try:
+            with zipfile.ZipFile(local) as zf:
+                member = wheel_metadata_member(zf, wheel.filename)
+                if member is None:
+                    raise IndexAccessError(
+                        f"{wheel.filename}: wheel has no .dist-info/METADATA",
+                        path=wheel.filename,
+                    )
+                data = zf.read(member)
+        except zipfile.BadZipFile as exc:
+            raise IndexAccessError(
+                f"{wheel.filename}: not a readable wheel: {exc}", path=wheel.filename
+            ) from None
+        remember_metadata(q.client.cache, wheel.sha256, data)
+        return data, "wheel"
+    return None
+
+
+def from_build(q: Lookup) -> tuple[bytes, str] | None:
+    if not q.sdists:
+        return None
+    sdist = q.sdists[0]
+    builder = q.build
+    if builder is None:
+        raise IndexAccessError(
+            f"{sdist.filename}: dependencies are dynamic and no builder is set",
+            package=sdist.project,
+        )
+    client = q.client
+
+    def build() -> bytes:
+        local = client.download(sdist)
+        if q.on_build is not None:
+            q.on_build(sdist.filename)
+        client.stats["metadata_builds"] = client.stats.get("metadata_builds", 0) + 1
+        data = builder(local, sdist.filename)
+        remember_metadata(client.cache, sdist.sha256, data)
+        return data
+
+    data = client.once(("build", sdist.sha256 or sdist.url), build)
+    return (data, "build") if data is not None else None
+
+
+#: the strategy list: each source in turn, the cheapest first, until one answers
+SOURCES: tuple[Callable[[Lookup], tuple[bytes, str] | None], ...] = (
+    from_cache,
+    from_pep658,
+    by_ranges,
+    from_static_sdist,
+    from_whole_wheel,
+    from_build,
+)
+
+
+def read_metadata(
+    client: Reader,
+    file: DistFile,
+    *,
+    build: SdistMetadataBuilder | None = None,
+    on_build: Callable[[str], None] | None = None,
+) -> CoreMetadata:
+    """The core metadata of ``file``'s version from the first of :data:`SOURCES` that has it;
+    :class:`IndexAccessError` when it names another project or version than the file, or when
+    none has it. ``on_build`` is told when an sdist's metadata has to be built (PEP 517)."""
+    siblings = client.versions_of(file.project).get(file.version) or [file]
+    wheels = sorted((f for f in siblings if f.is_wheel), key=lambda f: f.filename)
+    if file.is_wheel:  # the target's own wheel first
+        wheels = [file] + [w for w in wheels if w.url != file.url]
+    sdists = [f for f in siblings if not f.is_wheel]
+    if not file.is_wheel:
+        sdists = [file] + [s for s in sdists if s.url != file.url]
+    q = Lookup(client, wheels, sdists, build, on_build)
+    for source in SOURCES:
+        try:
+            found = source(q)
+        except WheelportError as exc:
+            exc.package = exc.package or file.project
+            raise
+        if found is not None:
+            data, how = found
+            client.stats[f"metadata_{how}"] = client.stats.get(f"metadata_{how}", 0) + 1
+            meta = CoreMetadata.parse(data, file.filename)
+            if canonicalize_name(meta.name) != file.project or not same_version(
+                meta.version, str(file.version)
+            ):  # pip refuses such a file too ("inconsistent name/version")
+                raise IndexAccessError(
+                    f"{file.project}: the metadata of {file.filename} (from "
+                    f"{_SOURCE.get(how, how)}) says Name: {meta.name[:100] or '(none)'}, "
+                    f"Version: {meta.version[:100] or '(none)'}; the file is named "
+                    f"{file.project} {file.version}",
+                    hint="the index serves an impostor or a broken upload; nothing was locked",
+                    package=file.project,
+                    path=file.filename,
+                )
+            return meta
+    raise IndexAccessError(f"{file.filename}: no metadata could be read", package=file.project)
