@@ -33,7 +33,7 @@ from pathlib import Path
 
 from packaging.utils import parse_wheel_filename
 
-from wheelport import resources
+from wheelport.builders.images.engine import engine_env
 from wheelport.builders.kind import Claim, Machine, Offered, PlannedJob, Ports, runner_of
 from wheelport.builders.plan import BuildNeed, ImageSlot, SdistInfo, group_container_builds
 from wheelport.errors import BuildError
@@ -144,16 +144,6 @@ def detect_engine(which: Mapping[str, str | None] | None = None) -> str | None:
         if found:
             return name
     return None
-
-
-def engine_env() -> dict[str, str]:
-    """Environment additions for running the engine: ``CONTAINERS_CONF`` for podman.
-
-    podman here needs runc (crun fails on hybrid cgroups) and explicit ulimits; both are in
-    ``containers.conf`` of the package data (:mod:`wheelport.resources`). docker ignores the
-    variable.
-    """
-    return {"CONTAINERS_CONF": str(resources.path(resources.CONTAINERS_CONF))}
 
 
 def cibw_identifier(target: Target) -> str:

@@ -162,7 +162,7 @@ def _engine(engine: str | None) -> str:
 
 
 def _env() -> dict[str, str]:
-    from wheelport.builders.container import engine_env
+    from wheelport.builders.images.engine import engine_env
 
     return {**os.environ, **engine_env()}
 
