@@ -37,8 +37,8 @@ from wheelport.resolve import (
     none_locked,
     resolve_all,
     resolve_each,
-    select_file,
 )
+from wheelport.selection import select_file
 from wheelport.targets import Target, parse_targets
 from wheelport.wheelhouse import Wheelhouse, sha256_file
 

@@ -29,7 +29,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import resolvelib
@@ -40,11 +40,12 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from wheelport.config import Config, SourcedRequirement
-from wheelport.conflicts import Conflicts, narrowed, where
-from wheelport.credentials import redact
-from wheelport.errors import ResolutionError, WheelportError
+from wheelport.conflicts import Conflicts
+from wheelport.errors import WheelportError
+from wheelport.explain import explain_impossible, gave_up
 from wheelport.index.client import IndexClient
 from wheelport.index.models import DistFile
+from wheelport.selection import Why, select_file
 from wheelport.targets import Target
 
 log = logging.getLogger(__name__)
@@ -248,74 +249,6 @@ class Policy:
         return "any"
 
 
-@dataclass
-class _Why:
-    """Why files of a project were not candidates for a target (for error messages)."""
-
-    versions: set[Version] = field(default_factory=set)
-    requires_python: dict[Version, str] = field(default_factory=dict)
-    no_tag: set[Version] = field(default_factory=set)
-    yanked: set[Version] = field(default_factory=set)
-    sdist_only: set[Version] = field(default_factory=set)
-
-
-def select_file(
-    files: Sequence[DistFile],
-    target: Target,
-    rule: str,
-    *,
-    allow_yanked: bool,
-    why: _Why | None = None,
-) -> DistFile | None:
-    """The file of one version that serves a target best: the wheel with the best-ranked tag,
-    else the sdist (unless only-binary). ``from-source`` picks the sdist only. A pure function."""
-    best: tuple[int, DistFile] | None = None
-    sdist: DistFile | None = None
-    python = target.full_version
-    untagged = False
-    for f in files:
-        if f.is_yanked and not allow_yanked:
-            if why is not None:
-                why.yanked.add(f.version)
-            continue
-        if f.requires_python and not _python_ok(f.requires_python, python):
-            if why is not None:
-                why.requires_python[f.version] = f.requires_python
-            continue
-        if f.is_wheel:
-            if rule == "from-source":
-                continue
-            rank = target.wheel_rank(f.filename)
-            if rank is None:
-                untagged = True
-            elif best is None or rank < best[0]:
-                best = (rank, f)
-        elif rule != "only-binary" and (sdist is None or f.filename.endswith(".tar.gz")):
-            sdist = f
-    if best is not None:
-        return best[1]
-    if untagged and sdist is None and why is not None:
-        why.no_tag.add(files[0].version)
-    if (
-        sdist is None
-        and rule == "only-binary"
-        and why is not None
-        and any(not f.is_wheel for f in files)
-    ):
-        why.sdist_only.add(files[0].version)
-    return sdist
-
-
-@functools.lru_cache(maxsize=4096)
-def _python_ok(requires_python: str, python_version: str) -> bool:
-    """Does ``python_version`` satisfy ``requires_python``? Memoized: thousands of files share a
-    handful of distinct strings."""
-    try:
-        return SpecifierSet(requires_python).contains(Version(python_version), prereleases=True)
-    except (InvalidSpecifier, ValueError):
-        return True
-
-
 class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
     """Answers resolvelib's questions for one target."""
 
@@ -360,11 +293,11 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         self.via: dict[str, str] = {}
         self._roots = {id(r) for r in roots}
         #: what the search ran into: ranks projects, and names the conflict when it gives up
-        self.conflicts = Conflicts(self._has_version, self.via)
+        self.conflicts = Conflicts(self.has_version, self.via)
         #: told the filename of each sdist whose metadata is built (PEP 517)
         self.on_metadata_build = on_metadata_build
         self.env = dict(target.markers)
-        self.why: dict[NormalizedName, _Why] = defaultdict(_Why)
+        self.why: dict[NormalizedName, Why] = defaultdict(Why)
         self.unknown: set[NormalizedName] = set()
         #: shortest known distance of an identifier from the roots (a preference, not the graph)
         self.depth: dict[str, int] = {}
@@ -623,9 +556,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                     return True
                 continue
             fixed = self.fixed.get(req.name)
-            if fixed and not self._has_version(
-                req.name, req.specifier & self._fixed_spec[req.name]
-            ):
+            if fixed and not self.has_version(req.name, req.specifier & self._fixed_spec[req.name]):
                 self.doomed[key] = req
                 self.conflicts.rejected(cand.name, req, [(f, None) for f in fixed])
                 return True
@@ -656,7 +587,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             found.append(f"{name} {version} requires {req.text}, {but}")
         return found
 
-    def _has_version(self, name: NormalizedName, spec: SpecifierSet) -> bool:
+    def has_version(self, name: NormalizedName, spec: SpecifierSet) -> bool:
         """Whether the index has any version of ``name`` inside ``spec`` (a file for the
         target or not: a necessary condition, so a "no" is certain)."""
         return bool(self._matching(name, spec))
@@ -876,33 +807,12 @@ def resolve_target(
     try:
         result = resolver.resolve(roots, max_rounds=_MAX_ROUNDS)
     except resolvelib.ResolutionImpossible as exc:
-        raise explain_impossible(exc.causes, provider, client) from None
+        raise explain_impossible(exc.causes, provider, client.index_urls) from None
     except (_OutOfTime, resolvelib.ResolutionTooDeep):
         raise gave_up(provider, clock() - started) from None
     resolution = _to_resolution(target, result)
     reporter.target_done(target, resolution)
     return resolution
-
-
-def gave_up(provider: Provider, elapsed: float) -> ResolutionError:
-    """The one line for a search that ran out of time: how long, and the conflict it met most,
-    each side with where it comes from."""
-    target = provider.target
-    limit = provider.policy.time_limit
-    worst = provider.conflicts.worst()
-    if worst is None:
-        what = "without meeting a conflict (a slow index or metadata builds?)"
-    else:
-        _, text, count = worst
-        what = f"the conflict it met most ({count} time{'s' * (count != 1)}): {text}"
-    limit_text = f"its {limit:g} s limit" if limit is not None else "too many rounds"
-    return ResolutionError(
-        f"resolution for target {target} gave up after {elapsed:.0f} s ({limit_text}); {what}",
-        hint="pin or loosen one side of that conflict, add a constraint (-c), "
-        "or allow more time (--resolve-timeout SECONDS, WHEELPORT_RESOLVE_TIMEOUT)",
-        package=None if worst is None else worst[0].project,
-        target=str(target),
-    )
 
 
 def _edges(
@@ -967,90 +877,6 @@ def _to_resolution(
             for name, cand in sorted(base.items())
         },
     )
-
-
-def explain_impossible(
-    causes: Collection[Any], provider: Provider, client: IndexClient
-) -> ResolutionError:
-    """Turn resolvelib's causes into one line: unknown project, nothing matches, or a conflict chain."""
-    target = provider.target
-    names = {c.requirement.name for c in causes}
-    indexes = ", ".join(redact(u) for u in client.index_urls)
-    for name in sorted(names):
-        if name in provider.unknown:
-            return ResolutionError(
-                f"no project named {name!r} on {indexes}",
-                hint="check the spelling or add --index-url",
-                package=name,
-                target=str(target),
-            )
-    if len(names) == 1:
-        name = next(iter(names))
-        why = provider.why.get(name, _Why())
-        wanted = ", ".join(sorted({c.requirement.text for c in causes}))
-        if (
-            why.versions
-            and why.requires_python
-            and len(why.requires_python) >= len(why.versions - why.yanked)
-        ):
-            specs = sorted(set(why.requires_python.values()))
-            return ResolutionError(
-                f"no version of {name} supports Python {target.full_version} (target {target}); "
-                f"requires-python of its releases: {', '.join(specs[:4])}",
-                hint="choose another target or an older pin",
-                package=name,
-                target=str(target),
-            )
-        all_parents_root = all(c.parent is None for c in causes)
-        if all_parents_root or len({str(c.requirement.specifier) for c in causes}) == 1:
-            ruled_out = provider.ruled_out(name, [c.requirement for c in causes])
-            if ruled_out:
-                more = ""
-                if len(ruled_out) > 1:
-                    more = f" (and {len(ruled_out) - 1} more version(s) likewise)"
-                return ResolutionError(
-                    f"no version of {name} that {wanted} allows fits your other requirements "
-                    f"for target {target}: {ruled_out[0]}{more}",
-                    hint="loosen one of these requirements or add a constraint",
-                    package=name,
-                    target=str(target),
-                )
-            avail = sorted(why.versions)
-            shown = ", ".join(str(v) for v in avail[-12:]) or "none"
-            extra = []
-            if why.no_tag:
-                extra.append(
-                    f"{len(why.no_tag)} version(s) have no wheel for {target} and no sdist"
-                )
-            if why.requires_python:
-                extra.append(f"{len(why.requires_python)} exclude Python {target.full_version}")
-            if why.sdist_only:
-                extra.append(
-                    f"{len(why.sdist_only)} have only an sdist, which --only-binary excludes"
-                )
-            return ResolutionError(
-                f"no version of {name} satisfies {wanted} for target {target} (available: {shown})"
-                + (f"; {'; '.join(extra)}" if extra else ""),
-                package=name,
-                target=str(target),
-            )
-    kept = []
-    for name in sorted(names):
-        on_name = [(c.requirement, c.parent) for c in causes if c.requirement.name == name]
-        kept += narrowed(on_name, provider._has_version)
-    chain = "; ".join(dict.fromkeys(_describe(req, parent, provider.via) for req, parent in kept))
-    return ResolutionError(
-        f"conflicting requirements for target {target}: {chain}",
-        hint="loosen one of these requirements or add a constraint",
-        package=", ".join(sorted(names)),
-        target=str(target),
-    )
-
-
-def _describe(req: Req, parent: Candidate | None, via: Mapping[str, str]) -> str:
-    if parent is None:
-        return f"you ask for {req.text} ({req.origin})"
-    return f"{where(str(parent), via)} requires {req.text}"
 
 
 @dataclass(frozen=True)
