@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -206,32 +207,62 @@ def json_items(data: Mapping[str, Any], page_url: str) -> Iterator[Mapping[str, 
     refused.warn()
 
 
-def json_file(
-    item: Mapping[str, Any], page_url: str, project: str, index_url: str
-) -> DistFile | None:
-    """One file entry of a PEP 691 page (None for a file wheelport ignores)."""
-    raw = item["url"]
-    url = raw if raw.startswith(("https://", "http://")) else urljoin(page_url, raw)
+#: what wheelport reads of one PEP 691 file entry: (filename, url, sha256, requires-python,
+#: yanked, core-metadata, size, upload-time). A page's entries are kept as these tuples, not as
+#: the parsed dicts: a big project lists thousands of files, held for the whole run.
+Row = tuple["str | None", str, Any, Any, Any, "str | bool", Any, Any]
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def json_row(item: Mapping[str, Any]) -> Row:
+    """The fields of a PEP 691 file entry wheelport reads (``item`` passed :func:`json_items`)."""
     hashes = item.get("hashes")
-    hashes = hashes if isinstance(hashes, Mapping) else {}
     meta = item.get("core-metadata", item.get("dist-info-metadata", False))
     core: str | bool = False
     if isinstance(meta, dict):
         core = str(meta.get("sha256", True)) if meta else True
     elif meta:
         core = True
-    yanked = item.get("yanked", False)
+    requires = item.get("requires-python")
+    filename, url = item["filename"], item["url"]
+    sha = hashes.get("sha256") if isinstance(hashes, Mapping) else None
+    if isinstance(sha, str) and _HEX64.fullmatch(sha):
+        sha = bytes.fromhex(sha)  # half the memory of the text; spelled out again when used
+    return (
+        None if url.endswith("/" + filename) else filename,  # (most URLs end in the name)
+        url,
+        sha,
+        sys.intern(requires) if isinstance(requires, str) else requires,  # a few distinct values
+        item.get("yanked", False),
+        core,
+        item.get("size"),
+        item.get("upload-time"),
+    )
+
+
+def json_file(
+    item: Mapping[str, Any] | Row, page_url: str, project: str, index_url: str
+) -> DistFile | None:
+    """One file entry of a PEP 691 page, or its :func:`json_row` (None for a file wheelport
+    ignores)."""
+    row = item if isinstance(item, tuple) else json_row(item)
+    filename, raw, sha256, requires, yanked, core, size, uploaded = row
+    if filename is None:
+        filename = raw.rsplit("/", 1)[1]
+    if isinstance(sha256, bytes):
+        sha256 = sha256.hex()
+    url = raw if raw.startswith(("https://", "http://")) else urljoin(page_url, raw)
     return make_file(
-        filename=item["filename"],
+        filename=filename,
         url=url.split("#", 1)[0],
         project=project,
         index_url=index_url,
-        sha256=hashes.get("sha256"),
-        requires_python=item.get("requires-python") or None,
+        sha256=sha256,
+        requires_python=requires or None,
         yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
         core_metadata=core,
-        size=item.get("size"),
-        upload_time=item.get("upload-time"),
+        size=size,
+        upload_time=uploaded,
         page=redact(page_url),
     )
 
@@ -268,8 +299,8 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
         for item in json_items(data, page_url):
             version = filename_version(item["filename"])
             if version is not None:
-                groups.setdefault(version, []).append(item)
-        return cls(groups, lambda item: json_file(item, page_url, project, index_url))
+                groups.setdefault(version, []).append(json_row(item))
+        return cls(groups, lambda row: json_file(row, page_url, project, index_url))
 
     def __getitem__(self, version: Version) -> list[DistFile]:
         built = self._built.get(version)
