@@ -586,3 +586,121 @@ def test_version_as_the_chosen_file_spells_it(
     got = lock(tmp_path, index_server, ["pkg"])[LINUX312]
     assert got["pkg"]["version"] == "2.0.0"
     assert wheel_name(got["pkg"]) == "pkg-2.0.0-py3-none-any.whl"
+
+
+# -- a project with no file for the target -------------------------------------------------------
+
+MUSL311 = "cp311-musllinux_1_2_x86_64"  # unlike the host: no wheel of this index serves it
+MANY = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
+
+
+def _no_file(
+    tmp_path: Path, srv: IndexServer, requirement: str, policy: Policy | None = None
+) -> str:
+    with pytest.raises(ResolutionError) as info:
+        reqs = [parse_requirement(requirement, "reqs.txt:1")]
+        with IndexClient([srv.url], cache=Cache(tmp_path / "cache")) as client:
+            resolve_target(client, parse_target(MUSL311), reqs, policy=policy or Policy())
+    assert info.value.package == "lz" and info.value.target == MUSL311
+    return info.value.message
+
+
+def test_no_file_for_the_target_names_the_versions_why_and_what_their_wheels_serve(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """lz4 for musllinux with --only-binary (issue 17): the line said "available:" of versions
+    that had no file for the target and counted versions twice (7 here, counted 4 + 5). It says
+    which versions exist, that none has a file for the target, why — each version counted
+    once — and which targets the wheels serve."""
+    for v in ("0.1", "0.2"):  # a Windows wheel only
+        index_server.add(make_wheel(dists_dir, "lz", v, tag="cp311-cp311-win_amd64"))
+    for v in ("1.0", "1.1", "1.2"):  # an sdist only
+        index_server.add(make_sdist(dists_dir, "lz", v))
+    for v in ("2.0", "2.1"):  # wheels for three other platforms, and an sdist
+        for tag in (MANY, "cp311-cp311-win_amd64", "cp311-cp311-macosx_11_0_arm64"):
+            index_server.add(make_wheel(dists_dir, "lz", v, tag=tag))
+        index_server.add(make_sdist(dists_dir, "lz", v))
+    binary = Policy(only_binary=frozenset({":all:"}))
+    assert _no_file(tmp_path, index_server, "lz", binary) == (
+        f"no version of lz satisfies lz for target {MUSL311}: none of the 7 version(s) it has "
+        "(0.1 … 2.1) has a file for this target; 2 version(s) have only wheels for other "
+        "targets; 3 have only an sdist, which --only-binary excludes; 2 have wheels for other "
+        "targets and an sdist, which --only-binary excludes; the wheels are for cp311 on "
+        "win_amd64, macosx_11_0_arm64, manylinux_2_17_x86_64"
+    )
+    assert _no_file(tmp_path, index_server, "lz>=1.1", binary) == (
+        f"no version of lz satisfies lz>=1.1 for target {MUSL311}: none of the 4 of its 7 "
+        "versions that lz>=1.1 allows (1.1, 1.2, 2.0, 2.1) has a file for this target; 2 "
+        "version(s) have only an sdist, which --only-binary excludes; 2 have wheels for other "
+        "targets and an sdist, which --only-binary excludes; the wheels are for cp311 on "
+        "macosx_11_0_arm64, manylinux_2_17_x86_64, win_amd64"
+    )
+    # without --only-binary an sdist serves every target
+    got = resolve_hard_for(tmp_path, index_server, "lz", MUSL311)
+    assert got == {"lz": "2.1"}
+
+
+def test_no_file_counts_every_version_once_whatever_rules_it_out(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    index_server.add(make_wheel(dists_dir, "lz", "1.0", tag="cp311-cp311-win_amd64"))
+    index_server.add(make_wheel(dists_dir, "lz", "2.0", tag=MANY))
+    index_server.add(make_wheel(dists_dir, "lz", "2.0", tag="cp312-cp312-musllinux_1_2_x86_64"))
+    index_server.add(make_wheel(dists_dir, "lz", "3.0", requires_python=">=3.12"))
+    index_server.add(make_sdist(dists_dir, "lz", "4.0"), yanked="broken")
+    assert _no_file(tmp_path, index_server, "lz") == (
+        f"no version of lz satisfies lz for target {MUSL311}: none of the 4 version(s) it has "
+        "(1.0, 2.0, 3.0, 4.0) has a file for this target; 2 version(s) have only wheels for other "
+        "targets; 1 excludes Python 3.11.0; 1 is yanked; the wheels are for cp311, cp312 on "
+        "manylinux_2_17_x86_64, musllinux_1_2_x86_64, win_amd64"
+    )
+    # an exact pin may take a yanked file (PEP 592): then the sdist serves
+    assert resolve_hard_for(tmp_path, index_server, "lz==4.0", MUSL311) == {"lz": "4.0"}
+
+
+def resolve_hard_for(tmp_path: Path, srv: IndexServer, requirement: str, target: str) -> Any:
+    reqs = [parse_requirement(requirement, "reqs.txt:1")]
+    with IndexClient([srv.url], cache=Cache(tmp_path / "cache")) as client:
+        got = resolve_target(client, parse_target(target), reqs)
+    return {name: str(pin.version) for name, pin in got.pins.items()}
+
+
+def test_no_file_when_some_version_has_one_counts_it_and_the_rest() -> None:
+    """The line is read from what the search learned (a stand-in here): a version with a file
+    for the target that the search could not use is counted apart from those with none; a
+    requirement no version satisfies lists what there is."""
+    from dataclasses import dataclass, field
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from wheelport.explain import no_file
+    from wheelport.index.models import make_file
+    from wheelport.selection import Why
+
+    def file(name: str) -> Any:
+        return make_file(filename=name, url=f"https://i.example/{name}", project="lz",
+                         index_url="https://i.example/simple/")  # fmt: skip
+
+    @dataclass
+    class Learned:
+        target: Target = field(default_factory=lambda: parse_target(MUSL311))
+        policy: Policy = field(default_factory=Policy)
+        why: dict[str, Why] = field(default_factory=dict)
+
+        def files_of(self, name: str) -> dict[Version, list[Any]]:
+            return {
+                Version("1.0"): [file("lz-1.0-py3-none-any.whl")],
+                Version("2.0"): [file("lz-2.0-cp311-cp311-win_amd64.whl")],
+                Version("3.0"): [file("lz-3.0-cp311-cp311-win_amd64.whl")],
+            }
+
+    search: Any = Learned()
+    assert no_file("lz", "lz", [Requirement("lz")], search).message == (
+        f"no version of lz satisfies lz for target {MUSL311}: 1 of the 3 version(s) it has "
+        "(1.0, 2.0, 3.0) has a file for this target, which the search could not use; 2 have "
+        "only wheels for other targets; the wheels are for cp311 on win_amd64"
+    )
+    assert no_file("lz", "lz>=4", [Requirement("lz>=4")], search).message == (
+        f"no version of lz satisfies lz>=4 for target {MUSL311} (available: 1.0, 2.0, 3.0)"
+    )

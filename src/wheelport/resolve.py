@@ -433,6 +433,10 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             self.why[name].versions.update(cached)
         return cached
 
+    def files_of(self, name: NormalizedName) -> Mapping[Version, list[DistFile]]:
+        """The project's files by version (empty when no index has it)."""
+        return self._by_version(name) or {}
+
     def _select(
         self, name: NormalizedName, version: Version, *, allow_yanked: bool
     ) -> DistFile | None:
@@ -613,6 +617,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                     Req(NormalizedName(PYTHON), frozenset(), spec, None, text, str(candidate))
                 )
                 self.why[candidate.name].requires_python[candidate.version] = str(spec)
+                self.why[candidate.name].metadata_python.add(candidate.version)
         if candidate.extras:
             # an extras candidate depends on its own base at the same version
             out.append(

@@ -3,7 +3,8 @@
 :func:`select_file` is the rule (pure): the wheel with the best-ranked tag for the target, else
 the sdist (unless only-binary; ``from-source`` takes the sdist only), never a yanked file unless
 allowed, never one whose Requires-Python excludes the target's Python. :class:`Why` records per
-project what it ran into, for the resolver's messages (:mod:`wheelport.explain`).
+project what it ran into, and :func:`verdict` says why no file of a version serves a target, for
+the resolver's messages (:mod:`wheelport.explain`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename
 from packaging.version import Version
 
 from wheelport.index.models import DistFile
-from wheelport.targets import Target
+from wheelport.targets import Target, wheel_tags
 
 
 @dataclass
@@ -25,9 +28,9 @@ class Why:
 
     versions: set[Version] = field(default_factory=set)
     requires_python: dict[Version, str] = field(default_factory=dict)
-    no_tag: set[Version] = field(default_factory=set)
     yanked: set[Version] = field(default_factory=set)
-    sdist_only: set[Version] = field(default_factory=set)
+    #: versions whose core metadata's Requires-Python excludes the target's (the index did not)
+    metadata_python: set[Version] = field(default_factory=set)
 
 
 def select_file(
@@ -43,7 +46,6 @@ def select_file(
     best: tuple[int, DistFile] | None = None
     sdist: DistFile | None = None
     python = target.full_version
-    untagged = False
     for f in files:
         if f.is_yanked and not allow_yanked:
             if why is not None:
@@ -57,24 +59,56 @@ def select_file(
             if rule == "from-source":
                 continue
             rank = target.wheel_rank(f.filename)
-            if rank is None:
-                untagged = True
-            elif best is None or rank < best[0]:
+            if rank is not None and (best is None or rank < best[0]):
                 best = (rank, f)
         elif rule != "only-binary" and (sdist is None or f.filename.endswith(".tar.gz")):
             sdist = f
     if best is not None:
         return best[1]
-    if untagged and sdist is None and why is not None:
-        why.no_tag.add(files[0].version)
-    if (
-        sdist is None
-        and rule == "only-binary"
-        and why is not None
-        and any(not f.is_wheel for f in files)
-    ):
-        why.sdist_only.add(files[0].version)
     return sdist
+
+
+#: why no file of a version serves a target (:func:`verdict`); ``fits``: one does
+VERDICTS = ("fits", "elsewhere", "sdist", "both", "no-sdist", "python", "yanked", "empty")
+
+
+def verdict(files: Sequence[DistFile], target: Target, rule: str, *, allow_yanked: bool) -> str:
+    """Why no file of one version serves ``target`` under ``rule`` (one of :data:`VERDICTS`):
+    ``fits`` when one does (:func:`select_file` takes it); else, of the files it has, ``yanked``
+    (every one is yanked), ``python`` (the others exclude the target's Python), ``elsewhere``
+    (only wheels, each for other targets), ``sdist`` (only an sdist, which only-binary
+    excludes), ``both`` (wheels for other targets and an sdist only-binary excludes),
+    ``no-sdist`` (from-source, and no sdist), ``empty`` (no file at all)."""
+    if select_file(files, target, rule, allow_yanked=allow_yanked) is not None:
+        return "fits"
+    if not files:
+        return "empty"
+    live = [f for f in files if allow_yanked or not f.is_yanked]
+    if not live:
+        return "yanked"
+    python = target.full_version
+    usable = [f for f in live if not f.requires_python or _python_ok(f.requires_python, python)]
+    if not usable:
+        return "python"
+    if rule == "from-source":
+        return "no-sdist"  # an sdist would have been taken
+    has_wheel = any(f.is_wheel for f in usable)
+    has_sdist = any(not f.is_wheel for f in usable)  # only when only-binary leaves it out
+    if has_sdist:
+        return "both" if has_wheel else "sdist"
+    return "elsewhere"
+
+
+def wheel_tag_set(files: Sequence[DistFile]) -> set[Tag]:
+    """The tags the wheels among ``files`` claim (a name that does not parse claims none)."""
+    tags: set[Tag] = set()
+    for f in files:
+        if f.is_wheel:
+            try:
+                tags |= wheel_tags(f.filename)
+            except InvalidWheelFilename:
+                continue
+    return tags
 
 
 @functools.lru_cache(maxsize=4096)
