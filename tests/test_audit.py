@@ -21,10 +21,10 @@ from rich.console import Console
 from support import run_wheelport
 from support.dists import make_wheel
 from support.server import IndexServer
-from wheelport.cli import coverage_table, lock_statuses
 from wheelport.export.audit import audit, in_range
 from wheelport.index.client import IndexClient
 from wheelport.index.parse import parse_html_status, parse_json_status
+from wheelport.output import coverage_table, lock_statuses
 
 LINUX, WIN = "cp312-manylinux_2_28_x86_64", "cp312-win_amd64"
 RECORDS = [

@@ -1,4 +1,5 @@
-"""The command line: parse flags, call one library function per verb, print with rich.
+"""The command line: parse flags, call one library function per verb, print with rich
+(the reporters and tables are :mod:`wheelport.output`'s).
 
 ``main`` is the one place that turns :class:`~wheelport.errors.WheelportError` into one
 clear line and an exit code (2 bad input, 1 failed job); tracebacks only with ``-v``.
@@ -8,34 +9,36 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from wheelport import __version__, api
 from wheelport.config import Config, build_config
 from wheelport.errors import UsageError, WheelportError
-from wheelport.targets import Target, parse_targets
-
-if TYPE_CHECKING:  # rich's progress and tables load only when a run shows them
-    from rich.progress import Progress
-    from rich.table import Table
-
-    from wheelport.resolve import Candidate, Resolution
+from wheelport.output import (
+    FetchProgress,
+    Output,
+    ProgressReporter,
+    common,
+    coverage_table,
+    images_table,
+    lock_statuses,
+    plan_table,
+    progress_for,
+    rebuild_table,
+    summary_table,
+)
+from wheelport.targets import parse_targets
 
 F = TypeVar("F", bound=Callable[..., Any])
-log = logging.getLogger("wheelport")
-
-
-from wheelport.output import Output, common  # noqa: E402
 
 
 def inputs(func: F) -> F:
@@ -89,89 +92,6 @@ def config_from(kwargs: dict[str, Any]) -> Config:
     )
 
 
-class ProgressReporter:
-    """Shows one spinner line per target while resolving."""
-
-    def __init__(self, progress: Progress | None) -> None:
-        self.progress = progress
-        self.tasks: dict[str, Any] = {}
-        self.counts: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def target_started(self, target: Target) -> None:
-        if self.progress:
-            with self.lock:
-                self.tasks[target.identifier] = self.progress.add_task(
-                    f"{target} resolving", total=None
-                )
-                self.counts[target.identifier] = 0
-
-    def pinned(self, target: Target, candidate: Candidate) -> None:
-        if self.progress and target.identifier in self.tasks:
-            with self.lock:
-                self.counts[target.identifier] += 1
-                n = self.counts[target.identifier]
-            self.progress.update(
-                self.tasks[target.identifier], description=f"{target} {n} pinned: {candidate}"
-            )
-
-    def metadata_build(self, target: Target, filename: str) -> None:
-        """An sdist's metadata is built (PEP 517): the one slow step, so it gets its own line."""
-        if self.progress:
-            self.progress.console.print(
-                f"building metadata of {filename} (no wheel of this version, dynamic metadata)"
-            )
-        else:
-            log.info("building metadata of %s", filename)
-
-    def target_failed(self, target: Target, error: WheelportError) -> None:
-        self._finished(target, f"{target} [red]failed[/red]: {error.message}")
-
-    def target_done(self, target: Target, resolution: Resolution) -> None:
-        self._finished(target, f"{target} resolved {len(resolution.pins)} packages")
-
-    def _finished(self, target: Target, description: str) -> None:
-        if self.progress and target.identifier in self.tasks:
-            self.progress.update(
-                self.tasks[target.identifier], description=description, total=1, completed=1
-            )
-
-
-def _progress(out: Output) -> Progress | None:
-    if out.quiet or not out.console.is_terminal:
-        return None
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=out.console,
-        transient=True,
-    )
-
-
-def summary_table(resolutions: Sequence[Resolution]) -> Table:
-    """package × target → version (or — where the target does not need it)."""
-    from rich.table import Table
-
-    table = Table(title="locked", show_lines=False)
-    table.add_column("package")
-    for r in resolutions:
-        table.add_column(r.target.identifier)
-    names = sorted({n for r in resolutions for n in r.pins})
-    for name in names:
-        row: list[str] = [name]
-        for r in resolutions:
-            pin = r.pins.get(name)
-            if pin is None:
-                row.append("[dim]—[/dim]")
-            else:
-                row.append(str(pin.version) + ("" if pin.file.is_wheel else " (sdist)"))
-        table.add_row(*row)
-    return table
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wheelport")
 def cli() -> None:
@@ -221,7 +141,7 @@ def lock_cmd(out: Output, check: bool, allow_missing: bool, **kwargs: Any) -> No
         if stale:
             raise SystemExit(1)
         return
-    progress = _progress(out)
+    progress = progress_for(out)
     reporter = ProgressReporter(progress)
     with progress or contextlib.nullcontext():
         if config.from_lock is not None:
@@ -245,102 +165,6 @@ def lock_cmd(out: Output, check: bool, allow_missing: bool, **kwargs: Any) -> No
             out.console.print(f"[red]not locked[/red] {f.target}: {f.error}")
 
     out.result(result.to_json(), human)
-
-
-class FetchProgress:
-    """rich progress for fetch: bytes, files, rate."""
-
-    def __init__(self, out: Output) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TransferSpeedColumn,
-        )
-
-        self.progress: Progress | None = None
-        if not out.quiet and out.console.is_terminal:
-            self.progress = Progress(
-                TextColumn("fetch {task.fields[files]}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=out.console,
-                transient=True,
-            )
-        self.task: Any = None
-        self.files = 0
-        self.total_files = 0
-
-    def start(self, files: int, total_bytes: int) -> None:
-        self.total_files = files
-        if self.progress and files:
-            self.progress.start()
-            self.task = self.progress.add_task(
-                "fetch", total=total_bytes or None, files=f"0/{files}"
-            )
-
-    def advance(self, nbytes: int) -> None:
-        if self.progress and self.task is not None:
-            self.progress.advance(self.task, nbytes)
-
-    def file_done(self, artifact: Any, cached: bool) -> None:
-        self.files += 1
-        if self.progress and self.task is not None:
-            self.progress.update(self.task, files=f"{self.files}/{self.total_files}")
-
-    def stop(self) -> None:
-        if self.progress:
-            self.progress.stop()
-
-
-def lock_statuses(wheelhouse: Path) -> dict[str, str]:
-    """Package → PEP 792 status other than ``active``, as the wheelhouse's locks record them."""
-    from wheelport.index.writer import lock_facts
-    from wheelport.wheelhouse import Wheelhouse
-
-    statuses = lock_facts(Wheelhouse(wheelhouse)).statuses
-    return {
-        name: status + (f": {reason}" if reason else "")
-        for name, (status, reason) in statuses.items()
-    }
-
-
-def coverage_table(
-    coverage: Any, targets: Sequence[str], statuses: Mapping[str, str] | None = None
-) -> Table:
-    """The package × target table; ``statuses`` (:func:`lock_statuses`) adds a project-status
-    column when some project is archived, quarantined or deprecated."""
-    from rich.table import Table
-
-    statuses = statuses or {}
-    table = Table(title="coverage")
-    table.add_column("package", overflow="fold")
-    for t in targets:
-        table.add_column(t, overflow="fold")
-    if statuses:
-        table.add_column("project status", overflow="fold")
-    for pkg, row in sorted(coverage.cells.items()):
-        cells = [pkg]
-        for t in targets:
-            state, detail = row.get(t, ("", ""))
-            if state == "downloaded":
-                cells.append("[green]✓ downloaded[/green]")
-            elif state == "built":
-                cells.append(f"[green]✓ built[/green] [dim]{detail}[/dim]")
-            elif state == "missing":
-                cells.append(f"[red]✗ {detail}[/red]")
-            elif state == "deferred":
-                cells.append(f"[yellow]… {detail}[/yellow]")
-            else:
-                cells.append("[dim]—[/dim]")
-        if statuses:
-            status = statuses.get(pkg, "")
-            color = "red" if status.startswith("quarantined") else "yellow"
-            cells.append(f"[{color}]{status}[/{color}]" if status else "")
-        table.add_row(*cells)
-    return table
 
 
 @cli.command("sync")
@@ -390,7 +214,7 @@ def sync_cmd(
         raise UsageError(str(exc), hint="--shard I/N, 1 <= I <= N") from None
     config = config_from(kwargs)
     fp = FetchProgress(out)
-    progress = _progress(out)
+    progress = progress_for(out)
     reporter = ProgressReporter(progress)
     failure: WheelportError | None = None
     try:
@@ -450,27 +274,10 @@ def plan_cmd(out: Output, wheelhouse: Path, shards: int | None) -> None:
     # the project's images and build packages, if any; a plan needs no requirements
     rows = build_plan(wheelhouse, default_builders(read_settings(Path.cwd())), shards=shards)
 
-    def human() -> None:
-        from rich.table import Table
-
-        table = Table(title=f"build plan ({len(rows)} job(s))")
-        for col in ("package", "version", "targets", "builder", "runner", "here", "size"):
-            table.add_column(col, overflow="fold")
-        if shards is not None:
-            table.add_column("shard")
-        for r in rows:
-            here = (
-                "[green]✓ here[/green]" if r["here"] else f"[red]✗[/red] [dim]{r['reason']}[/dim]"
-            )
-            cells = [r["package"], r["version"], ", ".join(r["targets"]), r["builder"],
-                     r["runner"], here, str(r["size"])]  # fmt: skip
-            table.add_row(*cells, *([r["shard"]] if shards is not None else []))
-        out.console.print(table)
-
     if out.json_mode:  # a list of rows, not an object
         sys.stdout.write(json.dumps(rows, indent=2, sort_keys=True) + "\n")
     elif not out.quiet:
-        human()
+        out.console.print(plan_table(rows, shards))
 
 
 @cli.command("index")
@@ -541,16 +348,7 @@ def verify_cmd(out: Output, args: tuple[str, ...], rebuild: bool) -> None:
             f"{report.checked} files checked" + ("" if report.ok else ": [red]problems found[/red]")
         )
         if rebuilt is not None:
-            from rich.table import Table
-
-            colour = {"reproduced": "green", "differs": "red"}
-            table = Table(title=f"rebuilt ({len(rebuilt.results)} wheel(s))")
-            for col in ("wheel", "builder", "result", "detail", "seconds"):
-                table.add_column(col, overflow="fold")
-            for r in rebuilt.results:
-                c = colour.get(r.status, "yellow")
-                table.add_row(r.wheel, r.builder, f"[{c}]{r.status}[/{c}]", r.detail, f"{r.seconds:.1f}")  # fmt: skip
-            out.console.print(table)
+            out.console.print(rebuild_table(rebuilt))
             if rebuilt.log_dir:
                 out.console.print(f"rebuild logs: {rebuilt.log_dir}")
 
@@ -723,15 +521,7 @@ def image_list_cmd(out: Output, engine: str | None) -> None:
         if not found:
             out.console.print("no local wheelport images (build one: wheelport image build-local)")
             return
-        from rich.table import Table
-
-        table = Table(title="local images")
-        table.add_column("tag", overflow="fold")
-        for column in ("policy", "arch", "pythons"):
-            table.add_column(column)
-        for image in found:
-            table.add_row(image.tag, image.policy, image.arch, ", ".join(image.pythons))
-        out.console.print(table)
+        out.console.print(images_table(found))
 
     if out.json_mode:  # a list of images, not one result object
         sys.stdout.write(json.dumps([image.to_json() for image in found], indent=2) + "\n")
