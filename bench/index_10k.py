@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "src"), str(HERE.parent / "tests")]
 
 from support.dists import make_wheel  # noqa: E402
-from wheelport.index.writer import write_index  # noqa: E402
+from wheelport.site.writer import write_index  # noqa: E402
 
 GOAL_COLD = 10.0
 GOAL_ADD_ONE = 0.5

@@ -16,8 +16,8 @@ import pytest
 
 from support.dists import make_sdist, make_wheel, wheel_metadata
 from wheelport.errors import UsageError, VerifyError
-from wheelport.index.writer import STATE_NAME, parse_requires_python, write_index
 from wheelport.manifest import Manifest
+from wheelport.site.writer import STATE_NAME, parse_requires_python, write_index
 
 UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
 OLD = 1_000_000_000  # an mtime far in the past, so any rewrite shows up

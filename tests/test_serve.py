@@ -22,8 +22,8 @@ import wheelport
 from support.dists import make_sdist, make_wheel, wheel_metadata
 from test_index_writer import installed, make_venv, pip_install, uv_install
 from wheelport.errors import UsageError
-from wheelport.index.writer import write_index
 from wheelport.serve import JSON_V1, make_server, negotiate, route
+from wheelport.site.writer import write_index
 
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 PIP_ACCEPT = f"{JSON_V1}, {HTML_V1}; q=0.1, text/html; q=0.01"

@@ -35,7 +35,9 @@ from support.server import IndexServer
 from test_publish import nginx  # noqa: F401  (the fixture: nginx serving a directory)
 from wheelport.builders.stage import Builders
 from wheelport.config import build_config
-from wheelport.index.page import (
+from wheelport.lock import read_lock
+from wheelport.manifest import ArtifactRecord, Manifest, ManifestError, Origin
+from wheelport.site.page import (
     ALL,
     Cell,
     LockView,
@@ -45,9 +47,7 @@ from wheelport.index.page import (
     reproduce_command,
     write_page,
 )
-from wheelport.index.writer import write_index
-from wheelport.lock import read_lock
-from wheelport.manifest import ArtifactRecord, Manifest, ManifestError, Origin
+from wheelport.site.writer import write_index
 from wheelport.sync import sync
 from wheelport.targets import host_target
 from wheelport.wheelhouse import load_manifest

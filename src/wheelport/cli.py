@@ -285,7 +285,7 @@ def plan_cmd(out: Output, wheelhouse: Path, shards: int | None) -> None:
 @common
 def index_cmd(out: Output, wheelhouse: Path) -> None:
     """Write the static PEP 503/691/658 index in WH/simple."""
-    from wheelport.index.writer import write_index
+    from wheelport.site.writer import write_index
     from wheelport.wheelhouse import Wheelhouse
 
     if not wheelhouse.is_dir():

@@ -4,7 +4,7 @@
 way: :func:`record_locks` puts the targets and each lock's summary — what bootstrap.py and
 provision read, docs/lock-format.md — into the in-memory manifest, then :func:`finish` writes
 the locks that changed, the manifest and ``bootstrap.py``, in that order: a manifest never names
-a lock that is not there. Both then write the index (:mod:`wheelport.index.writer`).
+a lock that is not there. Both then write the index (:mod:`wheelport.site.writer`).
 """
 
 from __future__ import annotations

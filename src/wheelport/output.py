@@ -214,7 +214,7 @@ class FetchProgress:
 
 def lock_statuses(wheelhouse: Path) -> dict[str, str]:
     """Package → PEP 792 status other than ``active``, as the wheelhouse's locks record them."""
-    from wheelport.index.writer import lock_facts
+    from wheelport.site.writer import lock_facts
     from wheelport.wheelhouse import Wheelhouse
 
     statuses = lock_facts(Wheelhouse(wheelhouse)).statuses

@@ -6,7 +6,7 @@ PEP 691 content types on ``Accept`` (q-values honoured, 406 when nothing fits) a
 ``/simple/<name>`` and non-normalized names to ``/simple/<normalized>/``. Responses carry
 ``ETag`` and ``Last-Modified``; conditional GETs get 304. Only GET and HEAD are allowed.
 
-The pages themselves come from :func:`wheelport.index.writer.write_index`; the server does
+The pages themselves come from :func:`wheelport.site.writer.write_index`; the server does
 not build anything. A directory with an ``index.html`` (the wheelhouse root: its page) is
 answered with it, as nginx's ``index`` directive does; others get a listing.
 """

@@ -131,7 +131,7 @@ def sync(
                      dropped={t.identifier for t in unlocked})  # fmt: skip
         finish(wh, manifest, lock_texts(built.locks, built.rewritten))
         save_stamps(wh, manifest)  # the next sync hashes only what changed since
-        from wheelport.index.writer import write_index
+        from wheelport.site.writer import write_index
 
         report = write_index(wh.root, manifest=manifest)
         result = SyncResult(

@@ -17,7 +17,7 @@ too; ``archived`` and ``deprecated`` are notices.
 
 :func:`record_audit` keeps the report in the wheelhouse (``audit.json``: the report, the OSV
 sources' file names, and the sha256 of each lock audited), so that the wheelhouse page
-(:mod:`wheelport.index.page`) shows it and says when the locks changed since.
+(:mod:`wheelport.site.page`) shows it and says when the locks changed since.
 """
 
 from __future__ import annotations
@@ -408,7 +408,7 @@ def record_audit(
 ) -> Path:
     """Write ``audit.json`` into the wheelhouse (atomically, holding the wheelhouse's lock) for
     the audit just made, and bring the index and its page (``index.html``) up to date."""
-    from wheelport.index.writer import write_index
+    from wheelport.site.writer import write_index
 
     wh = Wheelhouse(Path(wheelhouse))
     path = wh.root / RECORD_NAME

@@ -406,7 +406,7 @@ def merge(sources: Sequence[Path], output: Path) -> MergeReport:
 
 
 def _merge_into(expanded: Sequence[Input], output: Path, out_wh: Wheelhouse) -> MergeReport:
-    from wheelport.index.writer import write_index
+    from wheelport.site.writer import write_index
 
     resolved_out = output.resolve()
     inputs = [i for i in expanded if i.root.resolve() != resolved_out]

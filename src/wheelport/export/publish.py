@@ -338,7 +338,7 @@ def wheelhouse_artifacts(root: Path) -> list[Artifact]:
 
 
 def _read_metadata(root: Path, art: Artifact) -> bytes:
-    from wheelport.index.writer import read_sdist_metadata, read_wheel_metadata
+    from wheelport.site.writer import read_sdist_metadata, read_wheel_metadata
 
     path = root / art.rel
     if art.filetype == "bdist_wheel":

@@ -612,7 +612,7 @@ def write_index(root: Path, *, manifest: Manifest | None = None, jobs: int = 8) 
             state_path, (json.dumps(new_state, **_JSON) + "\n").encode(), durable=False
         )
 
-    from wheelport.index.page import write_page
+    from wheelport.site.page import write_page
 
     write_page(wh.root, manifest, statuses)  # index.html: the wheelhouse for people
     return IndexReport(
