@@ -13,7 +13,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from support import run_wheelport
 from support.dists import make_sdist, make_wheel
 from support.server import IndexServer
-from wheelport.export.sbom import license_of, parse_metadata
+from wheelport.inventory import license_of, parse_metadata
 from wheelport.wheelhouse import sha256_file
 
 APACHE = "License :: OSI Approved :: Apache Software License"

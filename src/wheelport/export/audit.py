@@ -34,7 +34,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from wheelport.errors import UsageError
-from wheelport.export.requirements import target_locks
+from wheelport.inventory import target_locks
 from wheelport.lock import package_status
 from wheelport.wheelhouse import Wheelhouse, atomic_write_text, sha256_file
 

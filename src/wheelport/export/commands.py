@@ -302,7 +302,7 @@ def licenses_cmd(out: Any, wheelhouse: Path, targets: tuple[str, ...]) -> None:
     """The license of every locked package and where that answer came from."""
     from rich.table import Table
 
-    from wheelport.export.sbom import license_report
+    from wheelport.inventory import license_report
 
     rows = license_report(wheelhouse, targets)
 

@@ -12,78 +12,22 @@ hash is any one of those listed. Sdists are not listed: with ``--no-index --find
 WH/wheels`` pip only sees wheels, and a hash-pinned offline install should never fall back to
 a build.
 
-This module also holds the lock lookups the other auditor exports share (:func:`target_locks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.pylock import Pylock
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from wheelport.errors import ExportError, UsageError
-from wheelport.lock import lock_tool, read_lock
+from wheelport.errors import ExportError
+from wheelport.inventory import one_lock
 from wheelport.targets import Target, parse_target
 from wheelport.wheelhouse import Wheelhouse, atomic_write_text
 
 PIP_COMMAND = "pip install --isolated --no-index --find-links {wheels} --require-hashes -r {file}"
-
-
-@dataclass(frozen=True)
-class TargetLock:
-    """One target's lock, read and validated."""
-
-    target: str
-    path: Path
-    lock: Pylock
-
-
-def _target_id(text: str) -> str:
-    return parse_target(text).identifier if text == "host" else text
-
-
-def target_locks(wheelhouse: Path, targets: Sequence[str] = ()) -> list[TargetLock]:
-    """The locks of ``targets`` (identifiers or ``host``), or every lock of the wheelhouse.
-
-    A target without a lock is a :class:`UsageError` listing the targets that have one.
-    """
-    wh = Wheelhouse(wheelhouse)
-    if not wh.root.is_dir():
-        raise UsageError(f"wheelhouse {wh.root} does not exist", hint="run 'wheelport sync' first",
-                         path=str(wh.root))  # fmt: skip
-    have = {p.name[len("pylock.") : -len(".toml")]: p for p in wh.lock_paths()}
-    wanted = [_target_id(t) for t in targets] or sorted(have)
-    if not wanted:
-        raise UsageError(f"{wh.root} has no pylock.<target>.toml", hint="run 'wheelport lock' first",
-                         path=str(wh.root))  # fmt: skip
-    out = []
-    for tid in wanted:
-        if tid not in have:
-            raise UsageError(
-                f"the wheelhouse {wh.root} has no lock for {tid}",
-                hint=f"targets with a lock: {', '.join(sorted(have)) or 'none'}",
-                target=tid,
-            )
-        lock = read_lock(have[tid])
-        out.append(TargetLock(str(lock_tool(lock).get("target") or tid), have[tid], lock))
-    return out
-
-
-def one_lock(wheelhouse: Path, target: str | None) -> TargetLock:
-    """The lock of ``target``; without one, the wheelhouse's only lock (else a usage error)."""
-    if target is not None:
-        return target_locks(wheelhouse, [target])[0]
-    found = target_locks(wheelhouse)
-    if len(found) != 1:
-        raise UsageError(
-            "the wheelhouse has several locks: choose one with -t TARGET",
-            hint=f"targets: {', '.join(t.target for t in found)}",
-        )
-    return found[0]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ It shows, from what the wheelhouse records and nothing else:
   ``unserved``, else what the lock says);
 - the size of each target's install and of the files kept;
 - every package's licence, as ``wheelport licenses`` answers it
-  (:func:`wheelport.export.sbom.license_report`);
+  (:func:`wheelport.inventory.license_report`);
 - the last ``wheelport audit`` recorded in ``audit.json``, or that none was;
 - the locks' inputs (``[tool.wheelport.inputs]``) and the ``wheelport sync`` command that makes
   the wheelhouse again.
@@ -695,7 +695,7 @@ def _lock_view(target: str, path: Path, lock: Pylock, manifest: Manifest) -> Loc
 
 def _licences(root: Path) -> tuple[tuple[LicenceView, ...], str | None]:
     """``wheelport licenses``'s answers (one reading of the wheels' metadata, shared code)."""
-    from wheelport.export.sbom import license_report
+    from wheelport.inventory import license_report
 
     try:
         rows = license_report(root)

@@ -1,0 +1,300 @@
+"""What a finished wheelhouse holds, per target: its locks, and each locked package's facts.
+
+:func:`target_locks` reads the locks of some targets (or all); :func:`package_facts` gives every
+package of one lock with its installed artifact, hash, origin (downloaded, or built from which
+sdist), embedded PEP 770 SBOMs and license; :func:`license_report` one row per package and
+version over the locks. ``wheelport export requirements``, ``export sbom``, ``licenses``,
+``audit`` and the wheelhouse page (:mod:`wheelport.site.page`) all read it here.
+
+License answers are taken, in order, from PEP 639 ``License-Expression``; a ``License`` field
+that is a valid SPDX identifier or expression; a single Trove license classifier with an
+unambiguous SPDX id; a one-line ``License`` field as a license name; else unknown (naming the
+``License-File`` entries when there are some).
+"""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.metadata import RawMetadata, parse_email
+from packaging.pylock import Package, Pylock
+
+from wheelport.errors import ExportError, UsageError
+from wheelport.index.metadata import sdist_members, wheel_metadata_member
+from wheelport.lock import lock_tool, read_lock
+from wheelport.manifest import Origin
+from wheelport.targets import parse_target
+from wheelport.wheelhouse import Wheelhouse
+
+
+@dataclass(frozen=True)
+class TargetLock:
+    """One target's lock, read and validated."""
+
+    target: str
+    path: Path
+    lock: Pylock
+
+
+def _target_id(text: str) -> str:
+    return parse_target(text).identifier if text == "host" else text
+
+
+def target_locks(wheelhouse: Path, targets: Sequence[str] = ()) -> list[TargetLock]:
+    """The locks of ``targets`` (identifiers or ``host``), or every lock of the wheelhouse.
+
+    A target without a lock is a :class:`UsageError` listing the targets that have one.
+    """
+    wh = Wheelhouse(wheelhouse)
+    if not wh.root.is_dir():
+        raise UsageError(f"wheelhouse {wh.root} does not exist", hint="run 'wheelport sync' first",
+                         path=str(wh.root))  # fmt: skip
+    have = {p.name[len("pylock.") : -len(".toml")]: p for p in wh.lock_paths()}
+    wanted = [_target_id(t) for t in targets] or sorted(have)
+    if not wanted:
+        raise UsageError(f"{wh.root} has no pylock.<target>.toml", hint="run 'wheelport lock' first",
+                         path=str(wh.root))  # fmt: skip
+    out = []
+    for tid in wanted:
+        if tid not in have:
+            raise UsageError(
+                f"the wheelhouse {wh.root} has no lock for {tid}",
+                hint=f"targets with a lock: {', '.join(sorted(have)) or 'none'}",
+                target=tid,
+            )
+        lock = read_lock(have[tid])
+        out.append(TargetLock(str(lock_tool(lock).get("target") or tid), have[tid], lock))
+    return out
+
+
+def one_lock(wheelhouse: Path, target: str | None) -> TargetLock:
+    """The lock of ``target``; without one, the wheelhouse's only lock (else a usage error)."""
+    if target is not None:
+        return target_locks(wheelhouse, [target])[0]
+    found = target_locks(wheelhouse)
+    if len(found) != 1:
+        raise UsageError(
+            "the wheelhouse has several locks: choose one with -t TARGET",
+            hint=f"targets: {', '.join(t.target for t in found)}",
+        )
+    return found[0]
+
+
+# --------------------------------------------------------------------------- licenses
+
+
+#: Trove license classifiers whose SPDX id is unambiguous (``BSD License`` and the like are not)
+CLASSIFIER_SPDX: dict[str, str] = {
+    "License :: OSI Approved :: MIT License": "MIT",
+    "License :: OSI Approved :: MIT No Attribution License (MIT-0)": "MIT-0",
+    "License :: OSI Approved :: Apache Software License": "Apache-2.0",
+    "License :: OSI Approved :: ISC License (ISCL)": "ISC",
+    "License :: OSI Approved :: Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
+    "License :: OSI Approved :: GNU General Public License v2 (GPLv2)": "GPL-2.0-only",
+    "License :: OSI Approved :: GNU General Public License v2 or later (GPLv2+)": "GPL-2.0-or-later",
+    "License :: OSI Approved :: GNU General Public License v3 (GPLv3)": "GPL-3.0-only",
+    "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)": "GPL-3.0-or-later",
+    "License :: OSI Approved :: GNU Lesser General Public License v3 (LGPLv3)": "LGPL-3.0-only",
+    "License :: OSI Approved :: GNU Lesser General Public License v3 or later (LGPLv3+)": "LGPL-3.0-or-later",
+    "License :: OSI Approved :: GNU Affero General Public License v3": "AGPL-3.0-only",
+    "License :: OSI Approved :: GNU Affero General Public License v3 or later (AGPLv3+)": "AGPL-3.0-or-later",
+    "License :: OSI Approved :: Python Software Foundation License": "PSF-2.0",
+    "License :: OSI Approved :: The Unlicense (Unlicense)": "Unlicense",
+    "License :: OSI Approved :: Boost Software License 1.0 (BSL-1.0)": "BSL-1.0",
+    "License :: OSI Approved :: Eclipse Public License 2.0 (EPL-2.0)": "EPL-2.0",
+    "License :: OSI Approved :: European Union Public Licence 1.2 (EUPL 1.2)": "EUPL-1.2",
+    "License :: OSI Approved :: Universal Permissive License (UPL)": "UPL-1.0",
+    "License :: OSI Approved :: zlib/libpng License": "Zlib",
+    "License :: CC0 1.0 Universal (CC0 1.0) Public Domain Dedication": "CC0-1.0",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LicenseAnswer:
+    """A package's license and where the answer came from."""
+
+    #: an SPDX expression (``MIT``, ``MIT OR Apache-2.0``), else None
+    expression: str | None
+    #: a license name that is not SPDX (``License: Some Custom License``), else None
+    name: str | None
+    #: ``License-Expression``, ``License``, ``classifier``, ``License-File``, ``none``
+    source: str
+    detail: str = ""
+
+    @property
+    def shown(self) -> str:
+        return self.expression or self.name or "unknown"
+
+
+def license_of(metadata: RawMetadata) -> LicenseAnswer:
+    """The license of one distribution's core metadata (see the module docstring for the order)."""
+    from cyclonedx.spdx import fixup_id, is_expression
+
+    expr = (metadata.get("license_expression") or "").strip()
+    if expr:
+        return LicenseAnswer(expr, None, "License-Expression")
+    field = (metadata.get("license") or "").strip()
+    one_line = field if field and "\n" not in field and len(field) <= 100 else ""
+    if one_line:
+        spdx = fixup_id(one_line)
+        if spdx:
+            return LicenseAnswer(spdx, None, "License")
+        if " " in one_line and is_expression(one_line):
+            return LicenseAnswer(one_line, None, "License")
+    classifiers = metadata.get("classifiers") or []
+    mapped = sorted({CLASSIFIER_SPDX[c] for c in classifiers if c in CLASSIFIER_SPDX})
+    if len(mapped) == 1:
+        return LicenseAnswer(
+            mapped[0], None, "classifier", next(c for c in classifiers if c in CLASSIFIER_SPDX)
+        )
+    if one_line:
+        return LicenseAnswer(None, one_line, "License")
+    detail = "ambiguous classifiers: " + ", ".join(mapped) if len(mapped) > 1 else ""
+    files = metadata.get("license_files") or []
+    if files:
+        return LicenseAnswer(None, None, "License-File", ", ".join(files))
+    return LicenseAnswer(None, None, "none", detail)
+
+
+def parse_metadata(data: bytes) -> RawMetadata:
+    raw, _unparsed = parse_email(data)
+    return raw
+
+
+# --------------------------------------------------------------------------- packages
+
+
+@dataclass(frozen=True)
+class PackageFacts:
+    """One locked package as the SBOM and the license report see it."""
+
+    name: str
+    version: str
+    #: the artifact installed for the target (its wheel; the sdist when none was built yet)
+    path: str
+    filename: str
+    sha256: str
+    index: str | None
+    dependencies: tuple[str, ...]
+    license: LicenseAnswer
+    origin: Origin
+    sdist: Mapping[str, Any] | None
+    #: PEP 770 SBOM files in the wheel: archive name → bytes
+    sboms: Mapping[str, bytes]
+    summary: str | None
+
+
+def _read_wheel(path: Path) -> tuple[bytes | None, dict[str, bytes]]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            member = wheel_metadata_member(zf, path.name)
+            meta = zf.read(member) if member else None
+            sboms = {
+                n: zf.read(n)
+                for n in zf.namelist()
+                if len(parts := n.split("/")) == 3
+                and parts[0].endswith(".dist-info")
+                and parts[1] == "sboms"
+                and parts[2]
+            }
+            return meta, sboms
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ExportError(f"cannot read wheel {path}: {exc}", hint="run 'wheelport verify'",
+                          path=str(path)) from None  # fmt: skip
+
+
+def _read_sdist(path: Path) -> bytes | None:
+    try:
+        return sdist_members(path, ("PKG-INFO",)).get("PKG-INFO")
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError):
+        return None
+
+
+def package_facts(wheelhouse: Path, tl: TargetLock) -> list[PackageFacts]:
+    """Facts of every package of one lock: artifact, hash, license, origin, embedded SBOMs."""
+    wh = Wheelhouse(wheelhouse)
+    artifacts = wh.load_manifest().artifacts
+    out = []
+    for pkg in sorted(tl.lock.packages, key=lambda p: str(p.name)):
+        art = pkg.wheels[0] if pkg.wheels else pkg.sdist
+        if art is None or pkg.version is None:
+            continue
+        rel = art.path or f"{'wheels' if pkg.wheels else 'sdists'}/{art.name}"
+        path = wh.contained(rel, tl.path.name)
+        meta: bytes | None = None
+        sboms: dict[str, bytes] = {}
+        if path.is_file():
+            meta, sboms = _read_wheel(path) if pkg.wheels else (_read_sdist(path), {})
+        raw = parse_metadata(meta) if meta else RawMetadata()
+        record = artifacts.get(rel)
+        origin = record.origin if record else Origin("unknown")
+        if origin.kind == "unknown" and art.url:
+            origin = Origin.download(art.url)
+        sdist = None
+        if pkg.sdist is not None:
+            srel = pkg.sdist.path or f"sdists/{pkg.sdist.name}"
+            srec = artifacts.get(srel)
+            sdist = {
+                "path": srel,
+                "filename": pkg.sdist.name or srel.rsplit("/", 1)[-1],
+                "sha256": pkg.sdist.hashes.get("sha256"),
+                "url": pkg.sdist.url or (srec.origin.url if srec else None),
+            }
+        out.append(
+            PackageFacts(
+                name=str(pkg.name),
+                version=str(pkg.version),
+                path=rel,
+                filename=art.name or rel.rsplit("/", 1)[-1],
+                sha256=art.hashes["sha256"],
+                index=pkg.index,
+                dependencies=tuple(_dep_names(pkg)),
+                license=license_of(raw),
+                origin=origin,
+                sdist=sdist,
+                sboms=sboms,
+                summary=raw.get("summary"),
+            )
+        )
+    return out
+
+
+def _dep_names(pkg: Package) -> list[str]:
+    return sorted({str(d["name"]) for d in pkg.dependencies or [] if d.get("name")})
+
+
+# --------------------------------------------------------------------------- licenses report
+
+
+@dataclass(frozen=True)
+class LicenseRow:
+    name: str
+    version: str
+    license: LicenseAnswer
+    targets: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "license": self.license.expression,
+            "license_name": self.license.name,
+            "source": self.license.source,
+            "detail": self.license.detail or None,
+            "targets": list(self.targets),
+        }
+
+
+def license_report(wheelhouse: Path, targets: Sequence[str] = ()) -> list[LicenseRow]:
+    """One row per (package, version) over the locks of ``targets`` (default: every lock)."""
+    rows: dict[tuple[str, str], tuple[LicenseAnswer, list[str]]] = {}
+    for tl in target_locks(wheelhouse, targets):
+        for f in package_facts(wheelhouse, tl):
+            _answer, where = rows.setdefault((f.name, f.version), (f.license, []))
+            where.append(tl.target)
+    return [LicenseRow(n, v, a, tuple(sorted(t))) for (n, v), (a, t) in sorted(rows.items())]
