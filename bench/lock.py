@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,10 @@ import time
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import scrubbed_env
 
 REQUIREMENTS = ["fastapi", "uvicorn[standard]", "httpx", "rich", "pydantic", "sqlalchemy", "jinja2",
                 "requests", "boto3", "click"]  # fmt: skip
@@ -35,12 +38,7 @@ INDEX = "https://pypi.org/simple"
 UV = Path(sys.executable).parent / "uv"
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """os.environ without pip/uv configuration, plus *extra*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env.update(extra)
-    return env
+clean_env = scrubbed_env
 
 
 def run_wheelport(work: Path, cache: Path) -> tuple[float, dict[str, dict[str, str]]]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,10 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from wheelport.config import DEFAULT_INDEX
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import scrubbed_env, uv_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "real"
@@ -64,31 +67,8 @@ def index_url() -> str:
     return DEFAULT_INDEX
 
 
-def uv_target(target: str) -> tuple[str, str, dict[str, str]]:
-    """wheelport target -> (uv --python-platform, --python-version, extra env); see
-    tests/test_real_projects.py for the full mapping and its test."""
-    m = re.fullmatch(r"cp3(\d+)-(.+)", target)
-    if not m:
-        raise SystemExit(f"no uv equivalent for {target}")
-    python, plat = f"3.{m[1]}", m[2]
-    if m2 := re.fullmatch(r"manylinux_(\d+)_(\d+)_(x86_64|aarch64)", plat):
-        return f"{m2[3]}-manylinux_{m2[1]}_{m2[2]}", python, {}
-    if m2 := re.fullmatch(r"musllinux_1_2_(x86_64|aarch64)", plat):
-        return f"{m2[1]}-unknown-linux-musl", python, {}
-    if plat in ("win_amd64", "win_arm64"):
-        return f"{'x86_64' if plat == 'win_amd64' else 'aarch64'}-pc-windows-msvc", python, {}
-    if m2 := re.fullmatch(r"macosx_(\d+)_(\d+)_(arm64|x86_64)", plat):
-        arch = "aarch64" if m2[3] == "arm64" else "x86_64"
-        return f"{arch}-apple-darwin", python, {"MACOSX_DEPLOYMENT_TARGET": f"{m2[1]}.{m2[2]}"}
-    raise SystemExit(f"no uv equivalent for {target}")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """os.environ without pip/uv configuration, plus *extra*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env.update(extra)
-    return env
+uv_target = uv_platform
+clean_env = scrubbed_env
 
 
 @dataclass
