@@ -1,5 +1,6 @@
 """The layers of ``src/wheelport`` hold: no module reaches, through any chain of imports, back
-to itself, and ``wheelhouse.py`` (the layout every stage uses) imports nothing above it.
+to itself; no module imports one of a higher layer (:data:`LAYERS`, as docs/architecture.md
+draws them); and ``wheelhouse.py`` (the layout every stage uses) imports nothing above it.
 
 The graph is read from the source (``ast``), not from a running interpreter: every import
 counts, at module level and inside functions (the lazy ones kept for start-up speed are still
@@ -95,8 +96,9 @@ def import_graph(root: Path, package: str) -> dict[str, list[Edge]]:
                          for a in node.names]  # fmt: skip
             for name in names:
                 target = known(name) if name.split(".")[0] == package else None
-                if target is not None and target != mod:
-                    edges.append(Edge(mod, target, path.relative_to(root), node.lineno, lazy))
+                edge = Edge(mod, target or "", path.relative_to(root), node.lineno, lazy)
+                if target is not None and target != mod and edge not in edges:
+                    edges.append(edge)
         graph[mod] = edges
     return graph
 
@@ -185,6 +187,42 @@ def test_the_layout_imports_nothing_above_it() -> None:
     for low in sorted(WHEELHOUSE_MAY_IMPORT):  # and those import nothing that climbs back
         climbs = [str(e) for e in graph[low] if e.target not in WHEELHOUSE_MAY_IMPORT]
         assert not climbs, f"{low} imports above the layout:\n" + "\n".join(climbs)
+
+
+#: the layers of docs/architecture.md, lowest first: a module imports its own layer or lower
+#: ones (a name is a module and everything below it; the longest name that fits wins)
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("__init__", "errors", "bootstrap", "conflicts"),
+    ("targets", "manifest", "config", "credentials", "process", "resources", "importers"),
+    ("wheelhouse",),
+    ("cache", "reproduce", "index"),
+    ("selection", "explain", "resolve"),
+    ("lock", "fetch", "verify", "finish", "inventory"),
+    ("builders",),
+    ("site",),
+    ("api", "sync", "provision", "rebuild", "ci", "serve", "export"),
+    ("output", "cli", "export.commands", "__main__"),
+)
+
+
+def layer_of(module: str) -> int | None:
+    rel = module.removeprefix("wheelport").lstrip(".") or "__init__"
+    fits = [(len(name), i) for i, names in enumerate(LAYERS) for name in names
+            if rel == name or rel.startswith(name + ".")]  # fmt: skip
+    return max(fits)[1] if fits else None
+
+
+def test_no_import_runs_back_up_the_layers() -> None:
+    graph = import_graph(SRC, "wheelport")
+    unplaced = sorted(m for m in graph if layer_of(m) is None)
+    assert not unplaced, f"modules in no layer (add them to LAYERS and the docs): {unplaced}"
+    climbs = [
+        f"{e} (layer {layer_of(e.source)} -> {layer_of(e.target)})"
+        for edges in graph.values()
+        for e in edges
+        if (layer_of(e.target) or 0) > (layer_of(e.source) or 0)
+    ]
+    assert not climbs, "imports running back up the layers:\n" + "\n".join(climbs)
 
 
 # --------------------------------------------------------------------------- the walk itself
