@@ -46,6 +46,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from support.server import serve_on_loopback, stop_serving
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -127,6 +129,7 @@ class PublicIndex:
         self.empty: dict[str, str] = {}
         self.asked: set[str] = set()
         self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> PublicIndex:
@@ -135,16 +138,12 @@ class PublicIndex:
         class Handler(_Handler):
             index = view
 
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self._httpd, self._thread = serve_on_loopback(Handler, _QuietServer)
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        stop_serving(self._httpd, self._thread)
+        self._httpd, self._thread = None, None
 
     def __enter__(self) -> PublicIndex:
         return self.start()

@@ -49,6 +49,8 @@ __all__ = [
     "IndexServer",
     "RecordedRequest",
     "negotiate",
+    "serve_on_loopback",
+    "stop_serving",
 ]
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -184,6 +186,28 @@ def negotiate(accept: str | None, *, html_only: bool = False, json_only: bool = 
     return best
 
 
+def serve_on_loopback(
+    handler: type[BaseHTTPRequestHandler], server: type[ThreadingHTTPServer] = ThreadingHTTPServer
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """An HTTP server for ``handler`` on 127.0.0.1 (a free port), serving from a daemon thread."""
+    httpd = server(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    return httpd, thread
+
+
+def stop_serving(httpd: ThreadingHTTPServer | None, thread: threading.Thread | None) -> None:
+    """Stop a server :func:`serve_on_loopback` started and close its socket."""
+    if httpd is not None:
+        httpd.shutdown()
+        httpd.server_close()
+    if thread is not None:
+        thread.join(timeout=5)
+
+
 class IndexServer:
     """A PEP 503/691/658 simple index over registered files, served on 127.0.0.1:<free port>."""
 
@@ -219,23 +243,13 @@ class IndexServer:
         class Handler(_Handler):
             index = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._httpd, self._thread = serve_on_loopback(Handler)
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        stop_serving(self._httpd, self._thread)
+        self._httpd, self._thread = None, None
 
     def __enter__(self) -> IndexServer:
         return self.start()
