@@ -34,8 +34,8 @@ from pathlib import Path
 from packaging.utils import parse_wheel_filename
 
 from wheelport.builders.images.engine import engine_env
-from wheelport.builders.kind import Claim, Machine, Offered, PlannedJob, Ports, runner_of
-from wheelport.builders.plan import BuildNeed, ImageSlot, SdistInfo, group_container_builds
+from wheelport.builders.kind import Claim, Offer, PlannedJob, Ports, runner_of
+from wheelport.builders.plan import ImageSlot, group_container_builds
 from wheelport.errors import BuildError
 from wheelport.process import Runner, subprocess_runner
 from wheelport.reproduce import normalize_wheel, source_date_epoch
@@ -95,30 +95,23 @@ class Container:
     name = "container"
     shares_wheels = True
 
-    def plan(
-        self,
-        need: BuildNeed,
-        offered: Sequence[Offered],
-        info: SdistInfo,
-        machine: Machine,
-        *,
-        size: int = 0,
-    ) -> Claim:
+    def plan(self, offer: Offer) -> Claim:
+        need, info, machine = offer.need, offer.info, offer.machine
         slots: dict[str, ImageSlot] = {}
-        for t, _ in offered:
+        for t, _ in offer.targets:
             if info.compiled and machine.container and t.os in ("manylinux", "musllinux"):
                 slots[t.identifier] = machine.slot(t, need.name)
         groups = group_container_builds(
-            [t for t, _ in offered if t.identifier in slots], slots, abi3=info.abi3
+            [t for t, _ in offer.targets if t.identifier in slots], slots, abi3=info.abi3
         )
         jobs = tuple(
             PlannedJob(need, f"{self.name}:{s.label}", tuple(members), runner_of(members[0]),
-                       True, size=size)
+                       True, size=offer.size)
             for s, members in groups
         )  # fmt: skip
         left = tuple(
             (t, slots[t.identifier].reason if t.identifier in slots else why)
-            for t, why in offered
+            for t, why in offer.targets
             if t.identifier not in slots or slots[t.identifier].label is None
         )
         return Claim(jobs, left)

@@ -109,6 +109,19 @@ Offered = tuple[Target, str | None]
 
 
 @dataclass(frozen=True)
+class Offer:
+    """What the planner asks a builder about: an sdist (its facts and its size in bytes, a job's
+    weight), the targets the builders before it left — each with why it was not taken, see
+    :data:`Offered` — and what this machine offers."""
+
+    need: BuildNeed
+    targets: tuple[Offered, ...]
+    info: SdistInfo
+    machine: Machine
+    size: int = 0
+
+
+@dataclass(frozen=True)
 class Claim:
     """What one builder takes of the targets it is offered: its jobs, and the targets it
     leaves to the next builder (each with why it was not taken, see :data:`Offered`)."""
@@ -150,16 +163,8 @@ class Builder(Protocol):
     @property
     def shares_wheels(self) -> bool: ...
 
-    def plan(
-        self,
-        need: BuildNeed,
-        offered: Sequence[Offered],
-        info: SdistInfo,
-        machine: Machine,
-        *,
-        size: int = 0,
-    ) -> Claim:
-        """The jobs that build ``need`` for the offered targets this builder serves, and the
+    def plan(self, offer: Offer) -> Claim:
+        """The jobs that build the offered sdist for the targets this builder serves, and the
         targets it leaves. Pure: everything it knows is handed in."""
         ...
 

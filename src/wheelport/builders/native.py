@@ -23,12 +23,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from wheelport.builders.isolated import IsolatedBuild, build_env, find_links_source
-from wheelport.builders.kind import Claim, Machine, Offered, PlannedJob, Ports, runner_of
-from wheelport.builders.plan import BuildNeed, SdistInfo
+from wheelport.builders.kind import Claim, Offer, PlannedJob, Ports, runner_of
 from wheelport.errors import BuildError
 from wheelport.process import Runner, subprocess_runner
 from wheelport.reproduce import normalize_wheel
@@ -63,21 +62,14 @@ class Native:
     name = BUILDER
     shares_wheels = False
 
-    def plan(
-        self,
-        need: BuildNeed,
-        offered: Sequence[Offered],
-        info: SdistInfo,
-        machine: Machine,
-        *,
-        size: int = 0,
-    ) -> Claim:
-        mine = [t for t, _ in offered if not info.compiled or host_serves(machine.host, t)]
+    def plan(self, offer: Offer) -> Claim:
+        host = offer.machine.host
+        mine = [t for t, _ in offer.targets if not offer.info.compiled or host_serves(host, t)]
         taken = {t.identifier for t in mine}
-        left = tuple((t, why) for t, why in offered if t.identifier not in taken)
+        left = tuple((t, why) for t, why in offer.targets if t.identifier not in taken)
         if not mine:
             return Claim((), left)
-        job = PlannedJob(need, self.name, tuple(mine), runner_of(machine.host), True, size=size)
+        job = PlannedJob(offer.need, self.name, tuple(mine), runner_of(host), True, size=offer.size)
         return Claim((job,), left)
 
     def interpreters(self, job: PlannedJob, host: Target) -> list[Target]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from wheelport.builders.container import Container
-from wheelport.builders.kind import Builder, Machine, Offered, PlannedJob, kind_name
+from wheelport.builders.kind import Builder, Machine, Offer, Offered, PlannedJob, kind_name
 from wheelport.builders.native import Native
 from wheelport.builders.plan import BuildNeed, ImageSlot, SdistInfo
 from wheelport.builders.runners import Runners
@@ -58,10 +58,10 @@ def decide(
     ``here=False`` naming the runner it needs.
     """
     machine = Machine(host=host, container=container, slot=slot)
-    offered: Sequence[Offered] = [(t, None) for t in targets]
+    offered: tuple[Offered, ...] = tuple((t, None) for t in targets)
     jobs: list[PlannedJob] = []
     for builder in BUILDERS:
-        claim = builder.plan(need, offered, info, machine, size=size)
+        claim = builder.plan(Offer(need, offered, info, machine, size))
         jobs += claim.jobs
         offered = claim.left
     assert not offered, f"no builder takes {[t.identifier for t, _ in offered]}"

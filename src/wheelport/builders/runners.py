@@ -10,13 +10,12 @@ that runs them there (``wheelport sync --only-target``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
-from wheelport.builders.kind import NO_ENGINE, Claim, Machine, Offered, PlannedJob, Ports, runner_of
+from wheelport.builders.kind import NO_ENGINE, Claim, Offer, Offered, PlannedJob, Ports, runner_of
 from wheelport.builders.native import BUILDER as NATIVE
 from wheelport.builders.native import host_serves
-from wheelport.builders.plan import BuildNeed, SdistInfo
 from wheelport.errors import BuildError
 from wheelport.targets import Target
 
@@ -31,19 +30,12 @@ class Runners:
     name = "runner"
     shares_wheels = False
 
-    def plan(
-        self,
-        need: BuildNeed,
-        offered: Sequence[Offered],
-        info: SdistInfo,
-        machine: Machine,
-        *,
-        size: int = 0,
-    ) -> Claim:
+    def plan(self, offer: Offer) -> Claim:
+        need, size = offer.need, offer.size
         jobs: list[PlannedJob] = []
         left: list[Offered] = []
-        for t, why in offered:
-            if not info.compiled or host_serves(machine.host, t):
+        for t, why in offer.targets:
+            if not offer.info.compiled or host_serves(offer.machine.host, t):
                 left.append((t, why))  # the native builder's
             elif t.is_linux:
                 what = NO_ENGINE if why is None else why
