@@ -69,12 +69,16 @@ def _assert_complete(wh: Path, cache: Path, sync_args: list[str]) -> None:
             assert rel[0] + rel[1] == sha256_file(p), f"cache artifact not named by its sha256: {p}"
 
 
-def _phase(wh: Path) -> str:
-    """Roughly where a run was when it died, from what it left."""
-    if not list(wh.glob("pylock.*.toml")):
+def _phase(wh: Path, cache: Path) -> str:
+    """Roughly where a run was when it died, from what it left. Downloads start while targets
+    still resolve (sync's prefetch), so a run with files in its cache (or on their way) but
+    not all of them in the wheelhouse was downloading, locks written or not."""
+    downloads = [p for p in (cache / "artifacts-v1").rglob("*") if p.is_file()]
+    placed = len(list((wh / "wheels").glob("w*.whl"))) if (wh / "wheels").is_dir() else 0
+    if not downloads and not list(wh.glob("pylock.*.toml")):
         return "resolving"
-    if not (wh / "wheels").is_dir() or len(list((wh / "wheels").glob("w*.whl"))) < 6:
-        return "downloading"
+    if placed < 6:
+        return "downloading" if downloads else "resolving"
     if not list((wh / "wheels").glob("puresrc-*.whl")):
         return "building"
     if not (wh / "bootstrap.py").exists() or not (wh / "simple").is_dir():
@@ -143,7 +147,7 @@ def test_sigkill_at_random_moments_then_rerun_completes(
         if not finished:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        phase = "done" if finished else _phase(wh)
+        phase = "done" if finished else _phase(wh, cache)
         phases[phase] = phases.get(phase, 0) + 1
         left_parts += len(list(cache.rglob("*.part")))
         _assert_complete(wh, cache, sync_args)
