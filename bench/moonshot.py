@@ -35,6 +35,8 @@ from _common import (
     uv_compile,
 )
 
+#: binaries only, every one for all 15 targets (scipy and scikit-learn are left out: their macOS
+#: arm64 wheels need macOS 12+, so no version serves macosx_11_0_arm64)
 PACKAGES = [
     "boto3",
     "botocore",
@@ -94,7 +96,6 @@ PACKAGES = [
     "et-xmlfile",
     "lxml",
     "pillow",
-    "scipy",
     "requests-oauthlib",
     "oauthlib",
     "decorator",
@@ -136,7 +137,6 @@ PACKAGES = [
     "mpmath",
     "joblib",
     "threadpoolctl",
-    "scikit-learn",
     "orjson",
     "zstandard",
     "more-itertools",
