@@ -4,7 +4,9 @@ Shared by every wheelhouse on the machine. Artifacts are content-addressed, so a
 downloaded once (for metadata during resolution, or by fetch) is never downloaded again.
 
 An artifact is trusted only after its bytes hash to its name (:meth:`Cache.verified`, the one
-place that check lives); a corrupt entry is evicted with a warning and fetched again.
+place that check lives); a corrupt entry is evicted with a warning and fetched again. Within
+one process an entry it downloaded (hashed while written) or hashed is not read again while
+its stat stamp is unchanged: a write to it, in place or by rename, changes the stamp.
 Wheelhouses get independent copies (reflink or copy, :func:`~wheelport.wheelhouse.copy_verified`),
 never hard links, so nothing done to a wheelhouse reaches the cache.
 
@@ -27,6 +29,11 @@ from pathlib import Path
 import platformdirs
 
 log = logging.getLogger("wheelport.cache")
+
+#: stamp (:func:`~wheelport.wheelhouse.stat_stamp`) of an artifact entry this process
+#: downloaded or hashed -> its sha256: while the stamp holds, the bytes are not read again
+_known: dict[tuple[int, int, int, int, int], str] = {}
+_known_lock = threading.Lock()
 
 #: caches whose killed runs' partial files this process has reclaimed
 _reclaimed: set[Path] = set()
@@ -87,18 +94,22 @@ class Cache:
         never a hard link) and it is the copy's bytes that are hashed, so what lands at
         ``into`` is exactly what was checked; ``into`` is returned.
         """
-        from wheelport.wheelhouse import copy_verified, sha256_file
+        from wheelport.wheelhouse import copy_verified, sha256_file, stat_stamp
 
         path = self.artifact_path(sha256)
         try:
             st = path.stat()
+            stamp = stat_stamp(st)
+            with _known_lock:
+                known = _known.get(stamp) == sha256
             if into is not None:
-                how, actual = copy_verified(path, into, sha256)
+                how, actual = copy_verified(path, into, sha256, known=stamp if known else None)
                 if how is not None:
                     return into
             else:
-                actual = sha256_file(path)
+                actual = sha256 if known else sha256_file(path)
                 if actual == sha256:
+                    self.remember(path, sha256, stamp)
                     return path
         except FileNotFoundError:
             return None
@@ -109,6 +120,19 @@ class Cache:
             if path.stat().st_ino == st.st_ino:  # not a good copy another process just renamed in
                 path.unlink()
         return None
+
+    @staticmethod
+    def remember(
+        path: Path, sha256: str, stamp: tuple[int, int, int, int, int] | None = None
+    ) -> None:
+        """Note that the entry at ``path`` (with this stamp, else its current one) hashes to
+        ``sha256`` — it was hashed as it was written, or just now: :meth:`verified` does not
+        read it again while its stamp is unchanged (in this process)."""
+        from wheelport.wheelhouse import stat_stamp
+
+        stamp = stamp or stat_stamp(path.stat())
+        with _known_lock:
+            _known[stamp] = sha256
 
     def http_path(self, key: str) -> Path:
         digest = hashlib.sha256(key.encode()).hexdigest()

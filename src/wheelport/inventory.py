@@ -215,10 +215,38 @@ def _read_sdist(path: Path) -> bytes | None:
         return None
 
 
-def package_facts(wheelhouse: Path, tl: TargetLock) -> list[PackageFacts]:
-    """Facts of every package of one lock: artifact, hash, license, origin, embedded SBOMs."""
-    wh = Wheelhouse(wheelhouse)
-    artifacts = wh.load_manifest().artifacts
+class ArtifactReader:
+    """What the artifacts of a wheelhouse say of themselves (METADATA, its license answer and
+    summary, embedded SBOMs), each file read once however many locks name it, and the
+    manifest read once."""
+
+    def __init__(self, wheelhouse: Path) -> None:
+        self.wh = Wheelhouse(wheelhouse)
+        self.artifacts = self.wh.load_manifest().artifacts
+        self._read: dict[tuple[str, str], tuple[RawMetadata, LicenseAnswer, dict[str, bytes]]] = {}
+
+    def of(
+        self, rel: str, sha256: str, path: Path, wheel: bool
+    ) -> tuple[RawMetadata, LicenseAnswer, dict[str, bytes]]:
+        key = (rel, sha256)
+        found = self._read.get(key)
+        if found is None:
+            meta: bytes | None = None
+            sboms: dict[str, bytes] = {}
+            if path.is_file():
+                meta, sboms = _read_wheel(path) if wheel else (_read_sdist(path), {})
+            raw = parse_metadata(meta) if meta else RawMetadata()
+            found = self._read[key] = (raw, license_of(raw), sboms)
+        return found
+
+
+def package_facts(
+    wheelhouse: Path, tl: TargetLock, files: ArtifactReader | None = None
+) -> list[PackageFacts]:
+    """Facts of every package of one lock: artifact, hash, license, origin, embedded SBOMs
+    (``files``: the reader to share between the locks of one report)."""
+    files = files or ArtifactReader(wheelhouse)
+    wh, artifacts = files.wh, files.artifacts
     out = []
     for pkg in sorted(tl.lock.packages, key=lambda p: str(p.name)):
         art = pkg.wheels[0] if pkg.wheels else pkg.sdist
@@ -226,11 +254,7 @@ def package_facts(wheelhouse: Path, tl: TargetLock) -> list[PackageFacts]:
             continue
         rel = art.path or f"{'wheels' if pkg.wheels else 'sdists'}/{art.name}"
         path = wh.contained(rel, tl.path.name)
-        meta: bytes | None = None
-        sboms: dict[str, bytes] = {}
-        if path.is_file():
-            meta, sboms = _read_wheel(path) if pkg.wheels else (_read_sdist(path), {})
-        raw = parse_metadata(meta) if meta else RawMetadata()
+        raw, licence, sboms = files.of(rel, art.hashes["sha256"], path, bool(pkg.wheels))
         record = artifacts.get(rel)
         origin = record.origin if record else Origin("unknown")
         if origin.kind == "unknown" and art.url:
@@ -254,7 +278,7 @@ def package_facts(wheelhouse: Path, tl: TargetLock) -> list[PackageFacts]:
                 sha256=art.hashes["sha256"],
                 index=pkg.index,
                 dependencies=tuple(_dep_names(pkg)),
-                license=license_of(raw),
+                license=licence,
                 origin=origin,
                 sdist=sdist,
                 sboms=sboms,
@@ -293,8 +317,9 @@ class LicenseRow:
 def license_report(wheelhouse: Path, targets: Sequence[str] = ()) -> list[LicenseRow]:
     """One row per (package, version) over the locks of ``targets`` (default: every lock)."""
     rows: dict[tuple[str, str], tuple[LicenseAnswer, list[str]]] = {}
+    files = ArtifactReader(wheelhouse)
     for tl in target_locks(wheelhouse, targets):
-        for f in package_facts(wheelhouse, tl):
+        for f in package_facts(wheelhouse, tl, files):
             _answer, where = rows.setdefault((f.name, f.version), (f.license, []))
             where.append(tl.target)
     return [LicenseRow(n, v, a, tuple(sorted(t))) for (n, v), (a, t) in sorted(rows.items())]

@@ -53,7 +53,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from wheelport.errors import DiskFullError, VerifyError
 from wheelport.manifest import Manifest, ManifestError
@@ -143,6 +143,16 @@ def load_manifest(path: Path) -> Manifest:
             path=str(path),
         ) from None
     return Manifest.from_dict(data)
+
+
+#: what identifies a file's bytes without reading them: device, inode, size, mtime_ns and
+#: ctime_ns. Any write, truncation, rename or chmod changes ctime, which no user can set back,
+#: so an unchanged stamp means unchanged bytes (the rule git's index relies on)
+Stamp = tuple[int, int, int, int, int]
+
+
+def stat_stamp(st: os.stat_result) -> Stamp:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def sha256_file(path: Path) -> str:
@@ -378,12 +388,35 @@ def _reflink(src_fd: int, dst_fd: int) -> bool:
     return True
 
 
-def copy_verified(src: Path, dest: Path, sha256: str | None = None) -> tuple[str | None, str]:
+def _copy_descriptor(fsrc: BinaryIO, fdst: BinaryIO) -> None:
+    """Copy all of ``fsrc`` into ``fdst``: in the kernel (sendfile) where it can, else
+    through a buffer."""
+    offset = 0
+    try:
+        while True:
+            sent = os.sendfile(fdst.fileno(), fsrc.fileno(), offset, 1 << 30)
+            if sent == 0:
+                return
+            offset += sent
+    except OSError as exc:
+        if offset or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK):
+            raise
+    fsrc.seek(0)
+    shutil.copyfileobj(fsrc, fdst, 1 << 20)
+
+
+def copy_verified(
+    src: Path, dest: Path, sha256: str | None = None, *, known: Stamp | None = None
+) -> tuple[str | None, str]:
     """Put an independent copy of ``src`` at ``dest``: a reflink when the filesystem can, else
     a plain copy; through a temporary name beside ``dest`` and a rename, never a hard link,
     so a later write to either file cannot change the other.
 
-    The sha256 is taken of the bytes written (read back from the temporary file).
+    The sha256 is taken of the bytes written (read back from the temporary file) — except
+    when ``known`` is the :func:`stat_stamp` ``src`` had when it was found to hash to
+    ``sha256``: then the kernel's copy of it is not read again, provided the file copied
+    (the descriptor read, whatever was renamed over its path meanwhile) still has that stamp
+    after the copy.
     Returns ``(how, sha256)``: ``how`` is ``"reflink"`` or ``"copy"`` when ``dest`` was put in
     place, ``None`` when ``sha256`` was given and the copy did not match it (then nothing is
     left at ``dest`` and an old ``dest`` is untouched).
@@ -394,10 +427,12 @@ def copy_verified(src: Path, dest: Path, sha256: str | None = None) -> tuple[str
         with open(src, "rb") as fsrc, os.fdopen(fd, "wb") as fdst:
             os.fchmod(fdst.fileno(), 0o666 & ~_UMASK)
             how = "reflink" if _reflink(fsrc.fileno(), fdst.fileno()) else "copy"
-        if how == "copy":
-            shutil.copyfile(src, tmp)  # in the kernel (sendfile / copy_file_range)
-        # hash what landed in the temporary file: the bytes that will be renamed into place
-        digest = sha256_file(Path(tmp))
+            if how == "copy":
+                _copy_descriptor(fsrc, fdst)
+            unchanged = known is not None and stat_stamp(os.fstat(fsrc.fileno())) == known
+        # unless the source is known unchanged, hash what landed in the temporary file: the
+        # bytes that will be renamed into place
+        digest = sha256 if unchanged and sha256 is not None else sha256_file(Path(tmp))
         if sha256 is not None and digest != sha256:
             os.unlink(tmp)
             return None, digest
