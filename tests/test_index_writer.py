@@ -356,3 +356,59 @@ def test_uv_installs_from_file_index(house: Path, tmp_path: Path) -> None:
 )
 def test_parse_requires_python(metadata: bytes, expected: str | None) -> None:
     assert parse_requires_python(metadata) == expected
+
+
+def _stored_wheel(path: Path, requirement: str) -> Path:
+    """A wheel of pkg 1.0 whose members are stored, not compressed: the same size for any
+    requirement of the same length."""
+    import zipfile
+
+    meta = f"Metadata-Version: 2.1\nName: pkg\nVersion: 1.0\nRequires-Dist: {requirement}\n"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, text in [
+            ("pkg/__init__.py", ""),
+            ("pkg-1.0.dist-info/METADATA", meta),
+            ("pkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: cp39-cp39-win_amd64\n"),
+            ("pkg-1.0.dist-info/RECORD", ""),
+        ]:
+            zf.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), text)
+    return path
+
+
+def test_a_wheel_read_at_placement_is_not_opened_again_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fetch's check reads a placed wheel's METADATA and SBOMs once; the index writer and the
+    licence report take them from there — but a file rewritten in place, same size and mtime
+    put back, is read again (its ctime moved), never served from what the old bytes said."""
+    import zipfile
+
+    import wheelport.index.metadata as meta_mod
+    from wheelport.index.metadata import read_wheel, wheel_contents
+    from wheelport.site.writer import read_wheel_metadata
+
+    win = _stored_wheel(tmp_path / "pkg-1.0-cp39-cp39-win_amd64.whl", "dep>=1")
+    other = _stored_wheel(tmp_path / "other.whl", "dep>=2")
+    why, data = read_wheel(win, win.name, "pkg")
+    assert why is None and data is not None and b"Requires-Dist: dep>=1" in data
+
+    opened: list[object] = []
+    real_zip = zipfile.ZipFile
+
+    def counting(*args: object, **kwargs: object) -> zipfile.ZipFile:
+        opened.append(args[0])
+        return real_zip(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(meta_mod.zipfile, "ZipFile", counting)
+    assert read_wheel_metadata(win) == data
+    assert wheel_contents(win) == (data, {})
+    assert opened == []
+
+    # same size, another dependency bound, mtime restored: only ctime tells
+    st = win.stat()
+    assert other.stat().st_size == st.st_size
+    win.write_bytes(other.read_bytes())
+    os.utime(win, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert win.stat().st_mtime_ns == st.st_mtime_ns and win.stat().st_size == st.st_size
+    fresh = read_wheel_metadata(win)
+    assert b"Requires-Dist: dep>=2" in fresh and len(opened) == 1

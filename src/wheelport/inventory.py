@@ -25,7 +25,7 @@ from packaging.metadata import RawMetadata, parse_email
 from packaging.pylock import Package, Pylock
 
 from wheelport.errors import ExportError, UsageError
-from wheelport.index.metadata import sdist_members, wheel_metadata_member
+from wheelport.index.metadata import sdist_members, wheel_contents
 from wheelport.lock import lock_tool, read_lock
 from wheelport.manifest import Origin
 from wheelport.targets import parse_target
@@ -191,18 +191,7 @@ class PackageFacts:
 
 def _read_wheel(path: Path) -> tuple[bytes | None, dict[str, bytes]]:
     try:
-        with zipfile.ZipFile(path) as zf:
-            member = wheel_metadata_member(zf, path.name)
-            meta = zf.read(member) if member else None
-            sboms = {
-                n: zf.read(n)
-                for n in zf.namelist()
-                if len(parts := n.split("/")) == 3
-                and parts[0].endswith(".dist-info")
-                and parts[1] == "sboms"
-                and parts[2]
-            }
-            return meta, sboms
+        return wheel_contents(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ExportError(f"cannot read wheel {path}: {exc}", hint="run 'wheelport verify'",
                           path=str(path)) from None  # fmt: skip

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import email.parser
 import io
+import os
 import re
 import sys
 import tarfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from email.message import Message
@@ -35,6 +37,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from wheelport.bootstrap import lexical_escape
+from wheelport.wheelhouse import Stamp, stat_stamp
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,6 +76,51 @@ def same_version(a: str, b: str) -> bool:
         return Version(a) == Version(b)
     except InvalidVersion:
         return a == b
+
+
+#: what this process read of wheel archives, by the file's :func:`stat_stamp`: its METADATA and
+#: its PEP 770 SBOM members. A write, truncation or rename over the file changes the stamp, so
+#: a changed file is read again (fetch reads each wheel it places; the index writer and the
+#: page's licence report then find it here instead of opening the archive again)
+_contents: dict[Stamp, tuple[bytes | None, dict[str, bytes]]] = {}
+_contents_lock = threading.Lock()
+_CONTENTS_KEPT = 20_000
+
+
+def _is_sbom(member: str) -> bool:
+    parts = member.split("/")
+    return (
+        len(parts) == 3
+        and parts[0].endswith(".dist-info")
+        and parts[1] == "sboms"
+        and bool(parts[2])
+    )
+
+
+def _remember_contents(stamp: Stamp, metadata: bytes | None, sboms: dict[str, bytes]) -> None:
+    with _contents_lock:
+        if len(_contents) >= _CONTENTS_KEPT:
+            _contents.clear()
+        _contents[stamp] = (metadata, sboms)
+
+
+def wheel_contents(path: Path) -> tuple[bytes | None, dict[str, bytes]]:
+    """(the wheel's own ``.dist-info/METADATA`` or None, its PEP 770 SBOM members by archive
+    name) — read once per version of the file in this process. Raises
+    ``zipfile.BadZipFile``/``OSError`` for an archive that cannot be read."""
+    with open(path, "rb") as fh:
+        stamp = stat_stamp(os.fstat(fh.fileno()))
+        with _contents_lock:
+            found = _contents.get(stamp)
+        if found is not None:
+            return found
+        with zipfile.ZipFile(fh) as zf:
+            member = wheel_metadata_member(zf, path.name)
+            meta = zf.read(member) if member else None
+            sboms = {n: zf.read(n) for n in zf.namelist() if _is_sbom(n)}
+        if stat_stamp(os.fstat(fh.fileno())) == stamp:
+            _remember_contents(stamp, meta, sboms)
+    return meta, sboms
 
 
 def wheel_problem(path: Path, filename: str, project: str | None = None) -> str | None:
@@ -118,7 +166,8 @@ def read_wheel(
     if project is not None and canonicalize_name(project) != name:
         return f"it is listed for project {project} but its file name names {name}", None
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
+            stamp = stat_stamp(os.fstat(fh.fileno()))
             names = zf.namelist()
             tops: set[str] = set()
             for member in names:
@@ -138,6 +187,8 @@ def read_wheel(
                 data = zf.read(f"{dist_info}/METADATA")
             except KeyError:
                 return f"it has no {dist_info}/METADATA", None
+            sboms = {n: zf.read(n) for n in names if _is_sbom(n)}
+            unchanged = stat_stamp(os.fstat(fh.fileno())) == stamp
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
         return f"it is not a readable wheel ({exc})", None
     msg = email.parser.BytesHeaderParser().parsebytes(data)
@@ -146,6 +197,8 @@ def read_wheel(
         return f"its METADATA says Name: {meta_name[:100] or '(none)'}", data
     if not same_version(meta_version, str(version)):
         return f"its METADATA says Version: {meta_version[:100] or '(none)'}", data
+    if unchanged:  # the one .dist-info's METADATA: the member wheel_contents would pick
+        _remember_contents(stamp, data, sboms)
     return None, data
 
 

@@ -30,7 +30,6 @@ import html
 import io
 import json
 import os
-import sys
 import tarfile
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -51,14 +50,9 @@ from packaging.utils import (
 from packaging.version import Version
 
 from wheelport.errors import UsageError, VerifyError
-from wheelport.index.metadata import sdist_members, wheel_metadata_member
+from wheelport.index.metadata import sdist_members, wheel_contents, wheel_metadata_member
 from wheelport.manifest import ArtifactRecord, Manifest
 from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, load_manifest, sha256_file
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 API_VERSION = "1.1"
 #: PEP 792 project status needs API v1.4; only pages that carry a status say so
@@ -193,33 +187,35 @@ _STATUS_RANK = {"quarantined": 3, "archived": 2, "deprecated": 1}
 
 
 def lock_facts(wh: Wheelhouse) -> LockFacts:
-    """Upload times (by artifact path) and project statuses from every ``pylock.*.toml``.
+    """Upload times (by artifact path) and project statuses from every ``pylock.*.toml``
+    (each parsed once per version of the file in this process: a sync has them already).
 
     A lock that cannot be read is skipped: ``verify`` is the verb that names a broken lock."""
+    from packaging.pylock import PackageSdist, PackageWheel
+
+    from wheelport.errors import WheelportError
+    from wheelport.lock import package_status, read_lock
+
     times: dict[str, str] = {}
     statuses: dict[str, tuple[str, str | None]] = {}
     for path in wh.lock_paths():
         try:
-            with path.open("rb") as f:
-                data = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError):
+            lock = read_lock(path)
+        except WheelportError:
             continue
-        for pkg in data.get("packages") or []:
-            if not isinstance(pkg, dict):
-                continue
-            arts = [*(pkg.get("wheels") or []), *([pkg["sdist"]] if pkg.get("sdist") else [])]
+        for pkg in lock.packages:
+            arts: list[PackageWheel | PackageSdist] = [*(pkg.wheels or [])]
+            arts += [pkg.sdist] if pkg.sdist else []
             for art in arts:
-                when = _utc(art.get("upload-time")) if isinstance(art, dict) else None
-                if when and isinstance(art.get("path"), str):
-                    times.setdefault(art["path"], when)
-            status = ((pkg.get("tool") or {}).get("wheelport") or {}).get("project-status")
-            if isinstance(status, dict) and status.get("status") in _STATUS_RANK:
-                name = str(pkg.get("name", ""))
-                reason = status.get("reason")
-                new = (str(status["status"]), reason if isinstance(reason, str) else None)
+                when = _utc(art.upload_time)
+                if when and art.path:
+                    times.setdefault(art.path, when)
+            status = package_status(pkg)
+            if status is not None and status.status in _STATUS_RANK:
+                name = str(pkg.name)
                 old = statuses.get(name)
-                if old is None or _STATUS_RANK[new[0]] > _STATUS_RANK[old[0]]:
-                    statuses[name] = new
+                if old is None or _STATUS_RANK[status.status] > _STATUS_RANK[old[0]]:
+                    statuses[name] = (status.status, status.reason)
     return LockFacts(times, statuses)
 
 
@@ -407,21 +403,25 @@ def parse_requires_python(metadata: bytes) -> str | None:
 def read_wheel_metadata(path: Path, data: bytes | None = None) -> bytes:
     """The bytes of the wheel's ``<name>.dist-info/METADATA`` (``data``: the wheel, if read)."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data) if data is not None else path) as zf:
-            member = wheel_metadata_member(zf, path.name)
-            if member is None:
-                raise VerifyError(
-                    f"wheel {path.name} has no .dist-info/METADATA",
-                    hint="remove or rebuild it, then run `wheelport index` again",
-                    path=str(path),
-                )
-            return zf.read(member)
+        if data is None:  # read once per version of the file in this process (fetch read it)
+            metadata = wheel_contents(path)[0]
+        else:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                member = wheel_metadata_member(zf, path.name)
+                metadata = zf.read(member) if member else None
     except (zipfile.BadZipFile, OSError) as exc:
         raise VerifyError(
             f"cannot read wheel {path.name}: {exc}",
             hint="remove or re-fetch it, then run `wheelport index` again",
             path=str(path),
         ) from exc
+    if metadata is None:
+        raise VerifyError(
+            f"wheel {path.name} has no .dist-info/METADATA",
+            hint="remove or rebuild it, then run `wheelport index` again",
+            path=str(path),
+        )
+    return metadata
 
 
 def read_sdist_metadata(path: Path) -> bytes | None:
@@ -499,11 +499,10 @@ def _index_file(
 ) -> tuple[FileFacts, bytes | None]:
     """Open one new or changed artifact: its facts and (wheels) its METADATA bytes."""
     path = wh.root / rel
-    # small files are read once, for both the hash and the metadata
-    data = path.read_bytes() if st.st_size <= SMALL_FILE else None
     if record is not None and record.size == st.st_size:
-        sha = record.sha256
-    else:
+        sha, data = record.sha256, None
+    else:  # small files are read once, for both the hash and the metadata
+        data = path.read_bytes() if st.st_size <= SMALL_FILE else None
         sha = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path)
     metadata: bytes | None
     if rel.startswith("wheels/"):
