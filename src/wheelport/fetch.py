@@ -523,7 +523,8 @@ def fetch_artifacts(
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelport-fetch")
     try:
-        futures = [pool.submit(one, a) for a in todo]
+        # the largest first: the last to finish is then a small one, not the biggest
+        futures = [pool.submit(one, a) for a in sorted(todo, key=lambda a: -(a.size or 0))]
         for fut in as_completed(futures):
             try:
                 a, src, was_cached = fut.result()
