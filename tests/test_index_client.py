@@ -281,3 +281,81 @@ def test_concurrent_downloads_keep_files_apart(
         assert len(artifacts) == n
         for path in artifacts:
             assert hashlib.sha256(path.read_bytes()).hexdigest() == path.parent.name + path.name
+
+
+class _PageServer:
+    """One page on 127.0.0.1 with an ETag and a chosen Cache-Control, answering a matching
+    If-None-Match with 304; records each request's If-None-Match."""
+
+    def __init__(self, body: bytes, cache_control: str) -> None:
+        import http.server
+        import threading
+
+        self.body, self.cache_control = body, cache_control
+        self.seen: list[str | None] = []
+        page = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                page.seen.append(self.headers.get("If-None-Match"))
+                etag = '"v1"'
+                if self.headers.get("If-None-Match") == etag:
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.send_header("Cache-Control", page.cache_control)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+                self.send_header("Content-Length", str(len(page.body)))
+                self.send_header("ETag", etag)
+                self.send_header("Cache-Control", page.cache_control)
+                self.end_headers()
+                self.wfile.write(page.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple/pkg/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("cache_control", ["max-age=600", "max-age=0"])
+def test_page_cache_keeps_the_body_byte_for_byte_and_revalidates(
+    tmp_path: Path, cache_control: str
+) -> None:
+    """A cached page comes back exactly as served (newlines, quotes, backslashes, UTF-8 and a
+    byte that is not UTF-8 included); a fresh one costs no request, a stale one is
+    revalidated with its ETag (304: the kept body); an entry in an older format is fetched
+    again, never misread."""
+    from wheelport.credentials import Logins
+    from wheelport.index.http import Http
+
+    body = b'{"name": "pkg",\n "files": [], "meta": {"x": "a\\"b\\\\c \xc3\xa9"}}\n\xff tail\n'
+    srv = _PageServer(body, cache_control)
+    try:
+        cache = Cache(tmp_path / "cache")
+
+        def get() -> tuple[bytes, str, str]:
+            return Http(Logins(), cache, stats).get_page(srv.url)
+
+        stats: dict[str, int] = {"requests": 0, "cached": 0, "revalidated": 0}
+        assert get() == (body, "application/vnd.pypi.simple.v1+json", srv.url)
+        assert get()[0] == body
+        if cache_control == "max-age=600":
+            assert srv.seen == [None] and stats["cached"] == 1
+        else:
+            assert srv.seen == [None, '"v1"'] and stats["revalidated"] == 1
+        # an entry in the former format (the body inside one JSON object) is not trusted
+        entry = cache.http_path(f"page:{srv.url}")
+        entry.write_text(json.dumps({"url": srv.url, "content_type": "text/html",
+                                     "fetched": 4e9, "max_age": 10**9, "body": "forged"}))  # fmt: skip
+        assert get()[0] == body
+        assert srv.seen[-1] is None  # fetched whole again: no validator came from that file
+    finally:
+        srv.close()

@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wheelport.cache import Cache
@@ -140,15 +141,14 @@ class Http:
         """(body, content type, final URL) of an index page, through the HTTP cache."""
         cache_file = self.cache.http_path(f"page:{url}")
         cached: dict[str, Any] | None = None
-        if cache_file.exists():
-            try:
-                cached = json.loads(cache_file.read_text())
-            except (ValueError, OSError):
-                cached = None
+        cached_body = b""
+        entry = _read_page_entry(cache_file)
+        if entry is not None:
+            cached, cached_body = entry
         now = time.time()
         if cached and not self.refresh and now - cached["fetched"] < cached.get("max_age", 0):
             self.stats["cached"] += 1
-            return cached["body"].encode(), cached["content_type"], cached["url"]
+            return cached_body, cached["content_type"], cached["url"]
         headers = {"Accept": ACCEPT}
         if cached:
             if cached.get("etag"):
@@ -160,8 +160,8 @@ class Http:
             self.stats["revalidated"] += 1
             cached["fetched"] = now
             cached["max_age"] = _max_age(resp.headers)
-            atomic_write_bytes(cache_file, json.dumps(cached).encode(), durable=False)
-            return cached["body"].encode(), cached["content_type"], cached["url"]
+            _write_page_entry(cache_file, cached, cached_body)
+            return cached_body, cached["content_type"], cached["url"]
         if resp.status_code == 404:
             return b"", "404", url
         if resp.status_code in (401, 403):
@@ -176,16 +176,15 @@ class Http:
             )
         ctype = resp.headers.get("content-type", "text/html").split(";")[0].strip()
         final = str(resp.url)
-        entry = {
+        facts = {
             "url": final,
             "content_type": ctype,
             "etag": resp.headers.get("etag"),
             "last_modified": resp.headers.get("last-modified"),
             "fetched": now,
             "max_age": _max_age(resp.headers),
-            "body": body.decode("utf-8", "replace"),
         }
-        atomic_write_bytes(cache_file, json.dumps(entry).encode(), durable=False)
+        _write_page_entry(cache_file, facts, body)
         return body, ctype, final
 
     def _fetch_page(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
@@ -232,6 +231,37 @@ class Http:
                 path=redact(url),
             )
         return b"".join(chunks)
+
+
+#: a cached page is one line of JSON (URL, validators, freshness) then the body's bytes as
+#: served: no escaping of a multi-megabyte page into a JSON string and back
+_PAGE_ENTRY_FORMAT = 2
+
+
+def _read_page_entry(path: Path) -> tuple[dict[str, Any], bytes] | None:
+    """(the facts, the body) of a cached page; None when there is none or it is unreadable
+    (another format included: it is fetched again and rewritten)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    head, sep, body = data.partition(b"\n")
+    try:
+        facts = json.loads(head)
+    except ValueError:
+        return None
+    if not sep or not isinstance(facts, dict) or facts.get("format") != _PAGE_ENTRY_FORMAT:
+        return None
+    if not isinstance(facts.get("fetched"), int | float) or not isinstance(facts.get("url"), str):
+        return None
+    if not isinstance(facts.get("content_type"), str):
+        return None
+    return facts, body
+
+
+def _write_page_entry(path: Path, facts: dict[str, Any], body: bytes) -> None:
+    head = json.dumps({**facts, "format": _PAGE_ENTRY_FORMAT}).encode()
+    atomic_write_bytes(path, head + b"\n" + body, durable=False)
 
 
 def transport_reason(exc: BaseException) -> str:
