@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from wheelport.cache import Cache
 from wheelport.credentials import Logins, redact
 from wheelport.errors import IndexAccessError, UsageError
-from wheelport.wheelhouse import atomic_write_bytes, human_size
+from wheelport.wheelhouse import atomic_target, human_size
 
 if TYPE_CHECKING:
     import httpx
@@ -260,8 +260,10 @@ def _read_page_entry(path: Path) -> tuple[dict[str, Any], bytes] | None:
 
 
 def _write_page_entry(path: Path, facts: dict[str, Any], body: bytes) -> None:
-    head = json.dumps({**facts, "format": _PAGE_ENTRY_FORMAT}).encode()
-    atomic_write_bytes(path, head + b"\n" + body, durable=False)
+    head = json.dumps({**facts, "format": _PAGE_ENTRY_FORMAT}).encode() + b"\n"
+    with atomic_target(path, "wb", durable=False, needed=len(head) + len(body)) as f:
+        f.write(head)  # two writes: no copy of a page of megabytes joined to its line
+        f.write(body)
 
 
 def transport_reason(exc: BaseException) -> str:
