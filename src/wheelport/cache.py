@@ -25,14 +25,18 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
+
+if TYPE_CHECKING:
+    from wheelport.wheelhouse import Stamp
 
 log = logging.getLogger("wheelport.cache")
 
 #: stamp (:func:`~wheelport.wheelhouse.stat_stamp`) of an artifact entry this process
 #: downloaded or hashed -> its sha256: while the stamp holds, the bytes are not read again
-_known: dict[tuple[int, int, int, int, int], str] = {}
+_known: dict[Stamp, str] = {}
 _known_lock = threading.Lock()
 
 #: caches whose killed runs' partial files this process has reclaimed
@@ -122,9 +126,7 @@ class Cache:
         return None
 
     @staticmethod
-    def remember(
-        path: Path, sha256: str, stamp: tuple[int, int, int, int, int] | None = None
-    ) -> None:
+    def remember(path: Path, sha256: str, stamp: Stamp | None = None) -> None:
         """Note that the entry at ``path`` (with this stamp, else its current one) hashes to
         ``sha256`` — it was hashed as it was written, or just now: :meth:`verified` does not
         read it again while its stamp is unchanged (in this process)."""

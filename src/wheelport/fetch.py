@@ -52,6 +52,7 @@ from wheelport.wheelhouse import (
     copy_verified,
     reclaim_partials,
     sha256_file,
+    stat_stamp,
 )
 
 log = logging.getLogger("wheelport.fetch")
@@ -168,7 +169,7 @@ STAMPS_NAME = ".wheelport-stamps.json"
 
 
 def _stamp(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int, int]:
-    return (str(path.absolute()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (str(path.absolute()), *stat_stamp(st))
 
 
 def _load_stamps(wheelhouse: Wheelhouse) -> None:

@@ -28,7 +28,7 @@ from wheelport.index.models import DistFile
 from wheelport.index.parse import ProjectStatus
 from wheelport.resolve import Pin, Resolution, marker_for
 from wheelport.targets import Target
-from wheelport.wheelhouse import Wheelhouse, atomic_write_text
+from wheelport.wheelhouse import Wheelhouse, atomic_write_text, stat_stamp
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -165,8 +165,7 @@ def read_lock(path: Path) -> Pylock:
     try:
         with path.open("rb") as f:
             st = os.fstat(f.fileno())
-            key = (str(path.absolute()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
-                   st.st_ctime_ns)  # fmt: skip
+            key = (str(path.absolute()), *stat_stamp(st))
             with _read_lock:
                 hit = _read.get(key)
             if hit is not None:
