@@ -27,6 +27,7 @@ import pytest
 from support import run_wheelport
 from support.dists import make_sdist, make_wheel, wheel_metadata
 from support.server import IndexServer
+from wheelport.index.parse import parse_json_page, read_json_page
 from wheelport.wheelhouse import sha256_file
 
 
@@ -115,6 +116,51 @@ PAGES = [
 
 def _server(kind: str) -> IndexServer:
     return IndexServer(json_only=kind == "json", html_only=kind == "html")
+
+
+def test_a_json_page_is_read_entry_by_entry_and_odd_shapes_are_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Entries become rows while the page is decoded; only ``files`` entries that name a file
+    and link the page's own kind count, whatever else the page nests."""
+    page = "https://index.example/simple/pkg/"
+    sha = "ab" * 32
+    body = json.dumps({
+        "meta": {"api-version": "1.4"},
+        "project-status": {"status": "archived", "filename": "x.whl", "url": "https://e/x.whl"},
+        "decoy": {"filename": "pkg-6.0-py3-none-any.whl", "url": "https://e/pkg-6.0-py3-none-any.whl"},
+        "files": [
+            {"filename": "pkg-1.0-py3-none-any.whl", "url": "../../files/pkg-1.0-py3-none-any.whl",
+             "hashes": {"sha256": sha}, "requires-python": ">=3.8", "size": 12,
+             "upload-time": "2024-01-02T03:04:05Z", "core-metadata": {"sha256": sha}},
+            {"filename": "pkg-2.0-py3-none-any.whl", "url": "file:///etc/passwd"},
+            {"filename": "pkg-3.0-py3-none-any.whl", "url": 7},
+            {"url": "https://e/pkg-4.0-py3-none-any.whl"},
+            ["pkg-5.0-py3-none-any.whl", "https://e/pkg-5.0-py3-none-any.whl"],
+            "pkg-5.1-py3-none-any.whl",
+        ],
+    }).encode()  # fmt: skip
+    with caplog.at_level("WARNING", logger="wheelport.index.client"):
+        rows, status = read_json_page(body, page)
+    warnings = [r.getMessage() for r in caplog.records]
+    files = parse_json_page(body, page, "pkg", "https://index.example/simple/")
+    (only,) = files
+    assert only.filename == "pkg-1.0-py3-none-any.whl"
+    assert only.url == "https://index.example/files/pkg-1.0-py3-none-any.whl"
+    assert (only.sha256, only.requires_python, only.size) == (sha, ">=3.8", 12)
+    assert only.core_metadata == sha and only.upload_time == "2024-01-02T03:04:05Z"
+    assert len(rows) == 1
+    # an object that names a file is read as a file entry wherever it is nested: a
+    # project-status that does is not a status (an index never serves one)
+    assert status is None
+    (warning,) = warnings
+    assert "1 link(s)" in warning and "file:///etc/passwd" in warning and page in warning
+    # a page that is itself one file entry, a list, or not JSON at all
+    one = json.dumps({"filename": "pkg-1.0-py3-none-any.whl", "url": "https://e/a.whl"}).encode()
+    assert read_json_page(one, page) == ([], None)
+    assert read_json_page(b"[]", page) == ([], None)
+    with pytest.raises(ValueError):
+        read_json_page(b"\xff{", page)
 
 
 # -- a remote index must not read local files -----------------------------------------------------

@@ -539,8 +539,30 @@ def _register_exports() -> None:
 _register_exports()
 
 
+def _one_malloc_arena() -> None:
+    """Ask glibc for one malloc arena (as ``MALLOC_ARENA_MAX=1`` would).
+
+    glibc gives each thread that allocates its own arena (up to eight per core), and memory
+    freed in one is kept there: the index client's threads, each growing one with the pages it
+    reads, raised a lock's peak memory by a quarter (Superset, 5 targets: 154 MB against 126 MB
+    with one arena, same time). Python allocates with the GIL held, so one arena adds no
+    waiting. Nothing is changed where the user set ``MALLOC_ARENA_MAX`` or the C library is not
+    glibc (musl, macOS, Windows)."""
+    if sys.platform != "linux" or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+            return
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX (malloc.h)
+    except (OSError, ValueError, AttributeError):
+        return
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to one line and an exit code."""
+    _one_malloc_arena()
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("-v", "--verbose", "-vv") for a in args)
     json_mode = "--json" in args

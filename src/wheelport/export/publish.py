@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -249,7 +248,7 @@ def parse_project_page(
     """filename -> sha256 (or None when the page gives none) of a simple project page, read by
     the index client's own PEP 691 / PEP 503 parsers."""
     if "json" in content_type:
-        files = parse_json_page(json.loads(body), page_url, project, page_url)
+        files = parse_json_page(body, page_url, project, page_url)
     else:
         files = parse_html_page(body.decode("utf-8", "replace"), page_url, project, page_url)
     return {f.filename: f.sha256 for f in files}

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -46,7 +45,7 @@ from wheelport.index.parse import (
     VersionFiles,
     parse_html_page,
     parse_html_project,
-    parse_json_status,
+    read_json_page,
 )
 from wheelport.index.sources import CoreMetadata, SdistMetadataBuilder, read_metadata
 from wheelport.wheelhouse import (
@@ -166,7 +165,7 @@ class IndexClient:
                 continue
             if ctype == JSON_V1 or ctype.endswith("+json") or ctype == "application/json":
                 try:
-                    data = json.loads(body)
+                    rows, status = read_json_page(body, final)
                 except ValueError as exc:
                     raise IndexAccessError(
                         f"{redact(final)} is not a valid PEP 691 page: {exc}",
@@ -174,10 +173,9 @@ class IndexClient:
                         package=name,
                         path=redact(final),
                     ) from None
-                if not isinstance(data, dict):
-                    data = {}
-                found = VersionFiles.of_json(data, final, name, index)
-                found.status = parse_json_status(data)
+                del body  # the rows keep what is read of it
+                found = VersionFiles.of_rows(rows, final, name, index)
+                found.status = status
                 return found
             files, status = parse_html_project(body.decode("utf-8", "replace"), final, name, index)
             found = VersionFiles.of(files)

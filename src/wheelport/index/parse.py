@@ -9,6 +9,7 @@ first use (:class:`VersionFiles`). Pure: the pages are handed in as text or data
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -180,33 +181,49 @@ def parse_html_project(
 
 
 def parse_json_page(
-    data: dict[str, Any], page_url: str, project: str, index_url: str
+    body: bytes | str, page_url: str, project: str, index_url: str
 ) -> list[DistFile]:
-    """Files of a PEP 691 project page."""
-    return VersionFiles.of_json(data, page_url, project, index_url).files()
+    """Files of a PEP 691 project page (raises ValueError for a body that is not JSON)."""
+    rows, _ = read_json_page(body, page_url)
+    return VersionFiles.of_rows(rows, page_url, project, index_url).files()
 
 
-def json_items(data: Mapping[str, Any], page_url: str) -> Iterator[Mapping[str, Any]]:
-    """The file entries of a PEP 691 page that name a file (``filename`` and ``url`` strings)
-    of the page's own kind (see :class:`_Refused`); others are dropped, with one warning."""
-    files = data.get("files") if isinstance(data, Mapping) else None
-    if not isinstance(files, list):
-        return
-    refused = _Refused(page_url)
-    for item in files:
-        if not isinstance(item, Mapping):
-            continue
-        raw = item.get("url")
-        if not isinstance(raw, str) or not isinstance(item.get("filename"), str):
-            continue
-        # a relative URL takes the page's scheme; only one that names a scheme can differ
-        if _SCHEMED.match(raw) and not raw.startswith(("https://", "http://")):
-            if not refused.allows(urljoin(page_url, raw)):
+def read_json_page(body: bytes | str, page_url: str) -> tuple[list[Row], ProjectStatus | None]:
+    """The file entries (as :data:`Row`) and the PEP 792 status of a PEP 691 page.
+
+    Each entry that names a file (``filename`` and ``url`` strings) becomes its row as soon as
+    the decoder has read it, so a page of thousands of files is never held as thousands of
+    dicts. Entries of ``files`` that do not name a file, or link outside the page's own kind
+    (see :class:`_Refused`), are dropped, with one warning. Raises ValueError for a body that is
+    not JSON.
+    """
+    data = json.loads(body, object_hook=_entry_row)
+    if not isinstance(data, dict):
+        return [], None
+    files = data.get("files")
+    rows: list[Row] = []
+    if isinstance(files, list):
+        refused = _Refused(page_url)
+        for row in files:
+            if type(row) is not tuple:  # only the hook makes tuples: JSON arrays are lists
                 continue
-        elif raw.startswith(("https://", "http://")) and not refused.allows(raw):
-            continue
-        yield item
-    refused.warn()
+            raw = row[1]
+            # a relative URL takes the page's scheme; only one that names a scheme can differ
+            if _SCHEMED.match(raw) and not raw.startswith(("https://", "http://")):
+                if not refused.allows(urljoin(page_url, raw)):
+                    continue
+            elif raw.startswith(("https://", "http://")) and not refused.allows(raw):
+                continue
+            rows.append(row)
+        refused.warn()
+    return rows, parse_json_status(data)
+
+
+def _entry_row(obj: dict[str, Any]) -> Any:
+    """``json`` object hook: an object that names a file becomes its :data:`Row`."""
+    if isinstance(obj.get("filename"), str) and isinstance(obj.get("url"), str):
+        return json_row(obj)
+    return obj
 
 
 #: what wheelport reads of one PEP 691 file entry: (filename, url, sha256, requires-python,
@@ -217,7 +234,7 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def json_row(item: Mapping[str, Any]) -> Row:
-    """The fields of a PEP 691 file entry wheelport reads (``item`` passed :func:`json_items`)."""
+    """The fields of a PEP 691 file entry wheelport reads (``filename`` and ``url`` are str)."""
     hashes = item.get("hashes")
     meta = item.get("core-metadata", item.get("dist-info-metadata", False))
     core: str | bool = False
@@ -242,12 +259,9 @@ def json_row(item: Mapping[str, Any]) -> Row:
     )
 
 
-def json_file(
-    item: Mapping[str, Any] | Row, page_url: str, project: str, index_url: str
-) -> DistFile | None:
-    """One file entry of a PEP 691 page, or its :func:`json_row` (None for a file wheelport
+def json_file(row: Row, page_url: str, project: str, index_url: str) -> DistFile | None:
+    """One file entry of a PEP 691 page, from its :func:`json_row` (None for a file wheelport
     ignores)."""
-    row = item if isinstance(item, tuple) else json_row(item)
     filename, raw, sha256, requires, yanked, core, size, uploaded = row
     if filename is None:
         filename = raw.rsplit("/", 1)[1]
@@ -294,14 +308,15 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
         return cls(groups, lambda f: f)
 
     @classmethod
-    def of_json(
-        cls, data: dict[str, Any], page_url: str, project: str, index_url: str
+    def of_rows(
+        cls, rows: Iterable[Row], page_url: str, project: str, index_url: str
     ) -> VersionFiles:
+        """A PEP 691 page's files from :func:`read_json_page`'s rows."""
         groups: dict[Version, list[Any]] = {}
-        for item in json_items(data, page_url):
-            version = filename_version(item["filename"])
+        for row in rows:
+            version = filename_version(row[0] if row[0] is not None else row[1].rsplit("/", 1)[1])
             if version is not None:
-                groups.setdefault(version, []).append(json_row(item))
+                groups.setdefault(version, []).append(row)
         return cls(groups, lambda row: json_file(row, page_url, project, index_url))
 
     def __getitem__(self, version: Version) -> list[DistFile]:
