@@ -7,7 +7,8 @@ macosx_11_0_arm64), cold, in one run:
 - ``wheelport sync`` (lock + fetch + index) vs a ``pip download`` loop (one run per target,
   shared pip cache, ``--platform`` lists spelled out as a user must) and vs ``curl --parallel``
   of exactly the files the sync fetched (the link's speed);
-- a no-op ``wheelport sync`` of the finished wheelhouse.
+- a no-op ``wheelport sync`` of the finished wheelhouse;
+- a cold ``wheelport sync --no-cache`` (a cache of the run only: each file written once).
 
     .venv/bin/python bench/moonshot.py [--index-url URL] [--skip-pip]
 
@@ -208,6 +209,8 @@ def main() -> None:
         env = scrubbed_env(WHEELPORT_CACHE_DIR=str(work / "wp-sync-cache"))
         sync_s, _ = timed([*wp, "sync", *common, "-o", str(work / "wh")], env)
         noop_s, _ = timed([*wp, "sync", *common, "-o", str(work / "wh")], env)
+        # cold again, keeping nothing beyond the wheelhouse (each file written once)
+        bare_s, _ = timed([*wp, "sync", *common, "--no-cache", "-o", str(work / "bare")], env)
         files = lock_urls(work / "wh")
         size = sum(n for _, n in files)
         curl_s = curl_parallel([u for u, _ in files], work / "curl")
@@ -222,6 +225,8 @@ def main() -> None:
             ("sync cold vs pip loop", f"{sync_s:.1f} s",
              "skipped" if pip_s is None else f"pip download ×15: {pip_s:.1f} s",
              "" if pip_s is None else f"{pip_s / sync_s:.1f}× faster"),
+            ("sync cold --no-cache", f"{bare_s:.1f} s", f"curl ×{bare_s / curl_s:.1f}",
+             "" if pip_s is None else f"pip loop {pip_s / bare_s:.1f}× slower"),
             ("no-op sync", f"{noop_s:.2f} s", "", "goal < 1 s"),
         ]  # fmt: skip
         print(f"{len(PACKAGES)} requirements, {len(TARGETS)} targets, index {index}")

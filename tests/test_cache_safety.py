@@ -134,3 +134,65 @@ def test_copy_verified_keeps_an_old_file_on_mismatch(tmp_path: Path) -> None:
     assert how in ("reflink", "copy") and dest.read_bytes() == b"new"
     assert os.stat(dest).st_ino != os.stat(src).st_ino
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# -- --no-cache: a cache of the run only --------------------------------------------------------
+
+
+def test_no_cache_neither_reads_nor_fills_the_user_cache(
+    index: IndexServer, tmp_path: Path, _own_cache: Path
+) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    a, b = tmp_path / "a", tmp_path / "b"
+    # a user cache that holds a damaged copy: --no-cache must not even look at it
+    assert sync(index, tmp_path / "warm").returncode == 0
+    good = sha256_file(tmp_path / "warm" / "wheels" / WIN_WHEEL)
+    flip(cache_entry(good))
+    before = {p: p.stat().st_mtime_ns for p in _own_cache.rglob("*") if p.is_file()}
+    for wh in (a, b):
+        r = run_wheelport("sync", "native", "--index-url", index.url, "-t", TARGET, "--tool",
+                          "none", "-o", str(wh), "--no-cache", env=env, timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "corrupt" not in r.stderr
+    assert {p: p.stat().st_mtime_ns for p in _own_cache.rglob("*") if p.is_file()} == before
+    assert list(tmp.iterdir()) == []  # the run's cache went with it
+    # nothing carried from one run to the next: each downloaded its files
+    assert sum(1 for r in index.requests if r[1].endswith(WIN_WHEEL)) == 3
+    umask = os.umask(0)
+    os.umask(umask)
+    for wh in (a, b):
+        for name in (WIN_WHEEL, PURE_WHEEL):
+            st = (wh / "wheels" / name).stat()
+            assert st.st_nlink == 1 and st.st_mode & 0o777 == 0o666 & ~umask
+        assert sha256_file(wh / "wheels" / WIN_WHEEL) == good
+        v = run_wheelport("verify", str(wh))
+        assert v.returncode == 0, v.stderr
+
+
+def test_a_temporary_cache_moves_what_it_knows_and_hashes_what_changed(tmp_path: Path) -> None:
+    import hashlib
+
+    cache = Cache(tmp_path / "cache", temporary_run=True)
+    data = b"wheel bytes" * 1000
+    sha = hashlib.sha256(data).hexdigest()
+    entry = cache.artifact_path(sha)
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(data)
+    entry.chmod(0o600)
+    Cache.remember(entry, sha)  # as a download that hashed it while writing does
+    inode = entry.stat().st_ino
+    dest = tmp_path / "wh" / "wheels" / "x.whl"
+    assert cache.verified(sha, into=dest) == dest
+    # moved: the same inode, written once; no longer in the cache; readable like a copy
+    assert dest.stat().st_ino == inode and not entry.exists()
+    assert dest.stat().st_mode & 0o044 == 0o044 and dest.read_bytes() == data
+    # an entry whose stamp moved since it was hashed is hashed again, not trusted
+    entry.write_bytes(data)
+    Cache.remember(entry, sha)
+    with entry.open("r+b") as f:
+        f.write(b"X")
+    other = tmp_path / "wh" / "wheels" / "y.whl"
+    assert cache.verified(sha, into=other) is None
+    assert not other.exists() and not entry.exists()  # evicted as corrupt

@@ -10,6 +10,10 @@ its stat stamp is unchanged: a write to it, in place or by rename, changes the s
 Wheelhouses get independent copies (reflink or copy, :func:`~wheelport.wheelhouse.copy_verified`),
 never hard links, so nothing done to a wheelhouse reaches the cache.
 
+``--no-cache`` runs with :meth:`Cache.temporary`: a cache of that run only, in a new private
+temporary directory removed when the process exits. It is neither read from a previous run
+nor left for the next; its artifacts are moved, not copied, into the wheelhouse.
+
 The cache takes no lock: every write into it is a temporary file, checked, then renamed
 (``download_verified`` for artifacts; ``atomic_write_bytes`` for HTTP pages and core
 metadata), so a reader sees either no entry or a whole one, and two processes writing the
@@ -18,10 +22,13 @@ same entry write the same bytes.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import logging
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +61,20 @@ def default_cache_dir() -> Path:
 @dataclass(frozen=True)
 class Cache:
     root: Path
+    #: a cache of this run only (:meth:`temporary`)
+    temporary_run: bool = False
 
     @classmethod
     def default(cls) -> Cache:
         return cls(default_cache_dir())
+
+    @classmethod
+    def temporary(cls) -> Cache:
+        """A cache of this run only (``--no-cache``, as uv's): a new private directory under
+        the system's temporary directory, removed when the process exits."""
+        root = Path(tempfile.mkdtemp(prefix="wheelport-cache-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        return cls(root, temporary_run=True)
 
     @property
     def http(self) -> Path:
@@ -96,9 +113,11 @@ class Cache:
         A corrupt entry is evicted with a one-line warning (the caller fetches it again).
         With ``into``, the entry is copied there (reflink or copy through a temporary name,
         never a hard link) and it is the copy's bytes that are hashed, so what lands at
-        ``into`` is exactly what was checked; ``into`` is returned.
+        ``into`` is exactly what was checked; ``into`` is returned. A :meth:`temporary`
+        cache's entry known good is moved there instead (it is the run's own: nothing else
+        reads it), and is then no longer in the cache.
         """
-        from wheelport.wheelhouse import copy_verified, sha256_file, stat_stamp
+        from wheelport.wheelhouse import copy_verified, move_known, sha256_file, stat_stamp
 
         path = self.artifact_path(sha256)
         try:
@@ -107,6 +126,8 @@ class Cache:
             with _known_lock:
                 known = _known.get(stamp) == sha256
             if into is not None:
+                if known and self.temporary_run and move_known(path, into, stamp):
+                    return into
                 how, actual = copy_verified(path, into, sha256, known=stamp if known else None)
                 if how is not None:
                     return into

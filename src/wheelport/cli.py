@@ -60,6 +60,7 @@ def inputs(func: F) -> F:
         click.option("--from-source", multiple=True, help="Build NAME (or :all:) from its sdist."),
         click.option("--tool", "tools", multiple=True, help="Installer wheels to carry per target (default: pip; add uv; 'none' for none)."),
         click.option("--refresh", is_flag=True, help="Revalidate every cached index page."),
+        click.option("--no-cache", is_flag=True, envvar="WHEELPORT_NO_CACHE", help="Neither read nor fill the user cache: pages, metadata and files go to a temporary cache removed when the run ends, and each downloaded file is moved into the wheelhouse (written once; env WHEELPORT_NO_CACHE)."),
         click.option("--resolve-timeout", type=click.FloatRange(min=0), default=None, envvar="WHEELPORT_RESOLVE_TIMEOUT", metavar="SECONDS", help="Give up resolving a target after SECONDS, naming the conflict met most (default 300; 0: no limit; env WHEELPORT_RESOLVE_TIMEOUT)."),
     ]  # fmt: skip
     for opt in reversed(opts):
@@ -87,6 +88,7 @@ def config_from(kwargs: dict[str, Any]) -> Config:
         jobs=kwargs.pop("jobs", None),
         tools=kwargs.pop("tools", ()),
         refresh=kwargs.pop("refresh", False),
+        no_cache=kwargs.pop("no_cache", False),
         resolve_timeout=kwargs.pop("resolve_timeout", None),
         from_lock=kwargs.pop("from_lock", None),
     )

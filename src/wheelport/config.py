@@ -63,6 +63,8 @@ class Config:
     tools: tuple[str, ...] = ("pip",)
     #: revalidate every cached index page (not part of the inputs)
     refresh: bool = False
+    #: use a cache of this run only, removed when it ends (``--no-cache``; not an input)
+    no_cache: bool = False
     #: seconds one target's resolution may take (None: the resolver's default; 0: no limit;
     #: not part of the inputs: it changes whether an answer is found, never which)
     resolve_timeout: float | None = None
@@ -382,6 +384,7 @@ def build_config(
     jobs: int | None = None,
     tools: Sequence[str] = (),
     refresh: bool = False,
+    no_cache: bool = False,
     resolve_timeout: float | None = None,
     from_lock: Path | None = None,
     all_groups: bool = False,
@@ -408,6 +411,7 @@ def build_config(
             jobs=jobs,
             tools=tools,
             refresh=refresh,
+            no_cache=no_cache,
             resolve_timeout=resolve_timeout,
         )
         return dataclasses.replace(
@@ -451,6 +455,7 @@ def build_config(
         images=settings.images,
         tools=_tools(tuple(tools) or settings.tools or ("pip",)),
         refresh=refresh,
+        no_cache=no_cache,
         resolve_timeout=resolve_timeout,
     )
 

@@ -447,6 +447,31 @@ def copy_verified(
         release_partial(tmp)
 
 
+def move_known(src: Path, dest: Path, known: Stamp) -> bool:
+    """Rename ``src`` (a file of a run's own temporary cache) to ``dest``, when it still has
+    the stamp ``known`` it had when it was found good: the file is written once, not copied.
+    It gets the mode ``open()`` would give it. False (nothing moved) when the stamp moved or
+    ``dest`` is on another filesystem: the caller copies and hashes instead."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if stat_stamp(os.fstat(fd)) != known:
+            return False
+        os.fchmod(fd, 0o666 & ~_UMASK)  # the cache's partial files are mkstemp's 0600
+        try:
+            os.rename(src, dest)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                return False
+            raise
+        if os.stat(dest).st_ino != os.fstat(fd).st_ino:  # swapped in the instant before
+            os.unlink(dest)
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
 # --------------------------------------------------------------------------- locking
 
 #: locks this thread holds: lock file path -> [fd, shared, depth]
