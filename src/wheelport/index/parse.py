@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -283,13 +284,24 @@ def json_file(row: Row, page_url: str, project: str, index_url: str) -> DistFile
     )
 
 
+def _pack(rows: list[Row]) -> list[Row] | bytes:
+    """Rows as one ``marshal`` string (read back by :class:`VersionFiles` alone: only the
+    decoded page's plain values are in it), or as they are if a value will not pack."""
+    try:
+        return marshal.dumps(rows)
+    except ValueError:
+        return rows
+
+
 class VersionFiles(Mapping[Version, list[DistFile]]):
     """A project's files grouped by version. A big page lists thousands of files of hundreds of
-    versions while a resolution looks at a few: a version's files are made on first access."""
+    versions while a resolution looks at a few: a version's files are made on first access.
+    A PEP 691 page's rows are kept packed (``marshal``, about half the memory of the tuples and
+    strings) until then."""
 
     def __init__(
         self,
-        groups: dict[Version, list[Any]],
+        groups: dict[Version, list[Any] | bytes],
         make: Callable[[Any], DistFile | None],
         *,
         status: ProjectStatus | None = None,
@@ -305,7 +317,7 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
         groups: dict[Version, list[Any]] = {}
         for f in files:
             groups.setdefault(f.version, []).append(f)
-        return cls(groups, lambda f: f)
+        return cls(dict(groups), lambda f: f)
 
     @classmethod
     def of_rows(
@@ -317,12 +329,18 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
             version = filename_version(row[0] if row[0] is not None else row[1].rsplit("/", 1)[1])
             if version is not None:
                 groups.setdefault(version, []).append(row)
-        return cls(groups, lambda row: json_file(row, page_url, project, index_url))
+        return cls(
+            {version: _pack(group) for version, group in groups.items()},
+            lambda row: json_file(row, page_url, project, index_url),
+        )
 
     def __getitem__(self, version: Version) -> list[DistFile]:
         built = self._built.get(version)
         if built is None:
-            built = [f for f in map(self._make, self._groups[version]) if f is not None]
+            group = self._groups[version]
+            if isinstance(group, bytes):
+                group = marshal.loads(group)
+            built = [f for f in map(self._make, group) if f is not None]
             self._built[version] = built  # a race builds equal lists twice: harmless
         return built
 
