@@ -47,12 +47,11 @@ def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
     """The index client for a config (credentials from URLs/netrc; sdist metadata via PEP 517,
     whose logs of failed builds are kept in the cache: a failed lock writes no wheelhouse)."""
     cache = cache or (Cache.temporary() if config.no_cache else Cache.default())
-    logs = (Cache.default() if cache.temporary_run else cache).root / "logs"  # outlive the run
     return IndexClient(
         config.index_urls,
         cache=cache,
         concurrency=max(4, config.jobs * 2),
-        sdist_metadata=sdist_metadata_online(config.index_urls, logs, cache=cache),
+        sdist_metadata=sdist_metadata_online(config.index_urls, cache.logs, cache=cache),
         refresh=config.refresh,
     )
 

@@ -77,6 +77,12 @@ class Cache:
         return cls(root, temporary_run=True)
 
     @property
+    def logs(self) -> Path:
+        """Where logs of failed sdist builds are kept: under the user cache even for a
+        :meth:`temporary` one, so the path an error names outlives the run."""
+        return (default_cache_dir() if self.temporary_run else self.root) / "logs"
+
+    @property
     def http(self) -> Path:
         return self.root / "http-v1"
 

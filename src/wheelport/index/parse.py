@@ -260,12 +260,16 @@ def json_row(item: Mapping[str, Any]) -> Row:
     )
 
 
+def row_filename(row: Row) -> str:
+    """A row's file name (kept only when its URL does not end in it)."""
+    return row[0] if row[0] is not None else row[1].rsplit("/", 1)[1]
+
+
 def json_file(row: Row, page_url: str, project: str, index_url: str) -> DistFile | None:
     """One file entry of a PEP 691 page, from its :func:`json_row` (None for a file wheelport
     ignores)."""
-    filename, raw, sha256, requires, yanked, core, size, uploaded = row
-    if filename is None:
-        filename = raw.rsplit("/", 1)[1]
+    _, raw, sha256, requires, yanked, core, size, uploaded = row
+    filename = row_filename(row)
     if isinstance(sha256, bytes):
         sha256 = sha256.hex()
     url = raw if raw.startswith(("https://", "http://")) else urljoin(page_url, raw)
@@ -301,7 +305,7 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
 
     def __init__(
         self,
-        groups: dict[Version, list[Any] | bytes],
+        groups: Mapping[Version, list[Any] | bytes],
         make: Callable[[Any], DistFile | None],
         *,
         status: ProjectStatus | None = None,
@@ -317,7 +321,7 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
         groups: dict[Version, list[Any]] = {}
         for f in files:
             groups.setdefault(f.version, []).append(f)
-        return cls(dict(groups), lambda f: f)
+        return cls(groups, lambda f: f)
 
     @classmethod
     def of_rows(
@@ -326,7 +330,7 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
         """A PEP 691 page's files from :func:`read_json_page`'s rows."""
         groups: dict[Version, list[Any]] = {}
         for row in rows:
-            version = filename_version(row[0] if row[0] is not None else row[1].rsplit("/", 1)[1])
+            version = filename_version(row_filename(row))
             if version is not None:
                 groups.setdefault(version, []).append(row)
         return cls(
