@@ -101,7 +101,7 @@ def build_lock(
     tools: Sequence[Pin] = (),
     statuses: Mapping[str, ProjectStatus] | None = None,
 ) -> Pylock:
-    """A validated PEP 751 lock for one target's resolution.
+    """A PEP 751 lock for one target's resolution (validated when :func:`dumps` writes it).
 
     ``inputs`` (``api.inputs_record``) goes into ``[tool.wheelport.inputs]``: what the lock
     was made from. ``statuses`` (``IndexClient.project_statuses()``) puts each package's PEP
@@ -135,12 +135,16 @@ def build_lock(
         packages=[_package(p, statuses.get(p.name)) for p in resolution.pins.values()],
         tool={"wheelport": tool},
     )
-    lock.validate()
     return lock
 
 
 def dumps(lock: Pylock) -> str:
+    """The TOML text of ``lock``, validated against PEP 751 first (raises
+    ``PylockValidationError``): one conversion to a dict serves both, where
+    ``Pylock.validate()`` and then writing would convert twice (each is a deep
+    ``dataclasses.asdict``: most of a 15-target lock write)."""
     data = lock.to_dict()
+    Pylock.from_dict(data)  # what Pylock.validate() does
     return tomli_w.dumps(_drop_none(data))
 
 
