@@ -162,7 +162,10 @@ def license_of(metadata: RawMetadata) -> LicenseAnswer:
 
 
 def parse_metadata(data: bytes) -> RawMetadata:
-    raw, _unparsed = parse_email(data)
+    """The header fields of a METADATA or PKG-INFO file. The body (the long description, often
+    most of the bytes) is not parsed: nothing read from here needs it."""
+    end = min((i for i in (data.find(b"\n\n"), data.find(b"\n\r\n")) if i >= 0), default=-1)
+    raw, _unparsed = parse_email(data if end < 0 else data[: end + 1])
     return raw
 
 
