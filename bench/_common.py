@@ -1,6 +1,8 @@
 """Helpers the bench scripts share: a scrubbed environment, timed runs, the pip loop a user writes
 to download wheels for several platforms, uv's names for wheelport targets, and a raw parallel
-download (curl) of the files a wheelhouse's locks name — the link's own speed.
+download (curl) of the files a wheelhouse's locks name — the link's own speed — and the CPU
+the commands used (:class:`CPU`) and the machine's cost of writing new file pages
+(:func:`page_cost`), which explain where the time goes when the link is not the limit.
 
 Import with ``sys.path`` set to this directory (the bench scripts are run as files)."""
 
@@ -8,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +28,40 @@ from packaging.utils import canonicalize_name
 from wheelport.targets import parse_target
 
 UV = Path(sys.executable).parent / "uv"
+
+
+class CPU:
+    """CPU seconds (user, system) the commands run since it was made have used (their children
+    included): ``cpu = CPU(); timed(...); cpu.used()``."""
+
+    def __init__(self) -> None:
+        self.start = resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    def used(self) -> tuple[float, float]:
+        now = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return now.ru_utime - self.start.ru_utime, now.ru_stime - self.start.ru_stime
+
+    def text(self) -> str:
+        user, system = self.used()
+        return f"CPU {user:.1f} user + {system:.1f} sys"
+
+
+def page_cost(megabytes: int = 256) -> float:
+    """Kernel seconds per GB this process spends writing a new file of ``megabytes`` (1 MiB
+    writes, then removed). Where memory pages are costly to hand out (a micro-VM that returns
+    free memory to its host), this is seconds per GB rather than a tenth of one, and every
+    byte a command writes costs that much CPU."""
+    chunk = os.urandom(1 << 20)
+    fd, name = tempfile.mkstemp(prefix="wheelport-bench-pages-")
+    try:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_stime
+        for _ in range(megabytes):
+            os.write(fd, chunk)
+        spent = resource.getrusage(resource.RUSAGE_SELF).ru_stime - before
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    return spent / (megabytes / 1024)
 
 
 def scrubbed_env(**extra: str) -> dict[str, str]:

@@ -20,7 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import curl_parallel, lock_urls, pip_download_loop, scrubbed_env, timed
+from _common import (
+    CPU,
+    curl_parallel,
+    lock_urls,
+    page_cost,
+    pip_download_loop,
+    scrubbed_env,
+    timed,
+)
 
 TARGETS = [
     "cp312-manylinux_2_28_x86_64",
@@ -55,31 +63,41 @@ def main() -> None:
               "--tool", "none"]  # fmt: skip
         for t in TARGETS:
             wp += ["-t", t]
+        cpu = CPU()
         cold = timed(wp, env)[0]
+        cold_cpu = cpu.text()
         noop = timed(wp, env)[0]
         shutil.rmtree(work / "wh")
+        cpu = CPU()
         bare = timed([*wp, "--no-cache"], env)[0]
+        bare_cpu = cpu.text()
         pip = pip_download_loop(TARGETS, reqs, work, INDEX)
         files = lock_urls(work / "wh")
+        cpu = CPU()
         curl = curl_parallel([u for u, _ in files], work / "curl")
+        curl_cpu = cpu.text()
+        pages = page_cost()
         wheels = len(list((work / "wh" / "wheels").glob("*.whl")))
         pip_files = len(list((work / "pip").rglob("*.whl")))
         print(f"requirements: {' '.join(reqs)}")
         print(f"targets: {', '.join(TARGETS)}")
         print(
-            f"wheelport sync cold (lock + fetch + index, 4 targets): {cold:7.2f} s  ({wheels} wheels)"
+            f"wheelport sync cold (lock + fetch + index, 4 targets): {cold:7.2f} s  ({wheels} wheels, {cold_cpu})"
         )
         print(
             f"wheelport sync no-op rerun:                             {noop:7.2f} s  (goal < 0.3 s)"
         )
-        print(f"wheelport sync cold --no-cache:                         {bare:7.2f} s")
+        print(
+            f"wheelport sync cold --no-cache:                         {bare:7.2f} s  ({bare_cpu})"
+        )
         print(
             f"pip download × 4 targets, cold:                         {pip:7.2f} s  ({pip_files} files)"
         )
         print(
             f"curl --parallel of the same {len(files)} files:            {curl:7.2f} s  "
-            f"({sum(n for _, n in files) / 1e6:.0f} MB)"
+            f"({sum(n for _, n in files) / 1e6:.0f} MB, {curl_cpu})"
         )
+        print(f"writing new file pages here costs {pages:.2f} s of kernel CPU per GB")
         print(f"ratio pip / wheelport (cold): {pip / cold:5.2f}x  (goal ≥ 10x)")
         print(f"ratio wheelport / curl (cold): {cold / curl:5.2f}x  (goal ≤ 1.5x)")
         print(f"ratios with --no-cache: pip / wheelport {pip / bare:5.2f}x, "

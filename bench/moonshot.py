@@ -27,9 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    CPU,
     curl_parallel,
     lock_pins,
     lock_urls,
+    page_cost,
     pip_download_loop,
     scrubbed_env,
     timed,
@@ -207,13 +209,20 @@ def main() -> None:
         same = [t for t in TARGETS if lock_pins(work / "lock", t) == uv[t][1]]
 
         env = scrubbed_env(WHEELPORT_CACHE_DIR=str(work / "wp-sync-cache"))
+        cpu = CPU()
         sync_s, _ = timed([*wp, "sync", *common, "-o", str(work / "wh")], env)
+        sync_cpu = cpu.text()
         noop_s, _ = timed([*wp, "sync", *common, "-o", str(work / "wh")], env)
         # cold again, keeping nothing beyond the wheelhouse (each file written once)
+        cpu = CPU()
         bare_s, _ = timed([*wp, "sync", *common, "--no-cache", "-o", str(work / "bare")], env)
+        bare_cpu = cpu.text()
         files = lock_urls(work / "wh")
         size = sum(n for _, n in files)
+        cpu = CPU()
         curl_s = curl_parallel([u for u, _ in files], work / "curl")
+        curl_cpu = cpu.text()
+        pages = page_cost()
         pip_s = None if args.skip_pip else pip_download_loop(TARGETS, PACKAGES, work, index)
 
         rows = [
@@ -222,17 +231,20 @@ def main() -> None:
             ("pins equal uv's", f"{len(same)}/{len(TARGETS)} targets", "", ""),
             ("sync cold", f"{sync_s:.1f} s ({len(files)} files, {size / 1e9:.2f} GB)",
              f"curl --parallel: {curl_s:.1f} s", f"×{sync_s / curl_s:.1f} of the link"),
+            ("  CPU used", sync_cpu, curl_cpu, ""),
             ("sync cold vs pip loop", f"{sync_s:.1f} s",
              "skipped" if pip_s is None else f"pip download ×15: {pip_s:.1f} s",
              "" if pip_s is None else f"{pip_s / sync_s:.1f}× faster"),
             ("sync cold --no-cache", f"{bare_s:.1f} s", f"curl ×{bare_s / curl_s:.1f}",
              "" if pip_s is None else f"pip loop {pip_s / bare_s:.1f}× slower"),
+            ("  CPU used", bare_cpu, "", ""),
             ("no-op sync", f"{noop_s:.2f} s", "", "goal < 1 s"),
         ]  # fmt: skip
         print(f"{len(PACKAGES)} requirements, {len(TARGETS)} targets, index {index}")
         width = [max(len(r[i]) for r in rows) for i in range(4)]
         for row in rows:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True)))
+        print(f"writing new file pages here costs {pages:.2f} s of kernel CPU per GB")
         for t in TARGETS:
             if t not in same:
                 mine, theirs = lock_pins(work / "lock", t), uv[t][1]
