@@ -1,5 +1,6 @@
-"""A cache that cannot be poisoned: wheelhouses get independent copies of cache entries (never
-hard links), a corrupt cache entry is evicted with a warning and fetched again, and ``sync``
+"""A cache that cannot be poisoned: a download is moved into the first wheelhouse that needs it
+(written once) and later ones get independent copies, hashed as they are made (never hard
+links); a corrupt cache entry is evicted with a warning and fetched again, and ``sync``
 re-hashes what is already in a wheelhouse and repairs what does not match."""
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def cache_entry(sha: str) -> Path:
     return Cache.default().artifact_path(sha)
 
 
+def downloads(index: IndexServer, name: str) -> int:
+    return sum(1 for r in index.requests if r[1].endswith(name))
+
+
 def test_an_edit_in_one_wheelhouse_never_reaches_the_cache_or_another(
     index: IndexServer, tmp_path: Path
 ) -> None:
@@ -57,30 +62,51 @@ def test_an_edit_in_one_wheelhouse_never_reaches_the_cache_or_another(
     assert r.returncode == 0, r.stderr
     wheel_a = a / "wheels" / WIN_WHEEL
     good = sha256_file(wheel_a)
-    entry = cache_entry(good)
-    assert entry.is_file()
-    # an independent copy: not the cache's inode, one link
-    assert wheel_a.stat().st_ino != entry.stat().st_ino and wheel_a.stat().st_nlink == 1
+    # written once: the download was moved into A (one link), and the cache noted where
+    assert not cache_entry(good).exists() and wheel_a.stat().st_nlink == 1
+    note = Cache.default().placed_path(good)
+    assert note.read_text(encoding="utf-8") == str(wheel_a)
     size = wheel_a.stat().st_size
     flip(wheel_a)
     assert sha256_file(wheel_a) != good and wheel_a.stat().st_size == size
-    assert sha256_file(entry) == good  # the edit stayed in A
+    # B is not served A's edited copy: the copy is hashed, refused, and the file downloaded
+    before = downloads(index, WIN_WHEEL)
     r = sync(index, b)
     assert r.returncode == 0, r.stderr
-    assert sha256_file(b / "wheels" / WIN_WHEEL) == good
+    wheel_b = b / "wheels" / WIN_WHEEL
+    assert sha256_file(wheel_b) == good and downloads(index, WIN_WHEEL) == before + 1
+    assert wheel_b.stat().st_ino != wheel_a.stat().st_ino and wheel_b.stat().st_nlink == 1
+    assert note.read_text(encoding="utf-8") == str(wheel_b)
     assert run_wheelport("verify", str(b)).returncode == 0
-    # `verify A` sees the edit; re-running sync on A repairs it, saying which file
+    # `verify A` sees the edit; re-running sync on A repairs it, saying which file, from B's
+    # copy (hashed as it is copied: no download)
     assert run_wheelport("verify", str(a)).returncode == 1
     r = sync(index, a)
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if "repairing" in line]
     assert len(warnings) == 1 and f"wheels/{WIN_WHEEL}" in warnings[0], r.stderr
-    assert sha256_file(wheel_a) == good
+    assert sha256_file(wheel_a) == good and downloads(index, WIN_WHEEL) == before + 1
+    assert wheel_a.stat().st_ino != wheel_b.stat().st_ino and wheel_a.stat().st_nlink == 1
     v = run_wheelport("verify", str(a))
     assert v.returncode == 0, v.stderr
     # and a sync with nothing to repair says nothing about repairs
     r = sync(index, a)
     assert r.returncode == 0 and "repairing" not in r.stderr, r.stderr
+    # a noted copy that is gone: downloaded again, and the note follows the new copy
+    for wh in (a, b):
+        (wh / "wheels" / WIN_WHEEL).unlink()
+    r = sync(index, b)
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(wheel_b) == good and downloads(index, WIN_WHEEL) == before + 2
+    assert note.read_text(encoding="utf-8") == str(wheel_b)
+
+
+def plant(sha: str, data: bytes) -> Path:
+    """A cache entry as an earlier run left it."""
+    entry = cache_entry(sha)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_bytes(data)
+    return entry
 
 
 def test_a_corrupt_cache_entry_is_evicted_and_fetched_again(
@@ -88,18 +114,38 @@ def test_a_corrupt_cache_entry_is_evicted_and_fetched_again(
 ) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     assert sync(index, a).returncode == 0
+    wheel = (a / "wheels" / WIN_WHEEL).read_bytes()
     good = sha256_file(a / "wheels" / WIN_WHEEL)
-    entry = cache_entry(good)
+    Cache.default().placed_path(good).unlink()  # only the entry can serve it
+    entry = plant(good, wheel)
     flip(entry)  # planted directly: the cache itself is damaged
-    downloads_before = sum(1 for r in index.requests if r[1].endswith(WIN_WHEEL))
+    before = downloads(index, WIN_WHEEL)
     r = sync(index, b)
     assert r.returncode == 0, r.stderr
     lines = [line for line in r.stderr.splitlines() if "is corrupt" in line]
     assert len(lines) == 1 and str(entry) in lines[0], r.stderr
     assert sha256_file(b / "wheels" / WIN_WHEEL) == good
-    assert sha256_file(entry) == good  # downloaded again into the cache
-    assert sum(1 for r in index.requests if r[1].endswith(WIN_WHEEL)) == downloads_before + 1
+    assert not entry.exists()  # evicted; the new download went into B, the cache notes it
+    assert Cache.default().placed_path(good).read_text() == str(b / "wheels" / WIN_WHEEL)
+    assert downloads(index, WIN_WHEEL) == before + 1
     assert run_wheelport("verify", str(b)).returncode == 0
+
+
+def test_an_entry_an_earlier_run_left_is_copied_not_taken(
+    index: IndexServer, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert sync(index, a).returncode == 0
+    wheel = (a / "wheels" / WIN_WHEEL).read_bytes()
+    good = sha256_file(a / "wheels" / WIN_WHEEL)
+    entry = plant(good, wheel)
+    before = downloads(index, WIN_WHEEL)
+    assert sync(index, b).returncode == 0
+    placed = b / "wheels" / WIN_WHEEL
+    assert sha256_file(placed) == good and downloads(index, WIN_WHEEL) == before
+    # the entry stays in the cache (syncing does not empty it); B has its own copy
+    assert sha256_file(entry) == good and placed.stat().st_ino != entry.stat().st_ino
+    assert placed.stat().st_nlink == 1
 
 
 def test_verified_is_the_one_check(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -149,7 +195,7 @@ def test_no_cache_neither_reads_nor_fills_the_user_cache(
     # a user cache that holds a damaged copy: --no-cache must not even look at it
     assert sync(index, tmp_path / "warm").returncode == 0
     good = sha256_file(tmp_path / "warm" / "wheels" / WIN_WHEEL)
-    flip(cache_entry(good))
+    flip(plant(good, (tmp_path / "warm" / "wheels" / WIN_WHEEL).read_bytes()))
     before = {p: p.stat().st_mtime_ns for p in _own_cache.rglob("*") if p.is_file()}
     for wh in (a, b):
         r = run_wheelport("sync", "native", "--index-url", index.url, "-t", TARGET, "--tool",
@@ -171,17 +217,17 @@ def test_no_cache_neither_reads_nor_fills_the_user_cache(
         assert v.returncode == 0, v.stderr
 
 
-def test_a_temporary_cache_moves_what_it_knows_and_hashes_what_changed(tmp_path: Path) -> None:
+def test_a_download_is_moved_once_and_an_entry_changed_since_is_hashed(tmp_path: Path) -> None:
     import hashlib
 
-    cache = Cache(tmp_path / "cache", temporary_run=True)
+    cache = Cache(tmp_path / "cache")
     data = b"wheel bytes" * 1000
     sha = hashlib.sha256(data).hexdigest()
     entry = cache.artifact_path(sha)
     entry.parent.mkdir(parents=True)
     entry.write_bytes(data)
     entry.chmod(0o600)
-    Cache.remember(entry, sha)  # as a download that hashed it while writing does
+    Cache.remember(entry, sha, downloaded=True)  # as a download that hashed it while writing
     inode = entry.stat().st_ino
     dest = tmp_path / "wh" / "wheels" / "x.whl"
     assert cache.verified(sha, into=dest) == dest
@@ -190,9 +236,21 @@ def test_a_temporary_cache_moves_what_it_knows_and_hashes_what_changed(tmp_path:
     assert dest.stat().st_mode & 0o044 == 0o044 and dest.read_bytes() == data
     # an entry whose stamp moved since it was hashed is hashed again, not trusted
     entry.write_bytes(data)
-    Cache.remember(entry, sha)
+    Cache.remember(entry, sha, downloaded=True)
     with entry.open("r+b") as f:
         f.write(b"X")
     other = tmp_path / "wh" / "wheels" / "y.whl"
     assert cache.verified(sha, into=other) is None
     assert not other.exists() and not entry.exists()  # evicted as corrupt
+    # with no entry, the copy the cache noted serves: copied (its own inode) and hashed
+    assert cache.placed_path(sha).read_text() == str(dest)
+    third = tmp_path / "wh2" / "wheels" / "x.whl"
+    assert cache.verified(sha, into=third) == third and third.read_bytes() == data
+    assert third.stat().st_ino != dest.stat().st_ino
+    assert cache.verified(sha) == entry and entry.read_bytes() == data  # back into the cache
+    entry.unlink()
+    # a noted copy that changed is not used, and the note goes
+    flip(dest)
+    fourth = tmp_path / "wh3" / "x.whl"
+    assert cache.verified(sha, into=fourth) is None and not fourth.exists()
+    assert not cache.placed_path(sha).exists()

@@ -275,12 +275,18 @@ def test_concurrent_downloads_keep_files_apart(
             locks = [read_lock(p) for p in result.paths]
             fetch(Wheelhouse(tmp_path / f"wh{run}"), locks, client, jobs=16)
         assert len(result.resolutions[0].pins) == n
-        artifacts = [
-            p for p in (cache / "artifacts-v1").rglob("*") if p.is_file() and p.parent.name != "tmp"
-        ]
-        assert len(artifacts) == n
-        for path in artifacts:
-            assert hashlib.sha256(path.read_bytes()).hexdigest() == path.parent.name + path.name
+        # each download went into the wheelhouse (written once) and the cache noted where: every
+        # note names a file with exactly that sha256, and what the cache still holds is named
+        # by its own sha256
+        notes = [p for p in (cache / "placed-v1").rglob("*") if p.is_file()]
+        assert len(notes) == n
+        for note in notes:
+            placed = Path(note.read_text(encoding="utf-8"))
+            assert placed.parent == tmp_path / f"wh{run}" / "wheels"
+            assert hashlib.sha256(placed.read_bytes()).hexdigest() == note.parent.name + note.name
+        for path in (cache / "artifacts-v1").rglob("*"):
+            if path.is_file() and path.parent.name != "tmp":
+                assert hashlib.sha256(path.read_bytes()).hexdigest() == path.parent.name + path.name
 
 
 class _PageServer:

@@ -73,7 +73,9 @@ def _phase(wh: Path, cache: Path) -> str:
     """Roughly where a run was when it died, from what it left. Downloads start while targets
     still resolve (sync's prefetch), so a run with files in its cache (or on their way) but
     not all of them in the wheelhouse was downloading, locks written or not."""
-    downloads = [p for p in (cache / "artifacts-v1").rglob("*") if p.is_file()]
+    # a download is in the cache, on its way (tmp/), or moved into the wheelhouse (noted)
+    downloads = [p for d in ("artifacts-v1", "placed-v1") for p in (cache / d).rglob("*")
+                 if p.is_file()]  # fmt: skip
     placed = len(list((wh / "wheels").glob("w*.whl"))) if (wh / "wheels").is_dir() else 0
     if not downloads and not list(wh.glob("pylock.*.toml")):
         return "resolving"

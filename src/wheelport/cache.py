@@ -7,17 +7,24 @@ An artifact is trusted only after its bytes hash to its name (:meth:`Cache.verif
 place that check lives); a corrupt entry is evicted with a warning and fetched again. Within
 one process an entry it downloaded (hashed while written) or hashed is not read again while
 its stat stamp is unchanged: a write to it, in place or by rename, changes the stamp.
-Wheelhouses get independent copies (reflink or copy, :func:`~wheelport.wheelhouse.copy_verified`),
-never hard links, so nothing done to a wheelhouse reaches the cache.
+
+Each file is written once. An entry this process downloaded is *moved* into the
+first wheelhouse that needs it, and the cache keeps a note of where it went
+(``placed-v1/<sha256>``: the path). A later request for those bytes — another wheelhouse, a
+build, a repair — copies them from there (reflink or copy, :func:`~wheelport.wheelhouse.copy_verified`)
+and hashes the copy; a note whose file is gone or changed is dropped and the file is
+downloaded again. Wheelhouses never share an inode with the cache or with each other (no hard
+links), so nothing done to one wheelhouse reaches the cache or another. Entries an earlier
+run left are copied, not moved: syncing does not empty the cache.
 
 ``--no-cache`` runs with :meth:`Cache.temporary`: a cache of that run only, in a new private
 temporary directory removed when the process exits. It is neither read from a previous run
-nor left for the next; its artifacts are moved, not copied, into the wheelhouse.
+nor left for the next.
 
 The cache takes no lock: every write into it is a temporary file, checked, then renamed
-(``download_verified`` for artifacts; ``atomic_write_bytes`` for HTTP pages and core
-metadata), so a reader sees either no entry or a whole one, and two processes writing the
-same entry write the same bytes.
+(``download_verified`` for artifacts; ``atomic_write_bytes`` for HTTP pages, core metadata
+and placement notes), so a reader sees either no entry or a whole one, and two processes
+writing the same entry write the same bytes.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ log = logging.getLogger("wheelport.cache")
 #: stamp (:func:`~wheelport.wheelhouse.stat_stamp`) of an artifact entry this process
 #: downloaded or hashed -> its sha256: while the stamp holds, the bytes are not read again
 _known: dict[Stamp, str] = {}
+#: the stamps of those entries this process downloaded: moved, not copied, into the first
+#: wheelhouse that needs them (an entry an earlier run left stays in the cache)
+_fresh: set[Stamp] = set()
 _known_lock = threading.Lock()
 
 #: caches whose killed runs' partial files this process has reclaimed
@@ -113,15 +123,20 @@ class Cache:
     def artifact_path(self, sha256: str) -> Path:
         return self.artifacts / sha256[:2] / sha256[2:]
 
+    def placed_path(self, sha256: str) -> Path:
+        """The note of where the file ``sha256`` was last placed (see the module docstring)."""
+        return self.root / "placed-v1" / sha256[:2] / sha256[2:]
+
     def verified(self, sha256: str, *, into: Path | None = None) -> Path | None:
         """The cache entry of ``sha256`` if its bytes hash to ``sha256``, else None.
 
         A corrupt entry is evicted with a one-line warning (the caller fetches it again).
-        With ``into``, the entry is copied there (reflink or copy through a temporary name,
-        never a hard link) and it is the copy's bytes that are hashed, so what lands at
-        ``into`` is exactly what was checked; ``into`` is returned. A :meth:`temporary`
-        cache's entry known good is moved there instead (it is the run's own: nothing else
-        reads it), and is then no longer in the cache.
+        With ``into``, the file is put there and ``into`` is returned: an entry this process
+        downloaded (its stamp unchanged) is moved — the bytes are written once — and
+        its new place noted; any other entry is copied (reflink or copy through a temporary
+        name, never a hard link), and it is the copy's bytes that are hashed, so what lands at
+        ``into`` is exactly what was checked. With no entry, the copy the cache noted is used
+        (:meth:`_from_placed`).
         """
         from wheelport.wheelhouse import copy_verified, move_known, sha256_file, stat_stamp
 
@@ -131,8 +146,10 @@ class Cache:
             stamp = stat_stamp(st)
             with _known_lock:
                 known = _known.get(stamp) == sha256
+                fresh = known and stamp in _fresh
             if into is not None:
-                if known and self.temporary_run and move_known(path, into, stamp):
+                if fresh and move_known(path, into, stamp):
+                    self._note_placed(sha256, into)
                     return into
                 how, actual = copy_verified(path, into, sha256, known=stamp if known else None)
                 if how is not None:
@@ -143,7 +160,7 @@ class Cache:
                     self.remember(path, sha256, stamp)
                     return path
         except FileNotFoundError:
-            return None
+            return self._from_placed(sha256, into)
         log.warning(
             "cache entry %s is corrupt (its sha256 is %s); evicted, fetching it again", path, actual
         )
@@ -152,16 +169,53 @@ class Cache:
                 path.unlink()
         return None
 
+    def _note_placed(self, sha256: str, where: Path) -> None:
+        from wheelport.wheelhouse import atomic_write_text
+
+        with contextlib.suppress(OSError):  # only a hint: without it, a later run downloads
+            atomic_write_text(self.placed_path(sha256), str(where.absolute()), durable=False)
+
+    def _from_placed(self, sha256: str, into: Path | None) -> Path | None:
+        """The file ``sha256`` copied from where the cache noted it was placed: to ``into``, or
+        back into the cache (never handed out in place: a wheelhouse is not the cache's to
+        trust between the check and the read). The copy is hashed; None, and the note
+        dropped, when that file is gone or is no longer those bytes."""
+        from wheelport.wheelhouse import copy_verified
+
+        note = self.placed_path(sha256)
+        try:
+            where = Path(note.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            return None
+        dest = into if into is not None else self.artifact_path(sha256)
+        if where.is_absolute() and where != dest:
+            try:
+                how, _ = copy_verified(where, dest, sha256)
+            except OSError:  # gone, unreadable, a directory now
+                how = None
+            if how is not None:
+                if into is None:
+                    self.remember(dest, sha256)
+                return dest
+        log.info("%s no longer holds %s; downloading it again", where, sha256)
+        note.unlink(missing_ok=True)
+        return None
+
     @staticmethod
-    def remember(path: Path, sha256: str, stamp: Stamp | None = None) -> None:
+    def remember(
+        path: Path, sha256: str, stamp: Stamp | None = None, *, downloaded: bool = False
+    ) -> None:
         """Note that the entry at ``path`` (with this stamp, else its current one) hashes to
         ``sha256`` — it was hashed as it was written, or just now: :meth:`verified` does not
-        read it again while its stamp is unchanged (in this process)."""
+        read it again while its stamp is unchanged (in this process). ``downloaded``: this
+        process wrote it, so :meth:`verified` moves it rather than copies it."""
         from wheelport.wheelhouse import stat_stamp
 
         stamp = stamp or stat_stamp(path.stat())
         with _known_lock:
             _known[stamp] = sha256
+            if downloaded:
+                _fresh.add(stamp)
 
     def http_path(self, key: str) -> Path:
         digest = hashlib.sha256(key.encode()).hexdigest()

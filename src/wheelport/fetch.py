@@ -1,11 +1,12 @@
 """Fetch: every artifact the locks name, downloaded concurrently and verified.
 
 A file is downloaded into the content-addressed cache (temporary name → sha256 and size
-checked → renamed), then copied into ``wheels/`` or ``sdists/`` by
-:meth:`Cache.verified <wheelport.cache.Cache.verified>`: a reflink where the filesystem has
-them, else a plain copy, through a temporary name, hashed on the way, then renamed. Never a
-hard link: a file edited in one wheelhouse cannot reach the cache or another wheelhouse. A
-corrupt cache entry is evicted with a warning and downloaded again.
+checked while written → renamed), then put into ``wheels/`` or ``sdists/`` by
+:meth:`Cache.verified <wheelport.cache.Cache.verified>`: moved there when this run downloaded
+it (written once; the cache notes where it went), else copied — a reflink where
+the filesystem has them, else a plain copy, through a temporary name, hashed on the way, then
+renamed. Never a hard link: a file edited in one wheelhouse cannot reach the cache or another
+wheelhouse. A corrupt cache entry is evicted with a warning and downloaded again.
 
 A rerun checks the files already present and repairs, with a warning naming it, every file
 that does not match; :func:`recheck` does the same for the files the manifest records before a

@@ -448,8 +448,9 @@ def copy_verified(
 
 
 def move_known(src: Path, dest: Path, known: Stamp) -> bool:
-    """Rename ``src`` (a file of a run's own temporary cache) to ``dest``, when it still has
-    the stamp ``known`` it had when it was found good: the file is written once, not copied.
+    """Rename ``src`` (a cache entry this run downloaded) to ``dest``, when it
+    still has the stamp ``known`` it had when it was found good: the file is written once, not
+    copied.
     It gets the mode ``open()`` would give it. False (nothing moved) when the stamp moved or
     ``dest`` is on another filesystem: the caller copies and hashes instead."""
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -432,7 +432,7 @@ def _download_once(
         dest = cache.artifact_path(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp_name, dest)
-        cache.remember(dest, digest)  # hashed as it was written: not read again to be copied
+        cache.remember(dest, digest, downloaded=True)  # hashed as it was written: not read again
         return dest
     except httpx.TransportError as exc:
         raise _Retryable(
