@@ -109,15 +109,20 @@ def plant(sha: str, data: bytes) -> Path:
     return entry
 
 
+def synced_and_planted(index: IndexServer, tmp_path: Path) -> tuple[Path, str, Path]:
+    """Sync wheelhouse ``a``; plant its Windows wheel as an earlier run's cache entry. Returns
+    (the wheelhouse ``b`` still to sync, the wheel's sha256, the entry)."""
+    a = tmp_path / "a"
+    assert sync(index, a).returncode == 0
+    good = sha256_file(a / "wheels" / WIN_WHEEL)
+    return tmp_path / "b", good, plant(good, (a / "wheels" / WIN_WHEEL).read_bytes())
+
+
 def test_a_corrupt_cache_entry_is_evicted_and_fetched_again(
     index: IndexServer, tmp_path: Path
 ) -> None:
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert sync(index, a).returncode == 0
-    wheel = (a / "wheels" / WIN_WHEEL).read_bytes()
-    good = sha256_file(a / "wheels" / WIN_WHEEL)
+    b, good, entry = synced_and_planted(index, tmp_path)
     Cache.default().placed_path(good).unlink()  # only the entry can serve it
-    entry = plant(good, wheel)
     flip(entry)  # planted directly: the cache itself is damaged
     before = downloads(index, WIN_WHEEL)
     r = sync(index, b)
@@ -134,11 +139,7 @@ def test_a_corrupt_cache_entry_is_evicted_and_fetched_again(
 def test_an_entry_an_earlier_run_left_is_copied_not_taken(
     index: IndexServer, tmp_path: Path
 ) -> None:
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert sync(index, a).returncode == 0
-    wheel = (a / "wheels" / WIN_WHEEL).read_bytes()
-    good = sha256_file(a / "wheels" / WIN_WHEEL)
-    entry = plant(good, wheel)
+    b, good, entry = synced_and_planted(index, tmp_path)
     before = downloads(index, WIN_WHEEL)
     assert sync(index, b).returncode == 0
     placed = b / "wheels" / WIN_WHEEL
