@@ -255,3 +255,23 @@ def test_a_download_is_moved_once_and_an_entry_changed_since_is_hashed(tmp_path:
     fourth = tmp_path / "wh3" / "x.whl"
     assert cache.verified(sha, into=fourth) is None and not fourth.exists()
     assert not cache.placed_path(sha).exists()
+
+
+def test_a_hash_that_is_not_a_sha256_never_becomes_a_cache_path(tmp_path: Path) -> None:
+    """A lock's (or page's) sha256 names cache files; ``../..`` in one must not read, replace
+    or remove a file outside the cache (a corrupt "entry" is evicted, a stale note unlinked)."""
+    from wheelport.errors import FetchError
+
+    cache = Cache(tmp_path / "cache")
+    victim = tmp_path / "victim"
+    victim.write_text(str(tmp_path / "elsewhere"), encoding="utf-8")
+    sneaky = "../../../victim"
+    for call in (
+        lambda: cache.verified(sneaky),
+        lambda: cache.verified(sneaky, into=tmp_path / "wh" / "x.whl"),
+        lambda: cache.placed_path("A" * 64),  # upper case: never a name the cache gives
+    ):
+        with pytest.raises(FetchError, match="not a sha256"):
+            call()
+    assert victim.read_text(encoding="utf-8") == str(tmp_path / "elsewhere")
+    assert not (tmp_path / "wh").exists()

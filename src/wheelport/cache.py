@@ -61,6 +61,20 @@ _reclaimed: set[Path] = set()
 _reclaimed_lock = threading.Lock()
 
 
+def _parts(sha256: str) -> Path:
+    """``ab/cdef…`` for a sha256 — only a real one: a lock or page's hash names files here, so
+    one like ``../..`` must never become a path the cache reads, replaces or removes."""
+    from wheelport.errors import FetchError
+    from wheelport.index.models import is_sha256
+
+    if not is_sha256(sha256):
+        raise FetchError(
+            f"not a sha256: {sha256[:80]!r} (64 lowercase hex digits expected)",
+            hint="the lock or index that named this file is damaged; lock again",
+        )
+    return Path(sha256[:2], sha256[2:])
+
+
 def default_cache_dir() -> Path:
     env = os.environ.get("WHEELPORT_CACHE_DIR")
     if env:
@@ -121,11 +135,11 @@ class Cache:
         return tmp
 
     def artifact_path(self, sha256: str) -> Path:
-        return self.artifacts / sha256[:2] / sha256[2:]
+        return self.artifacts / _parts(sha256)
 
     def placed_path(self, sha256: str) -> Path:
         """The note of where the file ``sha256`` was last placed (see the module docstring)."""
-        return self.root / "placed-v1" / sha256[:2] / sha256[2:]
+        return self.root / "placed-v1" / _parts(sha256)
 
     def verified(self, sha256: str, *, into: Path | None = None) -> Path | None:
         """The cache entry of ``sha256`` if its bytes hash to ``sha256``, else None.

@@ -133,6 +133,11 @@ _WHEEL_NAME = re.compile(
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+def is_sha256(value: object) -> bool:
+    """``value`` is a sha256 as wheelport names files by it: 64 lowercase hex digits."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
+
+
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -183,7 +188,7 @@ def make_file(
     if isinstance(sha256, str):
         sha256 = sha256.lower()
     why = unsafe_filename(filename)
-    sha_ok = sha256 is None or (isinstance(sha256, str) and _SHA256.fullmatch(sha256))
+    sha_ok = sha256 is None or is_sha256(sha256)
     if why is None and not sha_ok:
         why = f"its sha256 {str(sha256)[:80]!r} is not 64 hex digits"
     if why is not None:
