@@ -228,34 +228,45 @@ def test_sigint_ends_promptly_with_one_line_and_nothing_half_written(
 
 
 def test_partial_files_of_dead_writers_are_reclaimed_live_ones_kept(tmp_path: Path) -> None:
-    """A writer killed mid-write leaves its ``*.part``; the next process that downloads into
-    that cache removes it, but never a partial file a live process is still writing."""
+    """A writer killed mid-write leaves its ``*.part``; the next process that opens that cache
+    removes them, even one that downloads nothing, but never a partial file a live process is
+    still writing."""
     from wheelport.cache import Cache
     from wheelport.wheelhouse import partial_file, release_partial
 
     cache = tmp_path / "cache"
     tmp = cache / "artifacts-v1" / "tmp"
-    tmp.mkdir(parents=True)
-    page_dir = cache / "http-v1" / "ab"
-    page_dir.mkdir(parents=True)
+    # a download, a copy back from a wheelhouse, a page, core metadata, a placement note
+    dirs = [
+        tmp,
+        *(cache / d / "ab" for d in ("artifacts-v1", "http-v1", "metadata-v1", "placed-v1")),
+    ]
+    for d in dirs:
+        d.mkdir(parents=True)
     dying = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
         "from wheelport.wheelhouse import partial_file\n"
         "fd, a = partial_file(Path(sys.argv[1]))\n"
         "os.write(fd, b'x' * 4096)\n"
-        "fd, b = partial_file(Path(sys.argv[2]), prefix='.cdef.json.')\n"
-        "print(a, b, flush=True)\n"
+        "names = [a] + [partial_file(Path(d), prefix='.cdef.')[1] for d in sys.argv[2:]]\n"
+        "print(*names, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", dying, str(tmp), str(page_dir)],
+    proc = subprocess.run([sys.executable, "-c", dying, *map(str, dirs)],
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == -signal.SIGKILL
     dead = [Path(p) for p in proc.stdout.split()]
-    assert all(p.exists() for p in dead) and len(dead) == 2
+    assert all(p.exists() for p in dead) and len(dead) == len(dirs)
     live_fd, live = partial_file(tmp)  # this process is still writing this one
     try:
-        reclaim = "import sys; from wheelport.cache import Cache; Cache(__import__('pathlib').Path(sys.argv[1])).partial_dir()"
+        # a run that only opens the index (nothing to download) reclaims them too
+        reclaim = (
+            "import sys; from pathlib import Path; from wheelport.cache import Cache\n"
+            "from wheelport.index.client import IndexClient\n"
+            "with IndexClient(['http://127.0.0.1:9/simple/'], cache=Cache(Path(sys.argv[1]))):\n"
+            "    pass\n"
+        )
         subprocess.run([sys.executable, "-c", reclaim, str(cache)], check=True)
         assert not any(p.exists() for p in dead)
         assert Path(live).exists()

@@ -119,27 +119,37 @@ class Cache:
         return self.root / "artifacts-v1"
 
     def partial_dir(self) -> Path:
-        """Where downloads are written before they are verified and renamed into place; the
-        first call in a process removes what killed runs left there (and their half-written
-        pages and metadata)."""
+        """Where downloads are written before they are verified and renamed into place."""
         tmp = self.artifacts / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        with _reclaimed_lock:  # the other threads wait: none writes here while it runs
-            if self.root not in _reclaimed:
-                from wheelport.wheelhouse import reclaim_partials
-
-                reclaim_partials(tmp)
-                for d in (self.http, self.metadata):
-                    reclaim_partials(d, "*/.*.part")
-                _reclaimed.add(self.root)
+        self.reclaim()
         return tmp
+
+    def reclaim(self) -> None:
+        """Remove the partial files killed runs left in this cache: downloads, copies back
+        from a wheelhouse, pages, core metadata and placement notes (never one a live process is still writing). Runs once
+        per process and cache, before this process writes into it (the index client opens
+        the cache with it, so a rerun that downloads nothing still cleans up)."""
+        with _reclaimed_lock:  # the other threads wait: none writes here while it runs
+            if self.root in _reclaimed:
+                return
+            from wheelport.wheelhouse import reclaim_partials
+
+            reclaim_partials(self.artifacts / "tmp")
+            for d in (self.artifacts, self.http, self.metadata, self.placed):
+                reclaim_partials(d, "*/.*.part")
+            _reclaimed.add(self.root)
 
     def artifact_path(self, sha256: str) -> Path:
         return self.artifacts / _parts(sha256)
 
+    @property
+    def placed(self) -> Path:
+        return self.root / "placed-v1"
+
     def placed_path(self, sha256: str) -> Path:
         """The note of where the file ``sha256`` was last placed (see the module docstring)."""
-        return self.root / "placed-v1" / _parts(sha256)
+        return self.placed / _parts(sha256)
 
     def verified(self, sha256: str, *, into: Path | None = None) -> Path | None:
         """The cache entry of ``sha256`` if its bytes hash to ``sha256``, else None.

@@ -85,6 +85,7 @@ class IndexClient:
         self.index_urls: list[str] = [self.logins.add_index(raw.rstrip("/") + "/")
                                       for raw in index_urls]  # fmt: skip
         self.cache = cache or Cache.default()
+        self.cache.reclaim()
         self.stats = {"requests": 0, "cached": 0, "revalidated": 0}
         #: HTTP, with retries and the page cache (``refresh``: revalidate every page)
         self.web = Http(self.logins, self.cache, self.stats, http=http, timeout=timeout,
