@@ -274,6 +274,7 @@ def _elf_machine(wheel: Path) -> int:
 
 
 @pytest.mark.container
+@needs_podman
 def test_no_image_is_a_red_cell_naming_what_to_add(
     tmp_path: Path, dists_dir: Path, tinybackend_wheel: Path
 ) -> None:
