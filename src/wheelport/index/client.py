@@ -390,6 +390,7 @@ def _download_once(
     import httpx
 
     from wheelport.errors import FetchError
+    from wheelport.index.stream import BodyError
 
     tmp_dir = cache.partial_dir()
     h = hashlib.sha256()
@@ -397,7 +398,7 @@ def _download_once(
     fd, tmp_name = partial_file(tmp_dir)
     sink = os.fdopen(fd, "wb")  # owns fd from here on: never close the number twice
     try:
-        resp = client.request(url, stream=True)
+        resp = client.web.download(url)
         try:
             if resp.status_code != 200:
                 raise FetchError(
@@ -435,11 +436,10 @@ def _download_once(
         os.replace(tmp_name, dest)
         cache.remember(dest, digest, downloaded=True)  # hashed as it was written: not read again
         return dest
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, BodyError) as exc:
+        reason = str(exc) if isinstance(exc, BodyError) else transport_reason(exc)
         raise _Retryable(
-            FetchError(
-                f"{label}: download from {redact(url)} failed: {transport_reason(exc)}", path=label
-            )
+            FetchError(f"{label}: download from {redact(url)} failed: {reason}", path=label)
         ) from None
     except _Retryable:
         if progress and total:

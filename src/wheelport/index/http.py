@@ -24,7 +24,11 @@ from wheelport.errors import IndexAccessError, UsageError
 from wheelport.wheelhouse import atomic_target, human_size
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
+
+    from wheelport.index.stream import Body, Streams
 
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -75,6 +79,9 @@ class Http:
         self._client = http
         self._options = (timeout, concurrency)
         self._lock = threading.Lock()
+        self._ssl: ssl.SSLContext | None = None
+        #: the file downloads' own connections, made on the first download
+        self._streams: Streams | None = None
         self.retries = retries
         self.backoff = backoff
         #: revalidate every page even when the cache says it is fresh
@@ -91,6 +98,7 @@ class Http:
 
                     timeout, concurrency = self._options
                     self._client = httpx.Client(
+                        verify=self._context(),
                         timeout=timeout,
                         follow_redirects=True,
                         limits=httpx.Limits(
@@ -100,10 +108,37 @@ class Http:
                     )
         return self._client
 
+    def _context(self) -> ssl.SSLContext:
+        """The TLS settings httpx would use (its CA bundle, ``SSL_CERT_FILE``), made once and
+        shared by httpx and the file downloads."""
+        if self._ssl is None:
+            import httpx
+
+            self._ssl = httpx.create_ssl_context(trust_env=True)
+        return self._ssl
+
     def close(self) -> None:
         """Close the HTTP client when it is this object's own (and was made)."""
         if self._own and self._client is not None:
             self._client.close()
+        if self._streams is not None:
+            self._streams.close()
+
+    def download(self, url: str) -> httpx.Response | Body:
+        """A file's response, its body to be streamed: read with ``http.client`` when the
+        request is plain (see :mod:`wheelport.index.stream`), else through httpx."""
+        if self._own:
+            if self._streams is None:
+                from wheelport.index.stream import Streams
+
+                with self._lock:
+                    if self._streams is None:
+                        self._streams = Streams(self._context(), self._options[0], "wheelport")
+            body = self._streams.open(url, self.logins.for_url(url))
+            if body is not None:
+                self.stats["requests"] += 1
+                return body
+        return self.request(url, stream=True)
 
     def request(
         self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False

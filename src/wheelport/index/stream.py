@@ -1,0 +1,169 @@
+"""File downloads over the standard library's ``http.client``: the bytes of a wheel or sdist.
+
+httpx hands a body up through h11, httpcore and its own chunker, several Python calls and a copy
+for every TLS record (16 KiB): on a fast link a download costs about three times the CPU of
+``http.client``'s ``readinto``, which reads each record straight into one reused buffer, and the
+interpreter lock changes hands that much more often. So a file's body is read here, when the
+request is plain: ``http``/``https``, no proxy for its host (the same environment variables
+httpx reads), no login in the URL, and the client is :class:`~wheelport.index.http.Http`'s own.
+
+Only a ``200`` with an identity body is served here. A redirect, an error status, any other
+encoding, or a connection that cannot be made returns ``None``, and the caller asks again
+through httpx, whose handling (redirects, retries, messages) stays the one rule for everything
+else. Errors while the body is read are :class:`BodyError` (the caller retries the download).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import ssl
+import threading
+import urllib.request
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+#: bytes asked of the socket per read (a TLS record is at most 16 KiB; plain HTTP gives more)
+READ_BYTES = 1 << 20
+#: idle connections kept per origin
+KEEP_IDLE = 16
+
+
+class BodyError(Exception):
+    """The connection failed while the body was read (reset, cut short, timed out)."""
+
+
+class Body:
+    """A ``200`` response whose body is read in chunks: memoryviews of one reused buffer, each
+    valid until the next is read. ``close()`` gives a fully read connection back to the pool."""
+
+    status_code = 200
+
+    def __init__(
+        self, pool: Streams, key: tuple[str, str, int], conn: http.client.HTTPConnection,
+        resp: http.client.HTTPResponse,
+    ) -> None:  # fmt: skip
+        self._pool, self._key, self._resp = pool, key, resp
+        self._conn: http.client.HTTPConnection | None = conn
+        self._done = False
+
+    def iter_bytes(self, chunk_size: int | None = None) -> Iterator[memoryview]:
+        buf = memoryview(bytearray(READ_BYTES))
+        read = self._resp.readinto
+        while True:
+            try:
+                n = read(buf)
+            except (OSError, http.client.HTTPException) as exc:
+                raise BodyError(_reason(exc)) from None
+            if not n:
+                missing = self._resp.length
+                if missing:  # http.client ends a body cut short quietly: say it
+                    raise BodyError(
+                        f"peer closed connection with {missing} bytes of the body unsent"
+                    )
+                self._done = True
+                return
+            yield buf[:n]
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._done and not self._resp.will_close:
+            self._resp.close()
+            self._pool.put(self._key, conn)
+        else:
+            conn.close()
+
+
+class Streams:
+    """Kept-alive ``http.client`` connections by origin, shared by the download threads."""
+
+    def __init__(self, context: ssl.SSLContext, timeout: float, user_agent: str) -> None:
+        self.context, self.timeout, self.user_agent = context, timeout, user_agent
+        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._proxies = urllib.request.getproxies()
+
+    def open(self, url: str, login: tuple[str, str] | None) -> Body | None:
+        """The body of ``url`` if it is a plain ``200``; None when httpx must handle it."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or parts.username or parts.password:
+            return None
+        host = parts.hostname or ""
+        if not host or self._proxied(parts.scheme, host):
+            return None
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return None
+        key = (parts.scheme, host, port)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
+        if login:
+            token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
+        for reused in (True, False):  # a kept-alive connection the server closed: one new try
+            conn = self._get(key) if reused else None
+            if reused and conn is None:
+                continue
+            if conn is None:
+                conn = self._connect(key)
+            try:
+                conn.request("GET", target, headers=headers)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                continue
+            encoding = (resp.getheader("Content-Encoding") or "identity").strip().lower()
+            if resp.status != 200 or encoding != "identity":
+                conn.close()
+                return None
+            return Body(self, key, conn, resp)
+        return None
+
+    def put(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < KEEP_IDLE:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for c in conns:
+            c.close()
+
+    def _get(self, key: tuple[str, str, int]) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def _connect(self, key: tuple[str, str, int]) -> http.client.HTTPConnection:
+        scheme, host, port = key
+        if scheme == "https":
+            return http.client.HTTPSConnection(
+                host, port, timeout=self.timeout, context=self.context
+            )
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
+
+    def _proxied(self, scheme: str, host: str) -> bool:
+        if not (self._proxies.get(scheme) or self._proxies.get("all")):
+            return False
+        return not urllib.request.proxy_bypass(host)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"peer closed connection after {len(exc.partial)} bytes of a chunk"
+    text = str(exc) or type(exc).__name__
+    if "reset by peer" in text.lower():
+        return "connection reset by the server"
+    if isinstance(exc, TimeoutError):
+        return f"timed out ({text})" if "timed out" not in text else text
+    return text.splitlines()[0]
