@@ -1,0 +1,172 @@
+"""File downloads read with http.client (wheelport.index.stream): kept-alive connections reused,
+a server that dropped one met with a new one, logins sent, and everything that is not a plain
+200 — a redirect, an encoded body, a proxied host — handed to httpx, byte for byte the same."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from wheelport.cache import Cache
+from wheelport.credentials import Logins
+from wheelport.index.http import Http
+from wheelport.index.stream import Body
+
+PAYLOAD = bytes(range(256)) * 5000  # 1.28 MB: more than one read of the body
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.connections = 0
+        self.auth: list[str | None] = []
+        self.drop_idle = False  # close each connection after its response (no keep-alive)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.auth.append(self.headers.get("Authorization"))
+        if self.path == "/moved":
+            self._send(302, b"", {"Location": "/file"})
+            return
+        if self.path == "/gzip":
+            self._send(200, gzip.compress(PAYLOAD), {"Content-Encoding": "gzip"})
+            return
+        if self.path == "/file":
+            self._send(200, PAYLOAD, {})
+            return
+        self._send(404, b"no", {})
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        if self.server.drop_idle:
+            self.send_header("Connection", "keep-alive")  # it says so, then drops it
+        self.end_headers()
+        self.wfile.write(body)
+        if self.server.drop_idle:
+            self.close_connection = True
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server()
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _read(resp: object) -> bytes:
+    out = bytearray()
+    try:
+        for chunk in resp.iter_bytes(1 << 20):  # type: ignore[attr-defined]
+            out += chunk
+    finally:
+        resp.close()  # type: ignore[attr-defined]
+    return bytes(out)
+
+
+def _http(tmp_path: Path, logins: Logins | None = None) -> Http:
+    stats = {"requests": 0, "cached": 0, "revalidated": 0}
+    return Http(logins or Logins(), Cache(tmp_path / "cache"), stats)
+
+
+def test_plain_files_share_one_kept_alive_connection(server: _Server, tmp_path: Path) -> None:
+    web = _http(tmp_path)
+    try:
+        for _ in range(3):
+            resp = web.download(f"{server.url}/file")
+            assert isinstance(resp, Body)
+            assert hashlib.sha256(_read(resp)).digest() == hashlib.sha256(PAYLOAD).digest()
+        assert server.connections == 1
+        assert web.stats["requests"] == 3
+    finally:
+        web.close()
+
+
+def test_a_connection_the_server_dropped_is_replaced(server: _Server, tmp_path: Path) -> None:
+    server.drop_idle = True
+    web = _http(tmp_path)
+    try:
+        for _ in range(3):
+            resp = web.download(f"{server.url}/file")
+            assert isinstance(resp, Body) and _read(resp) == PAYLOAD
+        assert server.connections == 3
+    finally:
+        web.close()
+
+
+def test_redirects_and_encoded_bodies_go_through_httpx(server: _Server, tmp_path: Path) -> None:
+    web = _http(tmp_path)
+    try:
+        moved = web.download(f"{server.url}/moved")
+        assert not isinstance(moved, Body)
+        assert _read(moved) == PAYLOAD  # httpx followed the redirect
+        encoded = web.download(f"{server.url}/gzip")
+        assert not isinstance(encoded, Body)
+        assert _read(encoded) == PAYLOAD  # the same bytes as before: httpx decodes
+        missing = web.download(f"{server.url}/nothing")
+        assert not isinstance(missing, Body) and missing.status_code == 404
+        missing.close()
+    finally:
+        web.close()
+
+
+def test_a_login_for_the_index_is_sent(server: _Server, tmp_path: Path) -> None:
+    logins = Logins()
+    logins.add_index(f"http://user:s%C3%A9cret@127.0.0.1:{server.server_address[1]}/simple/")
+    web = _http(tmp_path, logins)
+    try:
+        resp = web.download(f"{server.url}/file")
+        assert isinstance(resp, Body) and _read(resp) == PAYLOAD
+    finally:
+        web.close()
+    import base64
+
+    assert server.auth == ["Basic " + base64.b64encode("user:s\u00e9cret".encode()).decode()]
+
+
+def test_a_proxied_host_is_left_to_httpx(
+    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens: httpx fails
+    web = _http(tmp_path)
+    try:
+        from wheelport.errors import IndexAccessError
+
+        web.retries = 0
+        with pytest.raises(IndexAccessError):
+            web.download(f"{server.url}/file")
+        assert server.connections == 0  # the proxy was not bypassed
+    finally:
+        web.close()
