@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from wheelport.errors import UsageError
 
@@ -74,7 +74,8 @@ def redact(url: str) -> str:
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
-    """(the URL without ``user:password@``, the (user, password) it carried or None)."""
+    """(the URL without ``user:password@``, the (user, password) it carried or None), the
+    login percent-decoded as pip does (a password with ``@`` or ``:`` must be written encoded)."""
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url, None
@@ -82,7 +83,7 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     if parts.port:
         host = f"{host}:{parts.port}"
     clean = urlunsplit(parts._replace(netloc=host))
-    return clean, (parts.username or "", parts.password or "")
+    return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
 def origin(url: str) -> str:
