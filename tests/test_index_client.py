@@ -365,3 +365,38 @@ def test_page_cache_keeps_the_body_byte_for_byte_and_revalidates(
         assert srv.seen[-1] is None  # fetched whole again: no validator came from that file
     finally:
         srv.close()
+
+
+def test_a_read_ahead_download_no_run_needs_stops_when_the_run_ends(
+    tmp_path: Path, dists_dir: Path
+) -> None:
+    """A speculative download still running when fetch is over (a pin the resolver left) is
+    stopped, not awaited: the process would otherwise wait for it before exiting. Nothing of it
+    is kept: no cache entry, no partial file."""
+    import secrets
+    import time
+
+    from support.server import Fault
+    from wheelport.fetch import Prefetcher
+
+    big = make_wheel(dists_dir, "big", "1.0", files={"big/blob.txt": secrets.token_hex(1 << 20)})
+    with IndexServer() as srv:
+        srv.add(big)
+        # the body in 16 KiB pieces 0.1 s apart: about 8 s for the whole file
+        srv.inject(Fault(f"/files/{big.name}", "slow", 1, delay=0.1, trickle=True, exact=True))
+        cache = Cache(tmp_path / "cache")
+        with IndexClient([srv.url], cache=cache) as client:
+            (file,) = client.project_files("big")
+            assert file.size is not None and file.size > 1 << 20
+            ahead = Prefetcher(client)
+            ahead.want(file)
+            deadline = time.monotonic() + 10
+            while not any(p == f"/files/{big.name}" for _, p, _ in srv.requests):
+                assert time.monotonic() < deadline, "the read-ahead download never started"
+                time.sleep(0.02)
+            closed = time.monotonic()
+            ahead.close()
+            ahead._pool.shutdown(wait=True)
+            assert time.monotonic() - closed < 4  # stopped at its next read, not run to the end
+            assert cache.verified(file.sha256 or "") is None
+            assert not list((tmp_path / "cache").rglob("*.part"))

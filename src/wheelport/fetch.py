@@ -388,6 +388,7 @@ class Prefetcher:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelport-ahead")
         self._seen: set[str] = set()
         self._lock = threading.Lock()
+        self._closed = threading.Event()
 
     def want(self, file: DistFile) -> None:
         """Download ``file`` into the cache soon (once; not when it has no sha256)."""
@@ -401,17 +402,28 @@ class Prefetcher:
             self._pool.submit(self._download, file)
 
     def _download(self, file: DistFile) -> None:
-        with contextlib.suppress(WheelportError, OSError):
-            self.client.download(file)
+        with contextlib.suppress(WheelportError, OSError, _Dropped):
+            self.client.download(file, progress=self._go_on)
+
+    def _go_on(self, _count: int) -> None:
+        if self._closed.is_set():
+            raise _Dropped  # the partial file is removed on the way out; nothing is cached
 
     def close(self) -> None:
-        """Drop what has not started (fetch downloads it); running downloads finish."""
+        """Drop what has not started and stop what has: after fetch, a download still running
+        here is one no lock needs (a speculative pin the resolver left), and the process would
+        wait for it to end before exiting."""
+        self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def reporter(self, inner: Reporter | None) -> Reporter:
         """A resolution reporter that tells ``inner`` everything and this prefetcher what the
         resolver pinned and settled."""
         return _AheadReporter(inner or NullReporter(), self)
+
+
+class _Dropped(Exception):
+    """A read-ahead download stopped because the run no longer needs it."""
 
 
 class _AheadReporter:

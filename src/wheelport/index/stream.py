@@ -23,8 +23,8 @@ import urllib.request
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-#: bytes asked of the socket per read (a TLS record is at most 16 KiB; plain HTTP gives more)
-READ_BYTES = 1 << 20
+#: bytes read per chunk (the buffered reader fills them from as many TLS records as it takes)
+READ_BYTES = 256 << 10
 #: idle connections kept per origin
 KEEP_IDLE = 16
 
