@@ -102,8 +102,15 @@ def unsafe_paths(wh: Wheelhouse, manifest: Manifest | None = None) -> list[tuple
         for rel, _sha, _size, who in expected_files(wh, manifest)
     ]
     named += manifest.build_dep_paths()
+    root = str(wh.root)
+    reasons: dict[str, str | None] = {}  # a file most targets share is named by every lock
     for rel, who in named:
-        why = escape_reason(str(wh.root), rel)
+        if not isinstance(rel, str):
+            why = escape_reason(root, rel)
+        elif rel in reasons:
+            why = reasons[rel]
+        else:
+            why = reasons[rel] = escape_reason(root, rel)
         if why is not None and (rel, who) not in seen:
             seen.add((rel, who))
             out.append((rel, who, why))
