@@ -433,3 +433,32 @@ def test_a_page_over_the_size_limit_is_refused_in_one_line(
     assert page in line and "the limit for one project page" in line, line
     assert "WHEELPORT_MAX_PAGE_SIZE" in line
     assert not wh.exists()
+
+
+def test_a_body_longer_than_the_listed_size_is_cut_off_there(
+    tmp_path: Path, dists_dir: Path
+) -> None:
+    """An index that lists a file at 1,000 bytes and then sends half a megabyte (or an endless
+    stream) gets nothing past the listed size written: the download stops at the first chunk
+    that would exceed it, every attempt, and the error names both sizes."""
+    import dataclasses
+    import secrets
+
+    from wheelport.cache import Cache
+    from wheelport.errors import FetchError
+    from wheelport.index.client import IndexClient
+
+    big = make_wheel(dists_dir, "big", "1.0", files={"big/blob.txt": secrets.token_hex(1 << 19)})
+    assert big.stat().st_size > 256 << 10
+    with IndexServer() as srv:
+        srv.add(big)
+        srv._files[big.name] = dataclasses.replace(srv._files[big.name], size=1000)
+        written: list[int] = []
+        with IndexClient([srv.url], cache=Cache(tmp_path / "cache"), backoff=0) as client:
+            (file,) = client.project_files("big")
+            assert file.size == 1000
+            with pytest.raises(FetchError) as info:
+                client.download(file, progress=written.append)
+        assert "expected 1000 bytes, got more than 1000" in info.value.message
+        assert sum(n for n in written if n > 0) == 0  # not one byte of the oversized body kept
+        assert not list((tmp_path / "cache").rglob("*.whl"))

@@ -405,8 +405,12 @@ def _download_once(
                     f"{label}: download failed with HTTP {resp.status_code} from {redact(url)}",
                     path=label,
                 )
+            over = False
             with sink as f:
                 for chunk in resp.iter_bytes(1 << 20):
+                    if size is not None and total + len(chunk) > size:
+                        over = True  # more than the index lists: nothing more is written
+                        break
                     f.write(chunk)
                     h.update(chunk)
                     total += len(chunk)
@@ -414,10 +418,11 @@ def _download_once(
                         progress(len(chunk))
         finally:
             resp.close()
-        if size is not None and total != size:
+        if size is not None and (over or total != size):
+            got = f"more than {size}" if over else str(total)
             raise _Retryable(
                 FetchError(
-                    f"{label}: size mismatch for {redact(url)}: expected {size} bytes, got {total}",
+                    f"{label}: size mismatch for {redact(url)}: expected {size} bytes, got {got}",
                     path=label,
                 )
             )
