@@ -310,7 +310,7 @@ def transport_reason(exc: BaseException) -> str:
         return "connection refused"
     if "reset by peer" in text.lower():
         return "connection reset by the server"
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):  # httpx's or a socket's
         return f"timed out ({text.splitlines()[0]})" if "timed out" not in text else text
     return text.splitlines()[0]
 

@@ -48,6 +48,7 @@ class Body:
         self._done = False
 
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[memoryview]:
+        """The body in chunks of up to :data:`READ_BYTES` (``chunk_size``, httpx's, is not used)."""
         buf = memoryview(bytearray(READ_BYTES))
         read = self._resp.readinto
         while True:
@@ -105,24 +106,25 @@ class Streams:
         if login:
             token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode("ascii")
             headers["Authorization"] = f"Basic {token}"
-        for reused in (True, False):  # a kept-alive connection the server closed: one new try
-            conn = self._get(key) if reused else None
-            if reused and conn is None:
-                continue
+        conn = self._get(key)
+        reused = conn is not None
+        while True:
             if conn is None:
                 conn = self._connect(key)
             try:
                 conn.request("GET", target, headers=headers)
                 resp = conn.getresponse()
+                break
             except (OSError, http.client.HTTPException):
                 conn.close()
-                continue
-            encoding = (resp.getheader("Content-Encoding") or "identity").strip().lower()
-            if resp.status != 200 or encoding != "identity":
-                conn.close()
-                return None
-            return Body(self, key, conn, resp)
-        return None
+                if not reused:  # a new connection failed: httpx tries, retries and says why
+                    return None
+                conn, reused = None, False  # a kept-alive one the server closed: one new try
+        encoding = (resp.getheader("Content-Encoding") or "identity").strip().lower()
+        if resp.status != 200 or encoding != "identity":
+            conn.close()
+            return None
+        return Body(self, key, conn, resp)
 
     def put(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -161,9 +163,6 @@ class Streams:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, http.client.IncompleteRead):
         return f"peer closed connection after {len(exc.partial)} bytes of a chunk"
-    text = str(exc) or type(exc).__name__
-    if "reset by peer" in text.lower():
-        return "connection reset by the server"
-    if isinstance(exc, TimeoutError):
-        return f"timed out ({text})" if "timed out" not in text else text
-    return text.splitlines()[0]
+    from wheelport.index.http import transport_reason
+
+    return transport_reason(exc)
