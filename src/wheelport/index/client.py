@@ -442,7 +442,8 @@ def _download_once(
         cache.remember(dest, digest, downloaded=True)  # hashed as it was written: not read again
         return dest
     except (httpx.TransportError, BodyError) as exc:
-        reason = str(exc) if isinstance(exc, BodyError) else transport_reason(exc)
+        cause = exc.cause if isinstance(exc, BodyError) else exc
+        reason = transport_reason(cause) if cause is not None else str(exc)
         raise _Retryable(
             FetchError(f"{label}: download from {redact(url)} failed: {reason}", path=label)
         ) from None

@@ -30,7 +30,12 @@ KEEP_IDLE = 16
 
 
 class BodyError(Exception):
-    """The connection failed while the body was read (reset, cut short, timed out)."""
+    """The connection failed while the body was read (reset, cut short, timed out): a
+    message, or the socket's error in ``cause`` for the caller's ``transport_reason``."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class Body:
@@ -54,8 +59,12 @@ class Body:
         while True:
             try:
                 n = read(buf)
+            except http.client.IncompleteRead as exc:
+                raise BodyError(
+                    f"peer closed connection after {len(exc.partial)} bytes of a chunk"
+                ) from None
             except (OSError, http.client.HTTPException) as exc:
-                raise BodyError(_reason(exc)) from None
+                raise BodyError(str(exc), exc) from None
             if not n:
                 missing = self._resp.length
                 if missing:  # http.client ends a body cut short quietly: say it
@@ -158,11 +167,3 @@ class Streams:
         if not (self._proxies.get(scheme) or self._proxies.get("all")):
             return False
         return not urllib.request.proxy_bypass(host)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, http.client.IncompleteRead):
-        return f"peer closed connection after {len(exc.partial)} bytes of a chunk"
-    from wheelport.index.http import transport_reason
-
-    return transport_reason(exc)
