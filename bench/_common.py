@@ -85,11 +85,16 @@ def timed(
 
 
 def pip_download_loop(
-    targets: Sequence[str], requirements: Sequence[str], work: Path, index: str
+    targets: Sequence[str],
+    requirements: Sequence[str],
+    work: Path,
+    index: str,
+    uploaded_prior_to: str | None = None,
 ) -> float:
     """Seconds for ``pip download --only-binary :all:`` once per target, as a user loops it:
     one shared pip cache, every platform tag the target accepts spelled out with
-    ``--platform``, ``--python-version``, ``--implementation cp`` and ``--abi``."""
+    ``--platform``, ``--python-version``, ``--implementation cp`` and ``--abi`` (and
+    ``--uploaded-prior-to`` when given)."""
     cert = os.environ.get("SSL_CERT_FILE")
     total = 0.0
     for tid in targets:
@@ -101,6 +106,8 @@ def pip_download_loop(
                "-d", str(work / "pip" / tid), "-q"]  # fmt: skip
         if cert:
             cmd += ["--cert", cert]
+        if uploaded_prior_to:
+            cmd += ["--uploaded-prior-to", uploaded_prior_to]
         for plat in t.platform_tags:
             cmd += ["--platform", plat]
         total += timed([*cmd, *requirements], scrubbed_env())[0]

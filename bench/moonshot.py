@@ -10,8 +10,11 @@ macosx_11_0_arm64), cold, in one run:
 - a no-op ``wheelport sync`` of the finished wheelhouse;
 - a cold ``wheelport sync --no-cache`` (a cache of the run only: each file written once).
 
-    .venv/bin/python bench/moonshot.py [--index-url URL] [--skip-pip]
+    .venv/bin/python bench/moonshot.py [--index-url URL] [--skip-pip] [--exclude-newer WHEN]
 
+Every tool resolves as the index stood at one instant (``--exclude-newer``; pip's
+``--uploaded-prior-to``; default 2026-12-01T00:00:00Z, ``--exclude-newer none`` for the live
+index), so that a release next week changes neither the pins compared nor the files fetched.
 Prints one table. Goals (issue 19): sync ≤ 1.5× curl; sync ≥ 10× faster than the pip loop and
 < 300 s; no-op < 1 s; pins equal uv's on every target.
 """
@@ -172,6 +175,9 @@ PACKAGES = [
     "prompt-toolkit",
 ]
 
+#: the instant every tool resolves at (a fixed index: pins comparable from run to run)
+CUTOFF = "2026-12-01T00:00:00Z"
+
 TARGETS = [
     f"cp3{minor}-{platform}"
     for minor in (11, 12, 13)
@@ -189,22 +195,26 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--index-url", default="https://pypi.org/simple")
     ap.add_argument("--skip-pip", action="store_true", help="leave out the (slow) pip loop")
+    ap.add_argument("--exclude-newer", default=CUTOFF,
+                    help=f"resolve as the index stood then (default {CUTOFF}; 'none': live)")  # fmt: skip
     args = ap.parse_args()
     index = args.index_url
+    cutoff = [] if args.exclude_newer == "none" else ["--exclude-newer", args.exclude_newer]
     work = Path(tempfile.mkdtemp(prefix="wheelport-moonshot-"))
     try:
         reqs = work / "requirements.in"
         reqs.write_text("\n".join(PACKAGES) + "\n")
         targets = [a for t in TARGETS for a in ("-t", t)]
         common = ["-r", str(reqs), *targets, "--index-url", index, "--only-binary", ":all:",
-                  "--tool", "none", "-q"]  # fmt: skip
+                  "--tool", "none", "-q", *cutoff]  # fmt: skip
         wp = [sys.executable, "-m", "wheelport"]
         lock_s, _ = timed([*wp, "lock", *common, "-o", str(work / "lock")],
                           scrubbed_env(WHEELPORT_CACHE_DIR=str(work / "wp-lock-cache")))  # fmt: skip
         # uv once per target, one after the other (as the loop a user writes), cold cache
         uv: dict[str, tuple[float, dict[str, str]]] = {}
         for t in TARGETS:
-            uv[t] = uv_compile(reqs, t, index, work / "uv-cache", "--only-binary", ":all:")
+            uv[t] = uv_compile(reqs, t, index, work / "uv-cache", "--only-binary", ":all:",
+                               *cutoff)  # fmt: skip
         uv_s = sum(s for s, _ in uv.values())
         same = [t for t in TARGETS if lock_pins(work / "lock", t) == uv[t][1]]
 
@@ -223,7 +233,11 @@ def main() -> None:
         curl_s = curl_parallel([u for u, _ in files], work / "curl")
         curl_cpu = cpu.text()
         pages = page_cost()
-        pip_s = None if args.skip_pip else pip_download_loop(TARGETS, PACKAGES, work, index)
+        pip_s = (
+            None
+            if args.skip_pip
+            else pip_download_loop(TARGETS, PACKAGES, work, index, *cutoff[1:2])
+        )
 
         rows = [
             ("lock, 15 targets", f"{lock_s:.1f} s", f"uv pip compile ×15: {uv_s:.1f} s",
@@ -240,7 +254,8 @@ def main() -> None:
             ("  CPU used", bare_cpu, "", ""),
             ("no-op sync", f"{noop_s:.2f} s", "", "goal < 1 s"),
         ]  # fmt: skip
-        print(f"{len(PACKAGES)} requirements, {len(TARGETS)} targets, index {index}")
+        print(f"{len(PACKAGES)} requirements, {len(TARGETS)} targets, index {index}"
+              f"{f' as of {cutoff[1]}' if cutoff else ' (live)'}")  # fmt: skip
         width = [max(len(r[i]) for r in rows) for i in range(4)]
         for row in rows:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True)))

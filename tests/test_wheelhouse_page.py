@@ -267,6 +267,7 @@ def test_reproduce_command_from_recorded_inputs() -> None:
         "tools": ["pip", "uv"],
         "pre": True,
         "from-source": ["b"],
+        "exclude-newer": "2026-12-01T00:00:00Z",
     }
     command, constraints = reproduce_command(inputs, [WIN])
     assert command.split(" \\\n    ") == [
@@ -274,6 +275,7 @@ def test_reproduce_command_from_recorded_inputs() -> None:
         "-c constraints.txt",
         "--pre",
         "--from-source b",
+        "--exclude-newer 2026-12-01T00:00:00Z",
         "--tool pip",
         "--tool uv",
         f"-t {WIN}",

@@ -53,6 +53,7 @@ def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
         concurrency=max(4, config.jobs * 2),
         sdist_metadata=sdist_metadata_online(config.index_urls, cache.logs, cache=cache),
         refresh=config.refresh,
+        exclude_newer=config.exclude_newer,
     )
 
 
@@ -193,6 +194,8 @@ def inputs_record(config: Config) -> dict[str, Any]:
         record["only-binary"] = sorted(config.only_binary)
     if config.from_source:
         record["from-source"] = sorted(config.from_source)
+    if config.exclude_newer is not None:
+        record["exclude-newer"] = config.exclude_newer
     if config.from_lock is not None:
         try:
             sha = sha256_file(config.from_lock)

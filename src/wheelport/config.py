@@ -7,6 +7,7 @@ later stage sees plain ``packaging`` requirements with the file and line they ca
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import sys
@@ -55,6 +56,9 @@ class Config:
     prefer_binary: bool = False
     only_binary: frozenset[str] = frozenset()
     from_source: frozenset[str] = frozenset()
+    #: only files uploaded before this instant (RFC 3339, UTC, as :func:`parse_cutoff` spells
+    #: it) exist for the resolution; a file whose index gives no upload time is left out too
+    exclude_newer: str | None = None
     jobs: int = 16
     #: per-package system packages for container builds (e.g. lxml → libxml2-dev)
     build_system_packages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -89,6 +93,8 @@ class Config:
             "from_source": sorted(self.from_source),
             "tools": list(self.tools),
         }
+        if self.exclude_newer is not None:  # a key only when set: earlier digests stay
+            data["exclude_newer"] = self.exclude_newer
         if self.from_lock is not None:
             try:
                 lock_sha = hashlib.sha256(self.from_lock.read_bytes()).hexdigest()
@@ -109,6 +115,35 @@ class Config:
                 source["index_given"] = True
             data["from_lock"] = source
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def parse_cutoff(text: str, origin: str) -> str:
+    """``--exclude-newer``'s value as one UTC instant in RFC 3339 (``2026-12-01T00:00:00Z``).
+    A date alone means the whole of that day in UTC (up to the next midnight), as uv reads it;
+    a timestamp needs its offset (``Z`` or ``+01:00``): a local time would resolve differently
+    on another machine."""
+    value = text.strip()
+    try:
+        day = dt.date.fromisoformat(value) if len(value) == 10 else None
+    except ValueError:
+        day = None
+    if day is not None:
+        instant = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    else:
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None or "T" not in value.upper():
+            raise UsageError(
+                f"{origin}: exclude-newer {text!r} is neither a date nor a timestamp with an offset",
+                hint="write a UTC date such as 2026-12-01 or a timestamp such as "
+                "2026-12-01T12:00:00Z",
+            )
+        instant = parsed.astimezone(dt.timezone.utc)
+    return instant.strftime("%Y-%m-%dT%H:%M:%S") + (
+        f".{instant.microsecond:06d}Z" if instant.microsecond else "Z"
+    )
 
 
 def parse_requirement(text: str, origin: str) -> SourcedRequirement:
@@ -229,7 +264,7 @@ def find_config(directory: Path) -> tuple[Path | None, dict[str, Any], dict[str,
 _KNOWN_KEYS = {
     "requirements", "dependencies", "constraints", "extras", "groups", "targets", "index-urls",
     "index-url", "output", "pre", "prefer-binary", "only-binary", "from-source", "jobs",
-    "build-system-packages", "images", "tools",
+    "build-system-packages", "images", "tools", "exclude-newer",
 }  # fmt: skip
 
 
@@ -312,6 +347,17 @@ class FileSettings:
         return self._list("from-source")
 
     @property
+    def exclude_newer(self) -> str | None:
+        value = self.table.get("exclude-newer")
+        if value is None:
+            return None
+        if isinstance(value, dt.datetime | dt.date):  # TOML's own date and date-time values
+            value = value.isoformat()
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.origin}: 'exclude-newer' must be a date or a timestamp")
+        return parse_cutoff(value, self.origin)
+
+    @property
     def jobs(self) -> int:
         return int(self.table.get("jobs", 16))
 
@@ -381,6 +427,7 @@ def build_config(
     prefer_binary: bool | None = None,
     only_binary: Sequence[str] = (),
     from_source: Sequence[str] = (),
+    exclude_newer: str | None = None,
     jobs: int | None = None,
     tools: Sequence[str] = (),
     refresh: bool = False,
@@ -396,6 +443,12 @@ def build_config(
     groups (``all_groups``: every group; ``only_groups``: just those, without the project's
     own dependencies), and no requirements are read."""
     _check_group_choice(from_lock, extras, groups, all_groups, only_groups)
+    if from_lock is not None and exclude_newer is not None:
+        raise UsageError(
+            "--exclude-newer limits what a resolution may choose; --from takes the pins of "
+            f"{from_lock} as they are",
+            hint="leave out --exclude-newer, or lock from requirements instead of --from",
+        )
     if from_lock is not None:
         _check_lock_to_import(from_lock, [*requirement_files, *requirements, *constraint_files])
         base_config = build_config(
@@ -450,6 +503,11 @@ def build_config(
         prefer_binary=settings.prefer_binary if prefer_binary is None else prefer_binary,
         only_binary=_names(list(only_binary) or settings.only_binary),
         from_source=_names(list(from_source) or settings.from_source),
+        exclude_newer=(
+            settings.exclude_newer
+            if exclude_newer is None
+            else parse_cutoff(exclude_newer, "--exclude-newer")
+        ),
         jobs=jobs or settings.jobs,
         build_system_packages=settings.build_system_packages,
         images=settings.images,

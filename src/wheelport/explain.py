@@ -56,6 +56,8 @@ class Search(Protocol):
 
     def files_of(self, name: NormalizedName) -> Mapping[Version, Sequence[DistFile]]: ...
 
+    def left_out(self, name: NormalizedName) -> str: ...
+
 
 def gave_up(provider: Search, elapsed: float) -> ResolutionError:
     """The one line for a search that ran out of time: how long, and the conflict it met most,
@@ -86,6 +88,14 @@ def explain_impossible(
     names = {c.requirement.name for c in causes}
     indexes = ", ".join(redact(u) for u in index_urls)
     for name in sorted(names):
+        if name in provider.unknown and provider.left_out(name):
+            return ResolutionError(
+                f"no file of {name} on {indexes} is older than the cutoff: "
+                f"{provider.left_out(name)}",
+                hint="choose a later --exclude-newer, or leave it out",
+                package=name,
+                target=str(target),
+            )
         if name in provider.unknown:
             return ResolutionError(
                 f"no project named {name!r} on {indexes}",
@@ -178,10 +188,12 @@ def no_file(
     versions = sorted(by_version)
     spec = functools.reduce(lambda a, b: a & b, (r.specifier for r in reqs), SpecifierSet())
     allowed = [v for v in versions if spec.contains(v, prereleases=True)]
+    cutoff = f"; {search.left_out(name)}" if search.left_out(name) else ""
     if not allowed:
         shown = ", ".join(str(v) for v in versions[-12:]) or "none"
         return ResolutionError(
-            f"no version of {name} satisfies {wanted} for target {target} (available: {shown})",
+            f"no version of {name} satisfies {wanted} for target {target} (available: {shown})"
+            + cutoff,
             package=name,
             target=str(target),
         )
@@ -221,7 +233,8 @@ def no_file(
     return ResolutionError(
         head
         + (f"; {'; '.join(parts)}" if parts else "")
-        + (f"; the wheels are for {served}" if served else ""),
+        + (f"; the wheels are for {served}" if served else "")
+        + cutoff,
         package=name,
         target=str(target),
     )

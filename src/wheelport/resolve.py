@@ -437,6 +437,16 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         """The project's files by version (empty when no index has it)."""
         return self._by_version(name) or {}
 
+    def left_out(self, name: NormalizedName) -> str:
+        """What ``--exclude-newer`` left out of the project's files, as a clause ("" if none)."""
+        count = self.client.left_out.get(name, 0)
+        if not count:
+            return ""
+        return (
+            f"{count} file(s) uploaded at or after --exclude-newer {self.client.exclude_newer} "
+            "(or with no upload time on the index) are left out"
+        )
+
     def _select(
         self, name: NormalizedName, version: Version, *, allow_yanked: bool
     ) -> DistFile | None:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from packaging.utils import NormalizedName, canonicalize_name
@@ -46,6 +46,7 @@ from wheelport.index.parse import (
     parse_html_page,
     parse_html_project,
     read_json_page,
+    upload_instant,
 )
 from wheelport.index.sources import CoreMetadata, SdistMetadataBuilder, read_metadata
 from wheelport.wheelhouse import (
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
     import httpx
 
 log = logging.getLogger(__name__)
+
+_E = TypeVar("_E")
 
 
 class IndexClient:
@@ -80,6 +83,7 @@ class IndexClient:
         backoff: float = 0.5,
         sdist_metadata: SdistMetadataBuilder | None = None,
         refresh: bool = False,
+        exclude_newer: str | None = None,
     ) -> None:
         self.logins = Logins()
         self.index_urls: list[str] = [self.logins.add_index(raw.rstrip("/") + "/")
@@ -99,6 +103,12 @@ class IndexClient:
         self._meta: dict[str, Future[CoreMetadata]] = {}
         self._work: dict[tuple[str, ...], Future[bytes | None]] = {}
         self._sdist_metadata = sdist_metadata
+        #: ``--exclude-newer`` (RFC 3339, UTC): files uploaded at or after it, or with no upload
+        #: time, are left off every project's files, as if the index did not list them
+        self.exclude_newer = exclude_newer
+        self._cutoff = None if exclude_newer is None else upload_instant(exclude_newer)
+        #: how many files of each project the cutoff left out
+        self.left_out: dict[NormalizedName, int] = {}
 
     @property
     def http(self) -> httpx.Client:
@@ -153,6 +163,23 @@ class IndexClient:
                 self._pages[key] = fut
         return fut
 
+    def _in_time(
+        self, name: NormalizedName, entries: list[_E], uploaded: Callable[[_E], Any]
+    ) -> list[_E]:
+        """``entries`` uploaded before the ``--exclude-newer`` cutoff (all of them without one);
+        an entry with no upload time, or one that does not parse, is left out (as uv does)."""
+        cutoff = self._cutoff
+        if cutoff is None:
+            return entries
+        kept = []
+        for entry in entries:
+            instant = upload_instant(uploaded(entry))
+            if instant is not None and instant < cutoff:
+                kept.append(entry)
+        if len(kept) < len(entries):
+            self.left_out[name] = len(entries) - len(kept)
+        return kept
+
     def _load_project(self, name: NormalizedName) -> VersionFiles:
         for index in self.index_urls:
             url = f"{index}{name}/"
@@ -160,7 +187,7 @@ class IndexClient:
                 files = self._load_file_index(index, name)
                 if files is None:
                     continue
-                return VersionFiles.of(files)
+                return VersionFiles.of(self._in_time(name, files, lambda f: f.upload_time))
             body, ctype, final = self.web.get_page(url)
             if ctype == "404":
                 continue
@@ -175,11 +202,12 @@ class IndexClient:
                         path=redact(final),
                     ) from None
                 del body  # the rows keep what is read of it
+                rows = self._in_time(name, rows, lambda row: row[7])
                 found = VersionFiles.of_rows(rows, final, name, index)
                 found.status = status
                 return found
             files, status = parse_html_project(body.decode("utf-8", "replace"), final, name, index)
-            found = VersionFiles.of(files)
+            found = VersionFiles.of(self._in_time(name, files, lambda f: f.upload_time))
             found.status = status
             return found
         return VersionFiles({}, lambda f: None)

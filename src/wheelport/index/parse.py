@@ -9,6 +9,7 @@ first use (:class:`VersionFiles`). Pure: the pages are handed in as text or data
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import marshal
@@ -258,6 +259,18 @@ def json_row(item: Mapping[str, Any]) -> Row:
         item.get("size"),
         item.get("upload-time"),
     )
+
+
+def upload_instant(value: object) -> dt.datetime | None:
+    """A PEP 700 ``upload-time`` (ISO 8601 with its offset, e.g. ``2026-12-01T09:30:00.123456Z``)
+    as an aware datetime; None for anything else (absent, not a string, no offset, garbage)."""
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        return None
+    try:
+        instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return instant if instant.tzinfo is not None else None
 
 
 def row_filename(row: Row) -> str:

@@ -251,6 +251,9 @@ def reproduce_command(
     lines += [[f"--{k}"] for k in ("pre", "prefer-binary") if inputs.get(k)]
     lines += [["--only-binary", n] for n in strings("only-binary")]
     lines += [["--from-source", n] for n in strings("from-source")]
+    cutoff = inputs.get("exclude-newer")
+    if isinstance(cutoff, str):
+        lines.append(["--exclude-newer", cutoff])
     tools = strings("tools")
     if tools != ["pip"]:
         lines += [["--tool", t] for t in tools] or [["--tool", "none"]]
