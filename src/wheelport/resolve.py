@@ -45,6 +45,7 @@ from wheelport.errors import WheelportError
 from wheelport.explain import explain_impossible, gave_up
 from wheelport.index.client import IndexClient
 from wheelport.index.models import DistFile
+from wheelport.index.parse import VersionFiles
 from wheelport.selection import Why, select_file
 from wheelport.targets import Target
 
@@ -301,10 +302,8 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         self.unknown: set[NormalizedName] = set()
         #: shortest known distance of an identifier from the roots (a preference, not the graph)
         self.depth: dict[str, int] = {}
-        self._files: dict[NormalizedName, Mapping[Version, list[DistFile]]] = {}
+        self._files: dict[NormalizedName, VersionFiles] = {}
         self._select_cache: dict[tuple[NormalizedName, Version, bool], DistFile | None] = {}
-        self._matching_cache: dict[tuple[NormalizedName, str], list[Version]] = {}
-        self._newest_first: dict[NormalizedName, list[Version]] = {}
         self._satisfied: dict[tuple[int, Version], tuple[SpecifierSet, bool]] = {}
         self._python = Candidate(
             NormalizedName(PYTHON), Version(target.full_version), frozenset(), _PYTHON_FILE
@@ -422,7 +421,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         if first:
             yield from (c for c in held if not self._is_doomed(c))
 
-    def _by_version(self, name: NormalizedName) -> Mapping[Version, list[DistFile]] | None:
+    def _by_version(self, name: NormalizedName) -> VersionFiles | None:
         cached = self._files.get(name)
         if cached is None:
             cached = self.client.versions_of(name)
@@ -453,7 +452,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         """The file of one version serving this target (memoized)."""
         key = (name, version, allow_yanked)
         if key not in self._select_cache:
-            by_version = self._by_version(name) or {}
+            by_version: Mapping[Version, list[DistFile]] = self._by_version(name) or {}
             self._select_cache[key] = select_file(
                 by_version.get(version, []), self.target, self.policy.rule(name),
                 allow_yanked=allow_yanked, why=self.why[name],
@@ -461,23 +460,11 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         return self._select_cache[key]
 
     def _matching(self, name: NormalizedName, spec: SpecifierSet) -> list[Version]:
-        """Versions of ``name`` (newest first) inside ``spec``, prereleases included (memoized:
-        resolvelib asks again and again with the same specifiers)."""
-        key = (name, str(spec))
-        cached = self._matching_cache.get(key)
-        if cached is None:
-            versions = self._newest_first.get(name)
-            if versions is None:
-                versions = self._newest_first[name] = sorted(
-                    self._by_version(name) or {}, reverse=True
-                )
-            cached = (
-                [v for v in versions if spec.contains(v, prereleases=True)]
-                if str(spec)
-                else versions
-            )
-            self._matching_cache[key] = cached
-        return cached
+        """Versions of ``name`` (newest first) inside ``spec``, prereleases included (memoized on
+        the project's page, shared by every target: resolvelib asks again and again with the
+        same specifiers)."""
+        by_version = self._by_version(name)
+        return by_version.inside(spec) if by_version is not None else []
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
         # resolvelib re-checks every pin against every criterion each round: memoize by the
@@ -519,7 +506,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
     ) -> None:
         """Start reading the metadata of ``versions`` of ``name`` that have a wheel (reading an
         sdist's may mean a build: that waits until the resolver asks for that version)."""
-        by_version = self._by_version(name) or {}
+        by_version: Mapping[Version, list[DistFile]] = self._by_version(name) or {}
         for v in versions:
             if not any(f.is_wheel for f in by_version.get(v, ())):
                 continue
@@ -527,7 +514,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             if chosen is not None:
                 self.client.prefetch_metadata(chosen, on_build=self.on_metadata_build)
 
-    def _prefetch_first(self, req: Req, page: Future[Mapping[Version, list[DistFile]]]) -> None:
+    def _prefetch_first(self, req: Req, page: Future[VersionFiles]) -> None:
         """Start reading the metadata of the version ``req`` will try first (uv's prefetch),
         as soon as its project page is in. Runs on the client's pool: pure functions only."""
         if page.cancelled() or page.exception() is not None:
@@ -535,7 +522,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         by_version = page.result()
         spec = req.specifier & self._fixed_spec.get(req.name, SpecifierSet())
         rule = self.policy.rule(req.name)
-        for version in sorted(by_version, reverse=True):
+        for version in by_version.newest_first():
             if version.is_prerelease and not self.policy.pre:
                 continue
             if not spec.contains(version, prereleases=True):

@@ -25,14 +25,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import Version
 
 from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
@@ -150,7 +149,7 @@ class IndexClient:
         """All files of a project on the first index that has it ([] when none has it)."""
         return self.prefetch_project(name).result().files()
 
-    def versions_of(self, name: str) -> Mapping[Version, list[DistFile]]:
+    def versions_of(self, name: str) -> VersionFiles:
         """A project's files grouped by version (loaded once, shared by every target)."""
         return self.prefetch_project(name).result()
 

@@ -21,6 +21,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from wheelport.credentials import redact
@@ -328,6 +329,8 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
         self._built: dict[Version, list[DistFile]] = {}
         #: the page's PEP 792 project status (None: the index gave none, i.e. active)
         self.status = status
+        self._newest_first: list[Version] | None = None
+        self._inside: dict[str, list[Version]] = {}
 
     @classmethod
     def of(cls, files: Iterable[DistFile]) -> VersionFiles:
@@ -369,3 +372,22 @@ class VersionFiles(Mapping[Version, list[DistFile]]):
 
     def files(self) -> list[DistFile]:
         return [f for v in self._groups for f in self[v]]
+
+    def newest_first(self) -> list[Version]:
+        """The versions, newest first (sorted once for every target that asks; a race sorts
+        twice into equal lists: harmless)."""
+        versions = self._newest_first
+        if versions is None:
+            versions = self._newest_first = sorted(self._groups, reverse=True)
+        return versions
+
+    def inside(self, spec: SpecifierSet) -> list[Version]:
+        """The versions inside ``spec``, newest first, prereleases included (memoized by the
+        specifier's text: the targets' resolutions ask again and again with the same ones)."""
+        key = str(spec)
+        found = self._inside.get(key)
+        if found is None:
+            versions = self.newest_first()
+            found = [v for v in versions if spec.contains(v, prereleases=True)] if key else versions
+            self._inside[key] = found
+        return found
