@@ -378,6 +378,7 @@ def test_a_read_ahead_download_no_run_needs_stops_when_the_run_ends(
 
     from support.server import Fault
     from wheelport.fetch import Prefetcher
+    from wheelport.index.client import inflight
 
     big = make_wheel(dists_dir, "big", "1.0", files={"big/blob.txt": secrets.token_hex(1 << 20)})
     with IndexServer() as srv:
@@ -395,8 +396,63 @@ def test_a_read_ahead_download_no_run_needs_stops_when_the_run_ends(
                 assert time.monotonic() < deadline, "the read-ahead download never started"
                 time.sleep(0.02)
             closed = time.monotonic()
-            ahead.close()
-            ahead._pool.shutdown(wait=True)
+            ahead.close()  # ends the download process: it stops at its next read
             assert time.monotonic() - closed < 4  # stopped at its next read, not run to the end
             assert cache.verified(file.sha256 or "") is None
             assert not list((tmp_path / "cache").rglob("*.part"))
+            # this process no longer waits for it: a fetch of the file would start at once
+            assert inflight(file.sha256 or "").acquire(blocking=False)
+
+
+def _children(pattern: str) -> list[tuple[int, bytes]]:
+    """(pid, command line) of this process's live children whose command line has ``pattern``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and pattern.encode() in cmdline:
+            found.append((int(stat.parent.name), cmdline))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_read_ahead_downloads_run_in_a_process_of_their_own_with_the_index_login(
+    tmp_path: Path, dists_dir: Path
+) -> None:
+    """Read-ahead downloads run in a second process (in this one they would take the GIL from
+    the resolver for every TLS record): it gets the index login on its stdin, never on its
+    command line; the file it downloads is in the cache, and placed by a move (the bytes are
+    written once); the process ends with the run."""
+    import time
+
+    from wheelport.fetch import Prefetcher
+    from wheelport.index.client import inflight
+
+    wheel = make_wheel(dists_dir, "pkg", "1.0", files={"pkg/data.txt": "x" * 200_000})
+    with IndexServer(auth=("reader", "s3cret-token")) as srv:
+        srv.add(wheel)
+        cache = Cache(tmp_path / "cache")
+        with IndexClient([srv.url_with_auth()], cache=cache) as client:
+            (file,) = client.project_files("pkg")
+            ahead = Prefetcher(client)
+            ahead.want(file)
+            (child,) = _children("wheelport.index.worker")
+            assert b"s3cret-token" not in child[1] and b"reader" not in child[1]
+            with inflight(file.sha256 or ""):  # held while the process downloads it
+                entry = cache.verified(file.sha256 or "")
+            assert entry is not None
+            gets = [h for m, p, h in srv.requests if p == f"/files/{wheel.name}"]
+            assert len(gets) == 1 and gets[0].get("Authorization", "").startswith("Basic ")
+            # it downloaded the file: placed here by a move, not a copy
+            dest = tmp_path / "wh" / wheel.name
+            assert cache.verified(file.sha256 or "", into=dest) == dest
+            assert not cache.artifact_path(file.sha256 or "").exists()
+            assert dest.stat().st_nlink == 1
+            ahead.close()
+            deadline = time.monotonic() + 5
+            while _children("wheelport.index.worker"):
+                assert time.monotonic() < deadline, "the download process outlived the run"
+                time.sleep(0.05)

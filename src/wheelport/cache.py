@@ -241,6 +241,19 @@ class Cache:
             if downloaded:
                 _fresh.add(stamp)
 
+    @staticmethod
+    def written_here(path: Path) -> Stamp | None:
+        """The stamp of the entry at ``path`` if this process downloaded it and it is unchanged
+        since (what a read-ahead process tells the one it works for), else None."""
+        from wheelport.wheelhouse import stat_stamp
+
+        try:
+            stamp = stat_stamp(path.stat())
+        except OSError:
+            return None
+        with _known_lock:
+            return stamp if stamp in _fresh else None
+
     def http_path(self, key: str) -> Path:
         digest = hashlib.sha256(key.encode()).hexdigest()
         return self.http / digest[:2] / f"{digest[2:]}.json"

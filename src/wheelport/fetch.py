@@ -24,6 +24,9 @@ import contextlib
 import json
 import logging
 import os
+import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -39,7 +42,7 @@ from packaging.version import InvalidVersion, Version
 from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
 from wheelport.errors import FetchError, VerifyError, WheelportError
-from wheelport.index.client import CoreMetadata, IndexClient
+from wheelport.index.client import CoreMetadata, IndexClient, found_corrupt, inflight
 from wheelport.index.metadata import read_wheel
 from wheelport.index.models import DistFile
 from wheelport.lock import lock_tool
@@ -374,47 +377,176 @@ def _metadata_differences(resolved: CoreMetadata, actual: CoreMetadata) -> list[
 
 class Prefetcher:
     """Downloads files into the cache while resolution still runs, so a sync ends close to when
-    the last byte arrives instead of resolving first and then downloading: every file of a
-    target's resolution as soon as that target is resolved, and — speculatively — a small file
-    (≤ :data:`SPECULATIVE_BYTES`) as soon as the resolver pins it. Fetch then finds the files
-    in the cache (a file being prefetched is waited for, never downloaded twice). A download
-    that fails here is left for fetch, which reports it."""
+    the last byte arrives instead of resolving first and then downloading: each file as soon as
+    the resolver pins it (once a target's search backtracks, only small ones, up to
+    :data:`SPECULATIVE_BYTES`: a backtracked pin is a wasted download), and every file of a
+    target's resolution when that target is resolved.
 
-    #: files up to this size are fetched when first pinned (a backtrack wastes little)
+    The downloads run in a second process (:mod:`wheelport.index.worker`): in this one they
+    would take the GIL from the resolver for every TLS record. While the process downloads a
+    file this process holds that file's download lock (:func:`~wheelport.index.client.inflight`),
+    so fetch waits for it and then finds it in the cache — a file is never downloaded twice.
+    :meth:`hand_over` gives fetch what the process has not started yet. A download that fails
+    there is left for fetch, which reports it. Without a process (a handed-in HTTP client, or
+    one that cannot start) nothing is read ahead."""
+
+    #: files up to this size are fetched when first pinned even by a target that backtracks
     SPECULATIVE_BYTES = 4 << 20
 
-    def __init__(self, client: IndexClient, workers: int = 4) -> None:
+    def __init__(self, client: IndexClient, workers: int = 8) -> None:
         self.client = client
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelport-ahead")
+        self.workers = workers
         self._seen: set[str] = set()
+        #: sha256 -> the download lock held while the process downloads that file
+        self._held: dict[str, threading.Lock] = {}
+        #: sha256 -> (URL, file name) of each file handed to the process
+        self._urls: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
-        self._closed = threading.Event()
+        self._proc: subprocess.Popen[str] | None = None
+        #: lines for the process's stdin, written by a thread of their own (None: the end), so
+        #: that a resolver thread never waits on a full pipe
+        self._outbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        #: no process: it could not start, or it ended (nothing more is handed to it)
+        self._gone = False
 
     def want(self, file: DistFile) -> None:
         """Download ``file`` into the cache soon (once; not when it has no sha256)."""
-        if not file.sha256 or file.url.startswith("file:"):
+        sha = file.sha256
+        if not sha or file.url.startswith("file:"):
             return
         with self._lock:
-            if file.sha256 in self._seen:
+            if self._closed or sha in self._seen or not self._started():
                 return
-            self._seen.add(file.sha256)
-        with contextlib.suppress(RuntimeError):  # closed: fetch takes over
-            self._pool.submit(self._download, file)
+            self._seen.add(sha)
+            lock = inflight(sha)
+            if not lock.acquire(blocking=False):
+                return  # this process downloads it already
+            self._held[sha] = lock
+            self._urls[sha] = (file.url, file.filename)
+            job = {"url": file.url, "sha256": sha, "size": file.size, "label": file.filename}
+            self._outbox.put(json.dumps(job))
 
-    def _download(self, file: DistFile) -> None:
-        with contextlib.suppress(WheelportError, OSError, _Dropped):
-            self.client.download(file, progress=self._go_on)
+    def _started(self) -> bool:
+        """Whether the download process runs: started on the first file wanted (called with
+        the lock held)."""
+        if self._proc is not None or self._gone:
+            return not self._gone
+        settings = self.client.worker_settings()
+        if settings is None:
+            self._gone = True
+            return False
+        settings["jobs"] = self.workers
+        import wheelport
 
-    def _go_on(self, _count: int) -> None:
-        if self._closed.is_set():
-            raise _Dropped  # the partial file is removed on the way out; nothing is cached
+        try:
+            # started in the directory wheelport is imported from: ``-m`` puts the working
+            # directory first on sys.path, where a user's own "wheelport" must not shadow it
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "wheelport.index.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                encoding="utf-8",
+                cwd=Path(wheelport.__file__).resolve().parent.parent,
+            )
+        except OSError as exc:
+            log.debug("no read-ahead downloads: the download process did not start: %s", exc)
+            self._gone = True
+            return False
+        self._proc = proc
+        self._outbox.put(json.dumps(settings))  # the first line: its settings
+        for target, name in ((self._write, "wheelport-ahead-in"), (self._read, "wheelport-ahead")):
+            thread = threading.Thread(target=target, args=(proc,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return True
+
+    def _write(self, proc: subprocess.Popen[str]) -> None:
+        """Hand the process its lines; at the end (or when it is gone) close its stdin."""
+        assert proc.stdin is not None
+        try:
+            while (line := self._outbox.get()) is not None:
+                proc.stdin.write(line + "\n")
+                proc.stdin.flush()
+        except (OSError, ValueError):
+            pass  # it ended: its answers stop, and every lock it held is released
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                proc.stdin.close()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        """Release each file's download lock as the process answers for it; all of them when
+        the process ends."""
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                answer = json.loads(line)
+                sha = str(answer["sha256"])
+                self._learn(sha, answer)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            self._release(sha)
+        with self._lock:
+            self._gone = True
+            left = list(self._held)
+        for sha in left:
+            self._release(sha)
+        self._outbox.put(None)  # the writer ends too
+
+    def _learn(self, sha: str, answer: dict[str, Any]) -> None:
+        """What an answer tells this process about the file, before fetch may take it."""
+        bad = answer.get("corrupt")
+        if isinstance(bad, dict) and sha in self._urls:
+            url, label = self._urls[sha]
+            hint = bad.get("hint")
+            error = FetchError(
+                str(bad["message"]), hint=hint if isinstance(hint, str) else None, path=label
+            )
+            found_corrupt(url, sha, error)  # fetch fails it at once, as if it asked twice
+        written = answer.get("written")
+        if isinstance(written, list) and len(written) == 5:
+            # downloaded and verified by our own process: placed by a move, as if here
+            cache = self.client.cache
+            dev, ino, size, mtime, ctime = (int(n) for n in written)
+            cache.remember(cache.artifact_path(sha), sha, (dev, ino, size, mtime, ctime),
+                           downloaded=True)  # fmt: skip
+
+    def _release(self, sha: str) -> None:
+        with self._lock:
+            lock = self._held.pop(sha, None)
+        if lock is not None:
+            lock.release()
+
+    def hand_over(self) -> None:
+        """Fetch starts: the process drops what it has not started (fetch downloads those
+        itself, at full concurrency) and finishes what it has."""
+        with self._lock:
+            if self._proc is not None and not self._closed:
+                self._outbox.put(json.dumps({"drop": True}))
 
     def close(self) -> None:
-        """Drop what has not started and stop what has: after fetch, a download still running
-        here is one no lock needs (a speculative pin the resolver left), and the process would
-        wait for it to end before exiting."""
-        self._closed.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the process: a download still running there is one no lock needs (a
+        speculative pin the resolver left); it stops at its next chunk and leaves nothing."""
+        with self._lock:
+            self._closed = True
+            proc = self._proc
+        if proc is None:
+            return
+        self._outbox.put(None)  # end of its stdin: it stops
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        with self._lock:
+            left = list(self._held)
+        for sha in left:
+            self._release(sha)
 
     def reporter(self, inner: Reporter | None) -> Reporter:
         """A resolution reporter that tells ``inner`` everything and this prefetcher what the
@@ -422,20 +554,25 @@ class Prefetcher:
         return _AheadReporter(inner or NullReporter(), self)
 
 
-class _Dropped(Exception):
-    """A read-ahead download stopped because the run no longer needs it."""
-
-
 class _AheadReporter:
     def __init__(self, inner: Reporter, ahead: Prefetcher) -> None:
         self.inner, self.ahead = inner, ahead
+        #: per target, the identifiers pinned so far; a target that pins one again backtracks
+        self._pinned: dict[str, set[str]] = {}
+        self._backtracks: set[str] = set()
 
     def target_started(self, target: Target) -> None:
         self.inner.target_started(target)
 
     def pinned(self, target: Target, candidate: Candidate) -> None:
+        tid = target.identifier
+        pinned = self._pinned.setdefault(tid, set())  # each target's own thread writes its set
+        if candidate.key in pinned:
+            self._backtracks.add(tid)
+        pinned.add(candidate.key)
         f = candidate.file
-        if f.size is not None and f.size <= Prefetcher.SPECULATIVE_BYTES:
+        small = f.size is not None and f.size <= Prefetcher.SPECULATIVE_BYTES
+        if small or tid not in self._backtracks:
             self.ahead.want(f)
         self.inner.pinned(target, candidate)
 
@@ -537,8 +674,12 @@ def fetch_artifacts(
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelport-fetch")
     try:
-        # the largest first: the last to finish is then a small one, not the biggest
-        futures = [pool.submit(one, a) for a in sorted(todo, key=lambda a: -(a.size or 0))]
+        # what the cache lacks first (the read-ahead process may have the rest), the largest
+        # first: the link starts at once, and the last to finish is a small one
+        def order(a: Artifact) -> tuple[bool, int]:
+            return client.cache.artifact_path(a.sha256).exists(), -(a.size or 0)
+
+        futures = [pool.submit(one, a) for a in sorted(todo, key=order)]
         for fut in as_completed(futures):
             try:
                 a, src, was_cached = fut.result()

@@ -110,6 +110,7 @@ def sync(
             try:
                 # re-hash what is there; refuse escaping paths; damaged files are redone
                 recheck(wh, manifest)
+                ahead.hand_over()  # what it has not started, fetch downloads at full speed
                 fetched = fetch(wh, list(locks.values()), client, jobs=config.jobs,
                                 reporter=fetch_reporter, manifest=manifest)  # fmt: skip
                 built = build_stage(wh, manifest, locked, locks, client,

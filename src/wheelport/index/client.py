@@ -85,10 +85,12 @@ class IndexClient:
         exclude_newer: str | None = None,
     ) -> None:
         self.logins = Logins()
-        self.index_urls: list[str] = [self.logins.add_index(raw.rstrip("/") + "/")
-                                      for raw in index_urls]  # fmt: skip
+        #: the index URLs as given (logins included): what a read-ahead process is handed
+        self._given_urls = [raw.rstrip("/") + "/" for raw in index_urls]
+        self.index_urls: list[str] = [self.logins.add_index(u) for u in self._given_urls]
         self.cache = cache or Cache.default()
         self.cache.reclaim()
+        self.timeout = timeout
         self.stats = {"requests": 0, "cached": 0, "revalidated": 0}
         #: HTTP, with retries and the page cache (``refresh``: revalidate every page)
         self.web = Http(self.logins, self.cache, self.stats, http=http, timeout=timeout,
@@ -122,6 +124,20 @@ class IndexClient:
     @property
     def backoff(self) -> float:
         return self.web.backoff
+
+    def worker_settings(self) -> dict[str, Any] | None:
+        """What a read-ahead download process (:mod:`wheelport.index.worker`) needs to download
+        as this client does, logins included (None when this client's transport was handed in:
+        another process cannot use it)."""
+        if not self.web.owns_transport:
+            return None
+        return {
+            "index_urls": list(self._given_urls),
+            "cache": str(self.cache.root.absolute()),
+            "timeout": self.timeout,
+            "retries": self.web.retries,
+            "backoff": self.web.backoff,
+        }
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -332,13 +348,11 @@ def download_verified(
             atomic_write_bytes(dest, resp_bytes)
         return dest
     if sha256:  # one download per file in this process: a second caller waits and shares it
-        with _inflight_lock:
-            one_at_a_time = _inflight.setdefault(sha256, threading.Lock())
-        with one_at_a_time:
+        with inflight(sha256):
             done = cache.verified(sha256)
             if done is not None:
                 return done
-            known = _corrupt.get((url, sha256))
+            known = known_corrupt(url, sha256)
             if known is not None:  # this index serves other bytes: asked twice already
                 raise known
             try:
@@ -355,8 +369,28 @@ def download_verified(
 #: sha256 -> the lock held while this process downloads that file (prefetch and fetch share it)
 _inflight: dict[str, threading.Lock] = {}
 _inflight_lock = threading.Lock()
+
+
+def inflight(sha256: str) -> threading.Lock:
+    """The lock held while this process downloads the file ``sha256`` names (a read-ahead
+    process's download holds it too: a fetch of that file waits and then finds it cached)."""
+    with _inflight_lock:
+        return _inflight.setdefault(sha256, threading.Lock())
+
+
 #: (URL, sha256) -> the error of a file that came back with other bytes twice in this process
 _corrupt: dict[tuple[str, str], JobError] = {}
+
+
+def known_corrupt(url: str, sha256: str) -> JobError | None:
+    """The error of a file this process found served with other bytes twice (else None)."""
+    return _corrupt.get((url, sha256))
+
+
+def found_corrupt(url: str, sha256: str, error: JobError) -> None:
+    """Take another process's word (the read-ahead one's) that the index serves other bytes
+    than it lists for this file: a download here fails at once with ``error``."""
+    _corrupt.setdefault((url, sha256), error)
 
 
 class _Corrupt(Exception):

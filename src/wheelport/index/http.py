@@ -88,6 +88,11 @@ class Http:
         self.refresh = refresh
 
     @property
+    def owns_transport(self) -> bool:
+        """Whether the HTTP client is this object's own (not one handed in, e.g. a test's)."""
+        return self._own
+
+    @property
     def client(self) -> httpx.Client:
         """The HTTP client, made on first use (a run that finds everything in place — a no-op
         sync — never pays for TLS set-up)."""

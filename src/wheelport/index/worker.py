@@ -1,0 +1,104 @@
+"""The read-ahead download process: files a sync will likely need, downloaded while it resolves.
+
+Resolution holds the GIL; a download in the same process needs the GIL for every TLS record
+(16 KiB), so the two slow each other down and the link idles while targets resolve (measured: a
+15-target lock took 9 s alone and 14 s with read-ahead downloads in its own threads). Here the
+downloads run in a second Python process, on the other core, into the same content-addressed
+cache (each file verified and renamed into place, as every download is).
+
+The protocol is JSON lines. On stdin: first the settings (index URLs with their logins: never on
+the command line, where other users could read them), then one job per line
+(``{"url", "sha256", "size", "label"}``) or ``{"drop": true}``: forget the jobs not started yet.
+On stdout, one answer per job: ``{"sha256", "error"}`` (``error`` null when the file is in the
+cache; ``"written": [stamp]`` when this process wrote the entry, so the parent may move it
+rather than copy it), with ``"corrupt": {"message", "hint"}`` when the index served other bytes than it lists
+twice (the parent then does not ask a third and fourth time). End of stdin (the parent is done, or gone) stops the downloads still running at their
+next chunk (their partial files are removed) and ends the process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from wheelport.cache import Cache
+from wheelport.errors import WheelportError
+from wheelport.index.client import IndexClient, download_verified, known_corrupt
+
+
+class _Stopped(Exception):
+    """The parent no longer needs the download."""
+
+
+def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
+    """Download the jobs read from ``jobs_in`` and answer each on ``answers``."""
+    cache = Cache(Path(settings["cache"]))
+    client = IndexClient(
+        settings["index_urls"],
+        cache=cache,
+        timeout=float(settings.get("timeout", 30.0)),
+        retries=int(settings.get("retries", 3)),
+        backoff=float(settings.get("backoff", 0.5)),
+    )
+    stop = threading.Event()
+    out = threading.Lock()
+    queued: dict[str, Future[None]] = {}
+
+    def answer(sha256: str, error: str | None, **more: Any) -> None:
+        with out:
+            answers.write(json.dumps({"sha256": sha256, "error": error, **more}) + "\n")
+            answers.flush()
+
+    def go_on(_count: int) -> None:
+        if stop.is_set():
+            raise _Stopped
+
+    def one(job: dict[str, Any]) -> None:
+        sha256 = str(job["sha256"])
+        try:
+            go_on(0)
+            download_verified(client, str(job["url"]), sha256, job.get("size"), cache,
+                              progress=go_on, label=str(job.get("label", "")))  # fmt: skip
+        except _Stopped:
+            answer(sha256, "stopped")
+        except (WheelportError, OSError) as exc:
+            bad = known_corrupt(str(job["url"]), sha256)
+            if bad is not None:
+                answer(sha256, str(exc), corrupt={"message": bad.message, "hint": bad.hint})
+            else:
+                answer(sha256, str(exc))
+        except Exception as exc:  # any failure is for the parent's fetch to report
+            answer(sha256, f"{type(exc).__name__}: {exc}")
+        else:
+            # written by this process: the parent may move it into place (bytes written once)
+            stamp = cache.written_here(cache.artifact_path(sha256))
+            answer(sha256, None, **({"written": list(stamp)} if stamp else {}))
+
+    pool = ThreadPoolExecutor(max_workers=int(settings.get("jobs", 8)))
+    try:
+        for line in jobs_in:
+            job = json.loads(line)
+            if job.get("drop"):
+                for sha256, fut in list(queued.items()):
+                    if fut.cancel():
+                        answer(sha256, "dropped")
+                queued.clear()
+                continue
+            queued[str(job["sha256"])] = pool.submit(one, job)
+    finally:
+        stop.set()  # the parent is done: what runs stops at its next chunk
+        pool.shutdown(wait=True, cancel_futures=True)
+        client.close()
+
+
+def main() -> None:
+    settings = json.loads(sys.stdin.readline())
+    serve(settings, sys.stdin, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
