@@ -434,7 +434,7 @@ class Prefetcher:
         if self._proc is not None or self._gone:
             return not self._gone
         settings = self.client.worker_settings()
-        if settings is None:
+        if settings is None or not sys.executable:  # an embedded Python cannot start one
             self._gone = True
             return False
         settings["jobs"] = self.workers
