@@ -181,7 +181,8 @@ def test_a_cutoff_with_from_is_exit_2(
     proc = lock(tmp_path, clean_env, "--from", str(source), "--index-url", srv.url,
                 "--exclude-newer", "2024-05-31")  # fmt: skip
     assert proc.returncode == 2
-    assert "--from" in one_error_line(proc)
+    line = one_error_line(proc)
+    assert "--exclude-newer" in line and "--from" in line, line
 
 
 @pytest.mark.skipif(UV is None, reason="uv is not installed")

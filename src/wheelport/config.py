@@ -131,7 +131,7 @@ def parse_cutoff(text: str, origin: str) -> str:
         instant = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
     else:
         try:
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
         except ValueError:
             parsed = None
         if parsed is None or parsed.tzinfo is None or "T" not in value.upper():

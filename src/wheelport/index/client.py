@@ -90,7 +90,6 @@ class IndexClient:
         self.index_urls: list[str] = [self.logins.add_index(u) for u in self._given_urls]
         self.cache = cache or Cache.default()
         self.cache.reclaim()
-        self.timeout = timeout
         self.stats = {"requests": 0, "cached": 0, "revalidated": 0}
         #: HTTP, with retries and the page cache (``refresh``: revalidate every page)
         self.web = Http(self.logins, self.cache, self.stats, http=http, timeout=timeout,
@@ -124,6 +123,10 @@ class IndexClient:
     @property
     def backoff(self) -> float:
         return self.web.backoff
+
+    @property
+    def timeout(self) -> float:
+        return self.web.timeout
 
     def worker_settings(self) -> dict[str, Any] | None:
         """What a read-ahead download process (:mod:`wheelport.index.worker`) needs to download

@@ -88,6 +88,10 @@ class Http:
         self.refresh = refresh
 
     @property
+    def timeout(self) -> float:
+        return self._options[0]
+
+    @property
     def owns_transport(self) -> bool:
         """Whether the HTTP client is this object's own (not one handed in, e.g. a test's)."""
         return self._own

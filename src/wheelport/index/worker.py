@@ -6,14 +6,15 @@ Resolution holds the GIL; a download in the same process needs the GIL for every
 downloads run in a second Python process, on the other core, into the same content-addressed
 cache (each file verified and renamed into place, as every download is).
 
-The protocol is JSON lines. On stdin: first the settings (index URLs with their logins: never on
-the command line, where other users could read them), then one job per line
+The protocol is JSON lines. On stdin: first the settings (index URLs with their logins: never
+on the command line, where other users could read them), then one job per line
 (``{"url", "sha256", "size", "label"}``) or ``{"drop": true}``: forget the jobs not started yet.
-On stdout, one answer per job: ``{"sha256", "error"}`` (``error`` null when the file is in the
-cache; ``"written": [stamp]`` when this process wrote the entry, so the parent may move it
-rather than copy it), with ``"corrupt": {"message", "hint"}`` when the index served other bytes than it lists
-twice (the parent then does not ask a third and fourth time). End of stdin (the parent is done, or gone) stops the downloads still running at their
-next chunk (their partial files are removed) and ends the process.
+On stdout, one answer per job: ``{"sha256", "error"}``, ``error`` null when the file is in the
+cache; with ``"written": [stamp]`` when this process wrote the entry (the parent may then move
+it rather than copy it), and ``"corrupt": {"message", "hint"}`` when the index served other bytes
+than it lists twice (the parent does not ask a third and fourth time). End of stdin (the parent
+is done, or gone) stops the downloads still running at their next chunk (their partial files are
+removed) and ends the process.
 """
 
 from __future__ import annotations
