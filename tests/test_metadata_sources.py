@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pytest
 
 from support import run_wheelport
 from support.dists import make_sdist, make_wheel
-from support.server import IndexServer
+from support.server import Fault, IndexServer
 from wheelport import api
 from wheelport.config import build_config
 from wheelport.errors import WheelportError
@@ -75,6 +76,16 @@ def lock(
     return locks, client, reporter
 
 
+def dist_info_last(wheel: Path) -> None:
+    """Rewrite ``wheel`` with its ``.dist-info`` members at the end of the archive."""
+    with zipfile.ZipFile(wheel) as zf:
+        members = [(i, zf.read(i)) for i in zf.infolist()]
+    members.sort(key=lambda m: ".dist-info/" in m[0].filename)
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info, data in members:
+            zf.writestr(info, data)
+
+
 def file_requests(srv: IndexServer, filename: str) -> list[dict[str, str]]:
     """Headers of every GET of one file."""
     return [h for m, p, h in srv.requests if m == "GET" and p == f"/files/{filename}"]
@@ -122,6 +133,46 @@ def test_without_pep658_a_wheel_is_read_by_range_requests_not_downloaded(
     assert len(gets) <= 3  # the tail (central directory), then the METADATA member
     assert client.stats.get("metadata_builds", 0) == 0
     assert file_requests(index_server, "big-1.0.tar.gz") == []
+
+
+def test_a_big_wheel_is_read_by_one_range_request(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """A wheel of thousands of members (numpy's kind) has a central directory larger than 64 KiB
+    and its METADATA just before it: the first request asks for enough of its end (a part of
+    the listed size) that no second round trip is needed."""
+    rng = random.Random(5)  # 2,000 members of ~4 KiB compressed: a wheel of ~9 MB
+    files = {f"many/m{i:04d}.txt": rng.randbytes(4096).hex() for i in range(2000)}
+    wheel = make_wheel(dists_dir, "many", "1.0", deps=["dep"], tag="cp311-cp311-win_amd64",
+                       files=files)  # fmt: skip
+    dist_info_last(wheel)  # as bdist_wheel writes it
+    index_server.add(wheel, metadata=False)
+    index_server.add(make_wheel(dists_dir, "dep", "1.0"), metadata=False)
+    locks, client, _ = lock(tmp_path, index_server, ["many"], ["cp311-win_amd64"])
+    assert set(locks["cp311-win_amd64"]) == {"many", "dep"}
+    gets = file_requests(index_server, wheel.name)
+    assert len(gets) == 1 and gets[0]["Range"].startswith("bytes=-")
+    assert int(gets[0]["Range"][len("bytes=-") :]) > 64 * 1024  # more than the small default
+    assert client.stats.get("range_requests") == 2  # this wheel and dep's
+
+
+def test_a_range_answered_with_more_than_asked_is_not_read_on(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """A hostile server answers the tail request with the whole (big) file: the answer is
+    refused by its Content-Range before the body is read, and the metadata comes from the
+    next source (here the whole wheel, the last resort before a build)."""
+    blob = random.Random(4).randbytes(400_000).hex()
+    wheel = make_wheel(dists_dir, "big", "1.0", deps=["dep"], tag="cp313-cp313-macosx_11_0_arm64",
+                       files={"big/blob.txt": blob})  # fmt: skip
+    index_server.add(wheel, metadata=False)
+    index_server.add(make_wheel(dists_dir, "dep", "1.0"), metadata=False)
+    index_server.inject(Fault(f"/files/{wheel.name}", kind="overlong", ranged=True, count=None))
+    locks, client, _ = lock(tmp_path, index_server, ["big"], [MAC])
+    assert set(locks[MAC]) == {"big", "dep"}
+    ranged = [h for h in file_requests(index_server, wheel.name) if "Range" in h]
+    assert len(ranged) == 1  # refused at once: no second range request
+    assert client.stats.get("range_requests", 0) == 1  # only dep's counted
 
 
 def test_server_without_ranges_falls_back_to_the_sdist_before_building(

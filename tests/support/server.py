@@ -92,7 +92,7 @@ class IndexFile:
         return None if self.metadata is None else hashlib.sha256(self.metadata).hexdigest()
 
 
-FAULT_KINDS = ("status", "reset", "truncate", "slow", "corrupt")
+FAULT_KINDS = ("status", "reset", "truncate", "slow", "corrupt", "overlong")
 
 
 @dataclass
@@ -104,6 +104,8 @@ class Fault:
     send *after* bytes (default half), then close. ``slow``: wait *delay* seconds before the first
     byte, then send the body in *chunk*-byte pieces *delay* apart when *trickle*. ``corrupt``: the
     same number of bytes with one byte flipped (the page still advertises the true sha256).
+    ``overlong``: a ``Range`` request is answered ``206`` with the whole file (and a
+    ``Content-Range`` that says so).
     """
 
     prefix: str
@@ -666,6 +668,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         start, end = span
+        if self.fault is not None and self.fault.kind == "overlong":
+            self.fault, start, end = None, 0, len(data) - 1
         self._send(
             HTTPStatus.PARTIAL_CONTENT,
             data[start : end + 1],

@@ -49,8 +49,19 @@ _DIST_INFO_METADATA = re.compile(r"^[^/]+\.dist-info/METADATA$")
 
 #: bytes asked for first: the end of central directory and, for most wheels, the whole directory
 TAIL_BYTES = 64 * 1024
+#: the most asked for first from a big wheel (see :func:`tail_bytes`)
+MAX_TAIL_BYTES = 1 << 20
 #: smallest range asked for later (zipfile reads a member's local header in small pieces)
 BLOCK_BYTES = 16 * 1024
+
+
+def tail_bytes(size: int | None) -> int:
+    """How much of a wheel's end to ask for first. A big wheel (numpy, pandas: thousands of
+    members) has a central directory of a few hundred KiB, and its ``.dist-info`` files
+    (METADATA, RECORD) just before it; asking for 1/24th of the file (at most
+    :data:`MAX_TAIL_BYTES`) gets them in one request instead of three — a round trip to a
+    file the CDN has not cached costs 0.1–0.3 s, the extra bytes a few milliseconds."""
+    return max(TAIL_BYTES, min((size or 0) // 24, MAX_TAIL_BYTES))
 
 
 class RangesUnsupported(Exception):
@@ -412,6 +423,7 @@ def parse_content_range(header: str | None) -> tuple[int, int, int] | None:
 
 __all__ = [
     "BLOCK_BYTES",
+    "MAX_TAIL_BYTES",
     "TAIL_BYTES",
     "RangeFile",
     "RangesUnsupported",

@@ -30,12 +30,12 @@ from packaging.version import Version
 from wheelport.cache import Cache
 from wheelport.errors import IndexAccessError, WheelportError
 from wheelport.index.metadata import (
-    TAIL_BYTES,
     RangesUnsupported,
     metadata_from_sdist,
     parse_content_range,
     read_metadata_by_ranges,
     same_version,
+    tail_bytes,
     wheel_metadata_member,
 )
 from wheelport.index.models import DistFile
@@ -187,27 +187,37 @@ def by_ranges(q: Lookup) -> tuple[bytes, str] | None:
     return (data, "ranges") if data is not None else None
 
 
+def _ranged(client: Reader, url: str, spec: str, most: int) -> tuple[bytes, int]:
+    """(body, file size) of a ``Range: bytes=<spec>`` request answered ``206`` for at most
+    ``most`` bytes (a server that answers otherwise, or sends more, is not read on)."""
+    resp = client.request(url, {"Range": f"bytes={spec}"}, stream=True)
+    try:
+        span = parse_content_range(resp.headers.get("content-range"))
+        if resp.status_code != 206 or span is None or span[1] - span[0] + 1 > most:
+            raise RangesUnsupported(f"HTTP {resp.status_code}")
+        chunks, got = [], 0
+        for chunk in resp.iter_bytes():
+            got += len(chunk)
+            if got > most:
+                raise RangesUnsupported(f"more than the {most} bytes asked for")
+            chunks.append(chunk)
+        return b"".join(chunks), span[2]
+    finally:
+        resp.close()
+
+
 def _fetch_by_ranges(q: Lookup, wheel: DistFile) -> bytes | None:
     import httpx
 
     client = q.client
     try:
-        resp = client.request(wheel.url, {"Range": f"bytes=-{TAIL_BYTES}"}, stream=True)
-        try:
-            span = parse_content_range(resp.headers.get("content-range"))
-            if resp.status_code != 206 or span is None:
-                raise RangesUnsupported(f"HTTP {resp.status_code}")
-            tail = resp.read()
-        finally:
-            resp.close()
+        tail_size = tail_bytes(wheel.size)
+        tail, size = _ranged(client, wheel.url, f"-{tail_size}", tail_size)
 
         def fetch(start: int, end: int) -> bytes:
-            r = client.request(wheel.url, {"Range": f"bytes={start}-{end}"})
-            if r.status_code != 206:
-                raise RangesUnsupported(f"HTTP {r.status_code}")
-            return r.content
+            return _ranged(client, wheel.url, f"{start}-{end}", end - start + 1)[0]
 
-        data, more = read_metadata_by_ranges(wheel.filename, span[2], tail, fetch)
+        data, more = read_metadata_by_ranges(wheel.filename, size, tail, fetch)
     except (RangesUnsupported, httpx.HTTPError, zipfile.BadZipFile, OSError, EOFError) as exc:
         log.info("%s: metadata by range requests failed (%s)", wheel.filename, exc)
         return None
