@@ -428,9 +428,16 @@ class Prefetcher:
             job = {"url": file.url, "sha256": sha, "size": file.size, "label": file.filename}
             self._outbox.put(json.dumps(job))
 
+    def start(self) -> None:
+        """Start the download process now (a resolution begins): its interpreter starts while
+        the first pages load, not when the first file is pinned."""
+        with self._lock:
+            if not self._closed:
+                self._started()
+
     def _started(self) -> bool:
-        """Whether the download process runs: started on the first file wanted (called with
-        the lock held)."""
+        """Whether the download process runs: started by :meth:`start` or on the first file
+        wanted (called with the lock held)."""
         if self._proc is not None or self._gone:
             return not self._gone
         settings = self.client.worker_settings()
@@ -562,6 +569,7 @@ class _AheadReporter:
         self._backtracks: set[str] = set()
 
     def target_started(self, target: Target) -> None:
+        self.ahead.start()
         self.inner.target_started(target)
 
     def pinned(self, target: Target, candidate: Candidate) -> None:
