@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,9 +134,32 @@ def test_licenses_table_and_json(wheelhouse: Path, tmp_path: Path) -> None:
         (["Classifier: License :: OSI Approved :: MIT License", f"Classifier: {APACHE}"], (None, None, "none")),
         (["License-File: LICENSE.txt"], (None, None, "License-File")),
         (["License: Line one\n        of a long license text"], (None, None, "none")),
+        (["License: MIT OR Apache-2.0"], ("MIT OR Apache-2.0", None, "License")),
+        (["License: (MIT OR Apache-2.0) AND GPL-2.0+"], ("(MIT OR Apache-2.0) AND GPL-2.0+", None, "License")),
+        (["License: Apache-2.0 WITH LLVM-exception"], ("Apache-2.0 WITH LLVM-exception", None, "License")),
+        (["License: MIT OR Nonsense-1.0"], (None, "MIT OR Nonsense-1.0", "License")),
+        (["License: BSD-3-Clause OR GPL"], (None, "BSD-3-Clause OR GPL", "License")),  # GPL: no SPDX id
+        (["License: MIT AND"], (None, "MIT AND", "License")),
     ],
 )  # fmt: skip
 def test_license_order(fields: list[str], expected: tuple[str | None, str | None, str]) -> None:
     text = "Metadata-Version: 2.4\nName: x\nVersion: 1\n" + "\n".join(fields) + "\n\n"
     answer = license_of(parse_metadata(text.encode()))
     assert (answer.expression, answer.name, answer.source) == expected
+
+
+def test_license_names_do_not_load_the_expression_parser() -> None:
+    """Ids and names ("BSD License") are answered from the SPDX id list alone: the expression
+    parser (tens of milliseconds to import, on every sync that writes the wheelhouse page) is
+    loaded only for a text whose every word could be part of an expression."""
+    code = (
+        "import sys\n"
+        "from wheelport.inventory import license_of, parse_metadata\n"
+        "for field in ('mit', 'BSD License', 'Apache Software License', 'Apache 2.0'):\n"
+        "    license_of(parse_metadata(f'Name: x\\nLicense: {field}\\n\\n'.encode()))\n"
+        "print('cyclonedx.spdx' in sys.modules, 'license_expression' in sys.modules)\n"
+        "license_of(parse_metadata(b'Name: x\\nLicense: MIT OR Apache-2.0\\n\\n'))\n"
+        "print('cyclonedx.spdx' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "True"]

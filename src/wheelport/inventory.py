@@ -14,6 +14,8 @@ unambiguous SPDX id; a one-line ``License`` field as a license name; else unknow
 
 from __future__ import annotations
 
+import functools
+import json
 import tarfile
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -131,21 +133,51 @@ class LicenseAnswer:
         return self.expression or self.name or "unknown"
 
 
+@functools.lru_cache(maxsize=1)
+def _spdx_ids() -> dict[str, str]:
+    """The SPDX license ids by their lower-case spelling, from the list cyclonedx ships (read
+    here: importing ``cyclonedx.spdx`` builds a whole expression parser, ~40 ms of a sync)."""
+    from cyclonedx.schema._res import SPDX_JSON
+
+    with open(SPDX_JSON, encoding="utf-8") as fh:
+        ids = json.load(fh).get("enum", [])
+    return {str(i).lower(): str(i) for i in ids}
+
+
+def _may_be_expression(text: str) -> bool:
+    """Whether every word of ``text`` is an SPDX id (``+`` allowed), an operator or a reference —
+    only such a text is handed to the expression parser ("BSD License" is not)."""
+    ids = _spdx_ids()
+    after_with = False
+    for word in text.replace("(", " ").replace(")", " ").lower().split():
+        ok = (
+            after_with  # an exception id: the parser judges it
+            or word in ("and", "or", "with")
+            or word.removesuffix("+") in ids
+            or word.startswith(("licenseref-", "documentref-"))
+        )
+        if not ok:
+            return False
+        after_with = word == "with"
+    return True
+
+
 def license_of(metadata: RawMetadata) -> LicenseAnswer:
     """The license of one distribution's core metadata (see the module docstring for the order)."""
-    from cyclonedx.spdx import fixup_id, is_expression
-
     expr = (metadata.get("license_expression") or "").strip()
     if expr:
         return LicenseAnswer(expr, None, "License-Expression")
     field = (metadata.get("license") or "").strip()
     one_line = field if field and "\n" not in field and len(field) <= 100 else ""
     if one_line:
-        spdx = fixup_id(one_line)
+        spdx = _spdx_ids().get(one_line.lower())
         if spdx:
             return LicenseAnswer(spdx, None, "License")
-        if " " in one_line and is_expression(one_line):
-            return LicenseAnswer(one_line, None, "License")
+        if " " in one_line and _may_be_expression(one_line):
+            from cyclonedx.spdx import is_expression
+
+            if is_expression(one_line):
+                return LicenseAnswer(one_line, None, "License")
     classifiers = metadata.get("classifiers") or []
     mapped = sorted({CLASSIFIER_SPDX[c] for c in classifiers if c in CLASSIFIER_SPDX})
     if len(mapped) == 1:
