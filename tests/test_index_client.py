@@ -456,3 +456,49 @@ def test_read_ahead_downloads_run_in_a_process_of_their_own_with_the_index_login
             while _children("wheelport.index.worker"):
                 assert time.monotonic() < deadline, "the download process outlived the run"
                 time.sleep(0.05)
+
+
+def test_the_read_ahead_process_checks_the_wheels_it_downloads(
+    tmp_path: Path, dists_dir: Path
+) -> None:
+    """A wheel the read-ahead process wrote is checked there as fetch checks it (name, members,
+    .dist-info, the metadata the resolution read): fetch then places it without opening it
+    again. A wheel that fails a check is not vouched for: fetch checks it and refuses it."""
+    import zipfile
+
+    from wheelport.fetch import Prefetcher
+    from wheelport.index.client import inflight
+    from wheelport.index.metadata import take_vouched
+
+    good = make_wheel(dists_dir, "pkg", "1.0", deps=["dep>=1"], tag="cp312-cp312-win_amd64")
+    # an impostor: named for "other" 1.0, holding pkg's archive (its .dist-info and METADATA)
+    other = dists_dir / "other-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(other, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+    with IndexServer() as srv:
+        srv.add(good)
+        srv.add(other)
+        cache = Cache(tmp_path / "cache")
+        with IndexClient([srv.url], cache=cache) as client:
+            files = {
+                f.project: f for f in client.project_files("pkg") + client.project_files("other")
+            }
+            ahead = Prefetcher(client)
+            try:
+                for f in files.values():
+                    ahead.want(f)
+                for f in files.values():
+                    with inflight(f.sha256 or ""):  # held while the process has it
+                        pass
+                vouched = take_vouched(cache.artifact_path(files["pkg"].sha256 or ""))
+                assert vouched is not None
+                with zipfile.ZipFile(good) as zf:
+                    assert vouched[1] == zf.read("pkg-1.0.dist-info/METADATA")
+                assert vouched[2] == {}  # no PEP 770 SBOMs in it
+                # once only, and only for the stamp it was checked with
+                assert take_vouched(cache.artifact_path(files["pkg"].sha256 or "")) is None
+                assert take_vouched(cache.artifact_path(files["other"].sha256 or "")) is None
+                assert cache.artifact_path(files["other"].sha256 or "").is_file()  # downloaded
+            finally:
+                ahead.close()
