@@ -163,3 +163,25 @@ def test_license_names_do_not_load_the_expression_parser() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "True"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"Name: x\nLicense: MIT\nLicense: BSD\n\nLicense: body",  # given twice: left out
+        b"Name: x\r\nSummary:   hi  \r\nClassifier: A\r\nclassifier: B\r\n\r\nLicense: no",
+        b"Name: x\nLicense: line one\n         \n         line three\n         \nSummary: s\n",
+        b"Name: x\r\nLicense: a\r\n  b\r\n\tc\r\nLicense-Expression: MIT\r\n",
+        b"Name: x\nLICENSE-FILE: LICENSE\nLicense-File: NOTICE\nsummary:\n\nbody: 1",
+        b"Name: x\nNo colon here\nLicense:MIT\n",
+    ],
+)
+def test_metadata_fields_are_read_as_the_email_parser_reads_them(text: bytes) -> None:
+    """The header reader behind the licence answer gives exactly what packaging's parser gives
+    for the fields it reads (folded values, CRLF, repeated and multi-use fields, case)."""
+    from packaging.metadata import parse_email
+
+    fields = ("license_expression", "license", "classifiers", "license_files", "summary")
+    expected, _ = parse_email(text)
+    got = parse_metadata(text)
+    assert {k: got.get(k) for k in fields} == {k: expected.get(k) for k in fields}

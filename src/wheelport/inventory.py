@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import tarfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from packaging.metadata import RawMetadata, parse_email
+from packaging.metadata import RawMetadata
 from packaging.pylock import Package, Pylock
 
 from wheelport.errors import ExportError, UsageError
@@ -193,12 +194,50 @@ def license_of(metadata: RawMetadata) -> LicenseAnswer:
     return LicenseAnswer(None, None, "none", detail)
 
 
+#: the header fields read here (the licence answer and the summary): raw name by header name
+_READ_FIELDS = {
+    "license-expression": "license_expression",
+    "license": "license",
+    "summary": "summary",
+}
+_READ_MULTI = {"classifier": "classifiers", "license-file": "license_files"}
+#: a header line: a name of printable characters but the colon, then the colon (RFC 5322)
+_HEADER = re.compile(r"[\x21-\x39\x3b-\x7e]*:")
+
+
 def parse_metadata(data: bytes) -> RawMetadata:
-    """The header fields of a METADATA or PKG-INFO file. The body (the long description, often
-    most of the bytes) is not parsed: nothing read from here needs it."""
-    end = min((i for i in (data.find(b"\n\n"), data.find(b"\n\r\n")) if i >= 0), default=-1)
-    raw, _unparsed = parse_email(data if end < 0 else data[: end + 1])
-    return raw
+    """The header fields of a METADATA or PKG-INFO file that the licence answer and the summary
+    read (``license_expression``, ``license``, ``classifiers``, ``license_files``,
+    ``summary``), as :func:`packaging.metadata.parse_email` gives them: a folded value keeps its
+    line breaks, a single-use field given twice is left out. Only the header block is read (the
+    long description, often most of the bytes, is not), and by hand: the email parser took
+    0.4 s of a 15-target sync's wheelhouse page."""
+    text = data.decode("utf-8", "surrogateescape")
+    single: dict[str, list[str]] = {}
+    multi: dict[str, list[str]] = {}
+    last: list[str] | None = None
+    for line in text.split("\n"):  # a line keeps its "\r": a folded value keeps its breaks
+        if not line.rstrip("\r"):
+            break  # the end of the headers
+        if line[0] in " \t":  # a folded line continues the field before it
+            if last is not None:
+                last[-1] += "\n" + line
+            continue
+        if not _HEADER.match(line):
+            break  # not a field: the body starts here (as the email parser reads it)
+        key, _, value = line.partition(":")
+        key = key.lower()
+        last = None
+        if key in _READ_FIELDS:
+            last = single.setdefault(_READ_FIELDS[key], [])
+        elif key in _READ_MULTI:
+            last = multi.setdefault(_READ_MULTI[key], [])
+        if last is not None:
+            last.append(value.lstrip(" \t"))
+    # as the email parser ends a value: only its line break goes
+    raw: dict[str, Any] = {k: v[0].rstrip("\r\n") for k, v in single.items() if len(v) == 1}
+    raw.update({k: [x.rstrip("\r\n") for x in v] for k, v in multi.items()})
+    return cast(RawMetadata, raw)
 
 
 # --------------------------------------------------------------------------- packages
