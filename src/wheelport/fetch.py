@@ -20,7 +20,6 @@ every file.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -36,20 +35,21 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.pylock import Pylock
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
 from wheelport.errors import FetchError, VerifyError, WheelportError
-from wheelport.index.client import IndexClient, found_corrupt, inflight
-from wheelport.index.metadata import read_wheel, remember_contents, take_vouched, vouch
+from wheelport.index.client import CoreMetadata, IndexClient, found_corrupt, inflight
+from wheelport.index.metadata import read_wheel
 from wheelport.index.models import DistFile
-from wheelport.index.sources import resolved_differences
 from wheelport.lock import lock_tool
 from wheelport.manifest import ArtifactRecord, Manifest, Origin
 from wheelport.resolve import Candidate, NullReporter, Reporter, Resolution
 from wheelport.targets import Target
 from wheelport.wheelhouse import (
-    Stamp,
     Wheelhouse,
     atomic_write_bytes,
     atomic_write_text,
@@ -328,10 +328,15 @@ def check_resolved_metadata(wheelhouse: Wheelhouse, a: Artifact, data: bytes, ca
     the wheel is not placed, the cache learns the wheel's true metadata, and the locks that
     name the wheel are removed so the next run resolves again.
     """
-    differs = resolved_differences(cache, a.sha256, data, a.filename)
+    cached = cache.metadata_path(f"meta:{a.sha256}")
+    try:
+        resolved = CoreMetadata.parse(cached.read_bytes(), a.filename)
+    except FileNotFoundError:
+        return  # resolved elsewhere (another cache): nothing to compare with
+    actual = CoreMetadata.parse(data, a.filename)
+    differs = _metadata_differences(resolved, actual)
     if not differs:
         return
-    cached = cache.metadata_path(f"meta:{a.sha256}")
     atomic_write_bytes(cached, data, durable=False)
     drop_locks_naming(wheelhouse, a.sha256)
     raise FetchError(
@@ -340,6 +345,34 @@ def check_resolved_metadata(wheelhouse: Wheelhouse, a: Artifact, data: bytes, ca
         hint="the lock made from it was removed; rerun to resolve again",
         path=a.path,
     )
+
+
+def _metadata_differences(resolved: CoreMetadata, actual: CoreMetadata) -> list[str]:
+    """What differs between two metadata, as short phrases (empty: they agree)."""
+    out: list[str] = []
+    if canonicalize_name(resolved.name) != canonicalize_name(actual.name):
+        out.append(f"Name {resolved.name!r} vs {actual.name!r}")
+    try:
+        same_version = Version(resolved.version) == Version(actual.version)
+    except InvalidVersion:
+        same_version = resolved.version == actual.version
+    if not same_version:
+        out.append(f"Version {resolved.version} vs {actual.version}")
+    try:
+        same_python = SpecifierSet(resolved.requires_python or "") == SpecifierSet(
+            actual.requires_python or ""
+        )
+    except InvalidSpecifier:
+        same_python = resolved.requires_python == actual.requires_python
+    if not same_python:
+        out.append(f"Requires-Python {resolved.requires_python} vs {actual.requires_python}")
+    served = {str(r) for r in resolved.requires_dist}
+    carried = {str(r) for r in actual.requires_dist}
+    if served != carried:
+        extra = ", ".join(sorted(served - carried)) or "nothing"
+        missing = ", ".join(sorted(carried - served)) or "nothing"
+        out.append(f"Requires-Dist: served {extra} that the wheel lacks, lacks {missing}")
+    return out
 
 
 class Prefetcher:
@@ -392,8 +425,7 @@ class Prefetcher:
                 return  # this process downloads it already
             self._held[sha] = lock
             self._urls[sha] = (file.url, file.filename)
-            job = {"url": file.url, "sha256": sha, "size": file.size, "label": file.filename,
-                   "project": file.project, "check": file.is_wheel}  # fmt: skip
+            job = {"url": file.url, "sha256": sha, "size": file.size, "label": file.filename}
             self._outbox.put(json.dumps(job))
 
     def start(self) -> None:
@@ -486,17 +518,8 @@ class Prefetcher:
             # downloaded and verified by our own process: placed by a move, as if here
             cache = self.client.cache
             dev, ino, size, mtime, ctime = (int(n) for n in written)
-            stamp = (dev, ino, size, mtime, ctime)
-            cache.remember(cache.artifact_path(sha), sha, stamp, downloaded=True)
-            checked = answer.get("checked")
-            if isinstance(checked, dict):  # and checked there as fetch checks a wheel
-                try:
-                    metadata = base64.b64decode(checked["metadata"], validate=True)
-                    sboms = {str(name): base64.b64decode(body, validate=True)
-                             for name, body in checked.get("sboms", {}).items()}  # fmt: skip
-                except (KeyError, TypeError, ValueError, AttributeError):
-                    return  # fetch checks it
-                vouch(stamp, metadata, sboms)
+            cache.remember(cache.artifact_path(sha), sha, (dev, ino, size, mtime, ctime),
+                           downloaded=True)  # fmt: skip
 
     def _release(self, sha: str) -> None:
         with self._lock:
@@ -573,16 +596,6 @@ class _AheadReporter:
         self.inner.target_failed(target, error)
 
 
-def _same_file(stamp: Stamp, path: Path) -> bool:
-    """Whether ``path`` is the file that had ``stamp`` (same inode, size and mtime: moved there,
-    which changes only its ctime)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == stamp[:4]
-
-
 def fetch(
     wheelhouse: Wheelhouse,
     locks: Sequence[Pylock],
@@ -641,8 +654,6 @@ def fetch_artifacts(
 
     def one(a: Artifact) -> tuple[Artifact, Path, bool]:
         dest = wheelhouse.root / a.path
-        # checked by the read-ahead process as it is checked here (placed by a move: the same file)
-        vouched = take_vouched(client.cache.artifact_path(a.sha256))
         cached = client.cache.verified(a.sha256, into=dest) is not None
         if not cached:
             from wheelport.index.client import download_verified
@@ -662,9 +673,6 @@ def fetch_artifacts(
                     hint="another process is damaging the cache; re-run 'wheelport sync'",
                     path=a.path,
                 )
-        if vouched is not None and _same_file(vouched[0], dest):
-            remember_contents(dest, vouched[1], vouched[2])  # for the index and its page
-            return a, dest, cached
         try:  # checked here, in the worker: archives are read while other files download
             check_wheel(wheelhouse, a, dest, client.cache)
         except WheelportError:

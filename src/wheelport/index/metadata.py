@@ -115,36 +115,6 @@ def _remember_contents(stamp: Stamp, metadata: bytes | None, sboms: dict[str, by
         _contents[stamp] = (metadata, sboms)
 
 
-#: wheels the read-ahead process (:mod:`wheelport.index.worker`) downloaded and checked as fetch
-#: checks a wheel (:func:`read_wheel`, and against the metadata the resolution read): their
-#: contents by the stamp the process wrote them with (taken once, by :func:`take_vouched`)
-_vouched: dict[Stamp, tuple[bytes, dict[str, bytes]]] = {}
-
-
-def vouch(stamp: Stamp, metadata: bytes, sboms: dict[str, bytes]) -> None:
-    """Note that the cache entry with ``stamp`` passed a wheel's checks, with these contents."""
-    with _contents_lock:
-        _vouched[stamp] = (metadata, sboms)
-
-
-def take_vouched(path: Path) -> tuple[Stamp, bytes, dict[str, bytes]] | None:
-    """(stamp, METADATA, SBOMs) of the file at ``path`` if it was vouched for with the stamp it
-    has now, else None (a changed file is checked again)."""
-    try:
-        stamp = stat_stamp(path.stat())
-    except OSError:
-        return None
-    with _contents_lock:
-        found = _vouched.pop(stamp, None)
-    return None if found is None else (stamp, *found)
-
-
-def remember_contents(path: Path, metadata: bytes | None, sboms: dict[str, bytes]) -> None:
-    """Note the contents of the wheel at ``path`` as they are now (read elsewhere, and checked):
-    :func:`wheel_contents` does not open it while it is unchanged."""
-    _remember_contents(stat_stamp(path.stat()), metadata, sboms)
-
-
 def wheel_contents(path: Path) -> tuple[bytes | None, dict[str, bytes]]:
     """(the wheel's own ``.dist-info/METADATA`` or None, its PEP 770 SBOM members by archive
     name) — read once per version of the file in this process. Raises
@@ -461,11 +431,7 @@ __all__ = [
     "parse_content_range",
     "pyproject_metadata",
     "read_metadata_by_ranges",
-    "remember_contents",
     "sdist_members",
     "static_pkg_info",
-    "tail_bytes",
-    "take_vouched",
-    "vouch",
     "wheel_metadata_member",
 ]

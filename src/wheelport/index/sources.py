@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from wheelport.cache import Cache
 from wheelport.errors import IndexAccessError, WheelportError
@@ -93,45 +92,6 @@ class CoreMetadata:
             dynamic=tuple(str(d).lower() for d in msg.get_all("Dynamic") or []),
             metadata_version=str(msg.get("Metadata-Version", "1.0")),
         )
-
-
-def metadata_differences(resolved: CoreMetadata, actual: CoreMetadata) -> list[str]:
-    """What differs between two metadata, as short phrases (empty: they agree)."""
-    out: list[str] = []
-    if canonicalize_name(resolved.name) != canonicalize_name(actual.name):
-        out.append(f"Name {resolved.name!r} vs {actual.name!r}")
-    try:
-        same_version = Version(resolved.version) == Version(actual.version)
-    except InvalidVersion:
-        same_version = resolved.version == actual.version
-    if not same_version:
-        out.append(f"Version {resolved.version} vs {actual.version}")
-    try:
-        same_python = SpecifierSet(resolved.requires_python or "") == SpecifierSet(
-            actual.requires_python or ""
-        )
-    except InvalidSpecifier:
-        same_python = resolved.requires_python == actual.requires_python
-    if not same_python:
-        out.append(f"Requires-Python {resolved.requires_python} vs {actual.requires_python}")
-    served = {str(r) for r in resolved.requires_dist}
-    carried = {str(r) for r in actual.requires_dist}
-    if served != carried:
-        extra = ", ".join(sorted(served - carried)) or "nothing"
-        missing = ", ".join(sorted(carried - served)) or "nothing"
-        out.append(f"Requires-Dist: served {extra} that the wheel lacks, lacks {missing}")
-    return out
-
-
-def resolved_differences(cache: Cache, sha256: str, data: bytes, source: str = "") -> list[str]:
-    """How a wheel's own METADATA (``data``) differs from the metadata the resolution read for
-    it (kept in ``cache`` under the wheel's sha256), as short phrases; empty when they agree
-    or nothing was read for it here."""
-    try:
-        resolved = CoreMetadata.parse(cache.metadata_path(f"meta:{sha256}").read_bytes(), source)
-    except FileNotFoundError:
-        return []
-    return metadata_differences(resolved, CoreMetadata.parse(data, source))
 
 
 class Reader(Protocol):

@@ -12,19 +12,13 @@ on the command line, where other users could read them), then one job per line
 On stdout, one answer per job: ``{"sha256", "error"}``, ``error`` null when the file is in the
 cache; with ``"written": [stamp]`` when this process wrote the entry (the parent may then move
 it rather than copy it), and ``"corrupt": {"message", "hint"}`` when the index served other bytes
-than it lists twice (the parent does not ask a third and fourth time). A job with ``"check":
-true`` is a wheel fetch will place: when this process wrote it, it also makes fetch's checks of
-it (:func:`~wheelport.index.metadata.read_wheel`: name, members, ``.dist-info``; and the metadata
-the resolution read for it) and, when they pass, answers ``"checked": {"metadata", "sboms"}``
-(base64): the parent places the wheel without opening it again. A wheel that fails them gets no
-``checked``: fetch checks it again and reports it. End of stdin (the parent
+than it lists twice (the parent does not ask a third and fourth time). End of stdin (the parent
 is done, or gone) stops the downloads still running at their next chunk (their partial files are
 removed) and ends the process.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 import threading
@@ -35,30 +29,10 @@ from typing import Any
 from wheelport.cache import Cache
 from wheelport.errors import WheelportError
 from wheelport.index.client import IndexClient, download_verified, known_corrupt
-from wheelport.index.metadata import read_wheel, wheel_contents
-from wheelport.index.sources import resolved_differences
-from wheelport.wheelhouse import Stamp, stat_stamp
 
 
 class _Stopped(Exception):
     """The parent no longer needs the download."""
-
-
-def checked_contents(
-    cache: Cache, path: Path, sha256: str, filename: str, project: str | None, stamp: Stamp
-) -> dict[str, Any] | None:
-    """fetch's checks of the wheel at ``path`` (written with ``stamp``): its contents (base64)
-    when they pass and the file did not change meanwhile, else None."""
-    why, data = read_wheel(path, filename, project)
-    if why is not None or data is None or resolved_differences(cache, sha256, data, filename):
-        return None
-    _meta, sboms = wheel_contents(path)
-    if stat_stamp(path.stat()) != stamp:
-        return None
-    return {
-        "metadata": base64.b64encode(data).decode("ascii"),
-        "sboms": {name: base64.b64encode(body).decode("ascii") for name, body in sboms.items()},
-    }
 
 
 def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
@@ -102,23 +76,8 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
             answer(sha256, f"{type(exc).__name__}: {exc}")
         else:
             # written by this process: the parent may move it into place (bytes written once)
-            path = cache.artifact_path(sha256)
-            stamp = cache.written_here(path)
-            if stamp is None:
-                answer(sha256, None)
-                return
-            more: dict[str, Any] = {"written": list(stamp)}
-            label = str(job.get("label", ""))
-            if job.get("check") and label.endswith(".whl"):
-                project = job.get("project")
-                try:
-                    checked = checked_contents(cache, path, sha256, label,
-                                               str(project) if project else None, stamp)  # fmt: skip
-                except Exception:  # unchecked: fetch checks it, and reports what is wrong
-                    checked = None
-                if checked is not None:
-                    more["checked"] = checked
-            answer(sha256, None, **more)
+            stamp = cache.written_here(cache.artifact_path(sha256))
+            answer(sha256, None, **({"written": list(stamp)} if stamp else {}))
 
     pool = ThreadPoolExecutor(max_workers=int(settings.get("jobs", 8)))
     try:
