@@ -55,6 +55,14 @@ MAX_TAIL_BYTES = 1 << 20
 BLOCK_BYTES = 16 * 1024
 
 
+def parse_headers(data: bytes) -> Message:
+    """The header fields of a METADATA or PKG-INFO file, as the email parser reads them. Only
+    the header block is handed to it: the body (the long description, often most of the bytes)
+    was most of the parser's time — headers end at the first empty line either way."""
+    ends = [i for i in (data.find(b"\n\n"), data.find(b"\n\r\n")) if i >= 0]
+    return email.parser.BytesHeaderParser().parsebytes(data[: min(ends) + 1] if ends else data)
+
+
 def tail_bytes(size: int | None) -> int:
     """How much of a wheel's end to ask for first. A big wheel (numpy, pandas: thousands of
     members) has a central directory of a few hundred KiB, and its ``.dist-info`` files
@@ -202,7 +210,7 @@ def read_wheel(
             unchanged = stat_stamp(os.fstat(fh.fileno())) == stamp
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
         return f"it is not a readable wheel ({exc})", None
-    msg = email.parser.BytesHeaderParser().parsebytes(data)
+    msg = parse_headers(data)
     meta_name, meta_version = str(msg.get("Name", "")), str(msg.get("Version", ""))
     if canonicalize_name(meta_name) != name:
         return f"its METADATA says Name: {meta_name[:100] or '(none)'}", data
@@ -261,9 +269,7 @@ def _version_tuple(text: str) -> tuple[int, int]:
 def static_pkg_info(pkg_info: bytes) -> bool:
     """PEP 643: an sdist's PKG-INFO is reliable for Metadata-Version ≥ 2.2 unless its
     ``Requires-Dist`` (or ``Requires-Python``) is listed as ``Dynamic``."""
-    from email.parser import BytesHeaderParser
-
-    msg = BytesHeaderParser().parsebytes(pkg_info)
+    msg = parse_headers(pkg_info)
     if _version_tuple(str(msg.get("Metadata-Version", "1.0"))) < (2, 2):
         return False
     dynamic = {str(d).strip().lower() for d in msg.get_all("Dynamic") or []}
@@ -429,6 +435,7 @@ __all__ = [
     "RangesUnsupported",
     "metadata_from_sdist",
     "parse_content_range",
+    "parse_headers",
     "pyproject_metadata",
     "read_metadata_by_ranges",
     "sdist_members",

@@ -13,7 +13,6 @@ A source reads through the index client (:class:`Reader`: its HTTP, downloads, c
 
 from __future__ import annotations
 
-import email.parser
 import functools
 import hashlib
 import logging
@@ -33,6 +32,7 @@ from wheelport.index.metadata import (
     RangesUnsupported,
     metadata_from_sdist,
     parse_content_range,
+    parse_headers,
     read_metadata_by_ranges,
     same_version,
     tail_bytes,
@@ -74,7 +74,7 @@ class CoreMetadata:
 
     @classmethod
     def parse(cls, data: bytes, source: str = "") -> CoreMetadata:
-        msg = email.parser.BytesHeaderParser().parsebytes(data)
+        msg = parse_headers(data)
         reqs = []
         for text in msg.get_all("Requires-Dist") or []:
             try:
