@@ -349,3 +349,59 @@ def test_missing_installer_tool_says_so(
     assert "'pip'" in line
     assert not (tmp_path / "wh").exists()
     assert "--tool" in line
+
+
+def test_a_lock_is_turned_into_pep751_fields_as_packaging_does() -> None:
+    """``lock_dict`` (what the lock writer uses: packaging's ``to_dict`` deep-copies every value)
+    gives exactly ``Pylock.to_dict()``'s answer, for every kind of field a lock holds."""
+    import datetime as dt
+
+    from packaging.markers import Marker
+    from packaging.pylock import Package, PackageSdist, PackageWheel, Pylock
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    from wheelport.lock import lock_dict
+
+    when = dt.datetime(2026, 11, 30, 9, 30, 1, 500, tzinfo=dt.timezone.utc)
+    lock = Pylock(
+        lock_version=Version("1.0"),
+        environments=[Marker('sys_platform == "win32"'), Marker('python_version == "3.9"')],
+        requires_python=SpecifierSet("==3.9.*"),
+        created_by="wheelport",
+        packages=[
+            Package(
+                name=canonicalize_name("Foo_Bar"),
+                version=Version("1.0.post2"),
+                marker=Marker('platform_machine == "AMD64"'),
+                requires_python=SpecifierSet(">=3.8,<4"),
+                dependencies=[{"name": "dep", "extras": ["x"]}],
+                index="https://example.org/simple",
+                sdist=PackageSdist(
+                    name="foo_bar-1.0.post2.tar.gz",
+                    upload_time=when,
+                    url="https://example.org/f.tar.gz",
+                    path=None,
+                    size=10,
+                    hashes={"sha256": "a" * 64},
+                ),  # fmt: skip
+                wheels=[
+                    PackageWheel(
+                        name="foo_bar-1.0.post2-py3-none-any.whl",
+                        upload_time=None,
+                        url=None,
+                        path="wheels/f.whl",
+                        size=5,
+                        hashes={"sha256": "b" * 64},
+                    )
+                ],  # fmt: skip
+                tool={"wheelport": {"built-by": ["native"], "nested": {"n": 1}}},
+            ),
+            Package(
+                name=canonicalize_name("bare"), version=None, directory=None, archive=None, vcs=None
+            ),  # fmt: skip
+        ],
+        tool={"wheelport": {"target": "cp39-win_amd64", "inputs": {"digest": "x"}}},
+    )
+    assert lock_dict(lock) == lock.to_dict()
