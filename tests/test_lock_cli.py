@@ -385,7 +385,7 @@ def test_a_lock_is_turned_into_pep751_fields_as_packaging_does() -> None:
                     path=None,
                     size=10,
                     hashes={"sha256": "a" * 64},
-                ),  # fmt: skip
+                ),
                 wheels=[
                     PackageWheel(
                         name="foo_bar-1.0.post2-py3-none-any.whl",
@@ -395,12 +395,12 @@ def test_a_lock_is_turned_into_pep751_fields_as_packaging_does() -> None:
                         size=5,
                         hashes={"sha256": "b" * 64},
                     )
-                ],  # fmt: skip
+                ],
                 tool={"wheelport": {"built-by": ["native"], "nested": {"n": 1}}},
             ),
             Package(
                 name=canonicalize_name("bare"), version=None, directory=None, archive=None, vcs=None
-            ),  # fmt: skip
+            ),
         ],
         tool={"wheelport": {"target": "cp39-win_amd64", "inputs": {"digest": "x"}}},
     )
