@@ -22,9 +22,8 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from packaging.metadata import RawMetadata
 from packaging.pylock import Package, Pylock
 
 from wheelport.errors import ExportError, UsageError
@@ -33,6 +32,9 @@ from wheelport.lock import lock_tool, read_lock
 from wheelport.manifest import Origin
 from wheelport.targets import parse_target
 from wheelport.wheelhouse import Wheelhouse
+
+if TYPE_CHECKING:  # packaging.metadata loads the whole SPDX list: not for a type
+    from packaging.metadata import RawMetadata
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,20 @@ def _spdx_ids() -> dict[str, str]:
 def _is_expression(text: str) -> bool:
     """Whether ``text`` is a valid SPDX license expression (packaging's PEP 639 reader: the
     expression parser cyclonedx uses takes ~100 ms to load, and accepts names that are no SPDX
-    id, such as "GPL")."""
+    id, such as "GPL"). A text with a word that is no id, operator or reference ("BSD
+    License") is not one, and is answered without loading the reader's SPDX list."""
+    ids = _spdx_ids()
+    after_with = False
+    for word in text.replace("(", " ").replace(")", " ").lower().split():
+        known = (
+            after_with  # an exception id: the reader judges it
+            or word in ("and", "or", "with")
+            or word.removesuffix("+") in ids
+            or word.startswith(("licenseref-", "documentref-"))
+        )
+        if not known:
+            return False
+        after_with = word == "with"
     from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
 
     try:
@@ -229,7 +244,7 @@ def parse_metadata(data: bytes) -> RawMetadata:
     # as the email parser ends a value: only its line break goes
     raw: dict[str, Any] = {k: v[0].rstrip("\r\n") for k, v in single.items() if len(v) == 1}
     raw.update({k: [x.rstrip("\r\n") for x in v] for k, v in multi.items()})
-    return cast(RawMetadata, raw)
+    return cast("RawMetadata", raw)
 
 
 # --------------------------------------------------------------------------- packages
@@ -299,7 +314,7 @@ class ArtifactReader:
             sboms: dict[str, bytes] = {}
             if path.is_file():
                 meta, sboms = _read_wheel(path) if wheel else (_read_sdist(path), {})
-            raw = parse_metadata(meta) if meta else RawMetadata()
+            raw = parse_metadata(meta) if meta else cast("RawMetadata", {})
             found = self._read[key] = (raw, license_of(raw), sboms)
         return found
 
