@@ -8,6 +8,7 @@ clear line and an exit code (2 bad input, 1 failed job); tracebacks only with ``
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -564,9 +565,20 @@ def _one_malloc_arena() -> None:
         return
 
 
+def _fewer_collections() -> None:
+    """Let Python's cycle collector run less often. A lock allocates millions of small objects
+    (the file entries of every index page it reads) and hardly any reference cycles; with the
+    default thresholds (a collection every 700 net allocations, the whole heap every hundred
+    of those) collections took ~6 % of a 15-target lock (warm: 4.05 s, 3.81 s with these; the
+    same peak memory). What exists at start (modules, classes) is left out of them all."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to one line and an exit code."""
     _one_malloc_arena()
+    _fewer_collections()
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("-v", "--verbose", "-vv") for a in args)
     json_mode = "--json" in args
