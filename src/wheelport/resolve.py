@@ -290,6 +290,8 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         self.doomed: dict[tuple[str, Version], Req] = {}
         self._requirements_cache: dict[tuple[str, Version], list[Req]] = {}
         self._prefetched: set[tuple[NormalizedName, str]] = set()
+        #: (project, version) -> the file of it read ahead for this target (None: none serves)
+        self._first_file: dict[tuple[NormalizedName, Version], DistFile | None] = {}
         #: the candidate that required each identifier last (not the user's own identifiers)
         self.via: dict[str, str] = {}
         self._roots = {id(r) for r in roots}
@@ -527,7 +529,12 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                 continue
             if not spec.contains(version, prereleases=True):
                 continue
-            chosen = select_file(by_version[version], self.target, rule, allow_yanked=False)
+            key = (req.name, version)
+            if key in self._first_file:  # another specifier of the project came here first
+                chosen = self._first_file[key]
+            else:
+                chosen = select_file(by_version[version], self.target, rule, allow_yanked=False)
+                self._first_file[key] = chosen
             if chosen is not None:
                 self.client.prefetch_metadata(chosen, on_build=self.on_metadata_build)
                 return

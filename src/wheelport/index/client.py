@@ -174,6 +174,9 @@ class IndexClient:
 
     def prefetch_project(self, name: str) -> Future[VersionFiles]:
         key = canonicalize_name(name)
+        fut = self._pages.get(key)  # asked before (most calls): no lock taken
+        if fut is not None:
+            return fut
         with self._lock:
             fut = self._pages.get(key)
             if fut is None:
@@ -279,6 +282,9 @@ class IndexClient:
     def prefetch_metadata(
         self, file: DistFile, *, on_build: Callable[[str], None] | None = None
     ) -> Future[CoreMetadata]:
+        fut = self._meta.get(file.url)  # asked before (most calls): no lock taken
+        if fut is not None:
+            return fut
         with self._lock:
             fut = self._meta.get(file.url)
             if fut is None:
