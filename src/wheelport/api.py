@@ -16,7 +16,6 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
-from wheelport.builders.isolated import sdist_metadata_online
 from wheelport.cache import Cache
 from wheelport.config import Config, SourcedRequirement, parse_requirement
 from wheelport.credentials import redact, split_credentials
@@ -24,6 +23,7 @@ from wheelport.errors import FetchError, IndexAccessError, ResolutionError, Usag
 from wheelport.importers import ImportedPin, Selected
 from wheelport.index.client import IndexClient
 from wheelport.index.parse import ProjectStatus
+from wheelport.index.sources import SdistMetadataBuilder
 from wheelport.lock import Staleness, build_lock, check_locks, write_locks
 from wheelport.resolve import (
     NullReporter,
@@ -51,10 +51,25 @@ def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
         config.index_urls,
         cache=cache,
         concurrency=max(4, config.jobs * 2),
-        sdist_metadata=sdist_metadata_online(config.index_urls, cache.logs, cache=cache),
+        sdist_metadata=_sdist_metadata(config.index_urls, cache),
         refresh=config.refresh,
         exclude_newer=config.exclude_newer,
     )
+
+
+def _sdist_metadata(index_urls: Sequence[str], cache: Cache) -> SdistMetadataBuilder:
+    """The PEP 517 metadata builder for sdists whose metadata is not static; its machinery
+    (isolated environments, hooks) is imported when an sdist first needs it, not by every run."""
+    made: list[SdistMetadataBuilder] = []
+
+    def build(sdist: Path, filename: str) -> bytes:
+        if not made:  # two threads may both make one: the same builder
+            from wheelport.builders.isolated import sdist_metadata_online
+
+            made.append(sdist_metadata_online(index_urls, cache.logs, cache=cache))
+        return made[0](sdist, filename)
+
+    return build
 
 
 @dataclass
