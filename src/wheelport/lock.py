@@ -141,9 +141,14 @@ def dumps(lock: Pylock) -> str:
     ``PylockValidationError``): one conversion to a dict serves both, where
     ``Pylock.validate()`` and then writing would convert twice (each is a deep
     ``dataclasses.asdict``: most of a 15-target lock write)."""
+    return _dumps(lock)[0]
+
+
+def _dumps(lock: Pylock) -> tuple[str, Pylock]:
+    """(the TOML text of ``lock``, the lock as reading that text gives it back)."""
     data = lock_dict(lock)
-    Pylock.from_dict(data)  # what Pylock.validate() does
-    return tomli_w.dumps(_drop_none(data))
+    validated = Pylock.from_dict(data)  # what Pylock.validate() does
+    return tomli_w.dumps(_drop_none(data)), validated
 
 
 def lock_dict(value: Any) -> Any:
@@ -183,6 +188,17 @@ _read: dict[tuple[str, int, int, int, int, int], Pylock] = {}
 _read_lock = threading.Lock()
 
 
+def _remember_read(
+    path: Path, lock: Pylock, key: tuple[str, int, int, int, int, int] | None = None
+) -> None:
+    """Note that the file at ``path`` (as it is now, or with ``key``) reads as ``lock``."""
+    key = key or (str(path.absolute()), *stat_stamp(path.stat()))
+    with _read_lock:
+        if len(_read) > 256:
+            _read.clear()
+        _read[key] = lock
+
+
 def read_lock(path: Path) -> Pylock:
     """Read and validate a lock; a bad one is a :class:`UsageError` naming the file. A lock
     read before in this process, unchanged since, is not parsed again (a sync reads each a few
@@ -197,10 +213,7 @@ def read_lock(path: Path) -> Pylock:
                 return hit
             data = tomllib.load(f)
         lock = Pylock.from_dict(data)
-        with _read_lock:
-            if len(_read) > 256:
-                _read.clear()
-            _read[key] = lock
+        _remember_read(path, lock, key)
         return lock
     except FileNotFoundError:
         raise UsageError(
@@ -289,10 +302,11 @@ def check_locks(
 def write_locks(wheelhouse: Wheelhouse, locks: Mapping[str, Pylock]) -> list[Path]:
     """Write every lock (each atomically) after all were built and validated."""
     wheelhouse.root.mkdir(parents=True, exist_ok=True)
-    texts = {tid: dumps(lock) for tid, lock in locks.items()}
+    texts = {tid: _dumps(lock) for tid, lock in locks.items()}
     paths = []
-    for tid, text in texts.items():
+    for tid, (text, validated) in texts.items():
         path = wheelhouse.lock_path(tid)
         atomic_write_text(path, text)
+        _remember_read(path, validated)  # read back at once by sync: not parsed again
         paths.append(path)
     return paths
