@@ -181,6 +181,7 @@ def test_license_answers_do_not_load_cyclonedx_expression_parser() -> None:
         b"Name: x\r\nLicense: a\r\n  b\r\n\tc\r\nLicense-Expression: MIT\r\n",
         b"Name: x\nLICENSE-FILE: LICENSE\nLicense-File: NOTICE\nsummary:\n\nbody: 1",
         b"Name: x\nNo colon here\nLicense:MIT\n",
+        b"Name: x\nSummary: caf\xe9\nLicense: MIT\nClassifier: A\nClassifier: B\xff\n\n",
     ],
 )
 def test_metadata_fields_are_read_as_the_email_parser_reads_them(text: bytes) -> None:

@@ -241,10 +241,22 @@ def parse_metadata(data: bytes) -> RawMetadata:
             last = multi.setdefault(_READ_MULTI[key], [])
         if last is not None:
             last.append(value.lstrip(" \t"))
-    # as the email parser ends a value: only its line break goes
-    raw: dict[str, Any] = {k: v[0].rstrip("\r\n") for k, v in single.items() if len(v) == 1}
-    raw.update({k: [x.rstrip("\r\n") for x in v] for k, v in multi.items()})
+    # as the email parser ends a value: only its line break goes; a field with bytes that are
+    # not UTF-8 is left out (packaging leaves it "unparsed")
+    raw: dict[str, Any] = {
+        k: v[0].rstrip("\r\n") for k, v in single.items() if len(v) == 1 and _utf8(v)
+    }
+    raw.update({k: [x.rstrip("\r\n") for x in v] for k, v in multi.items() if _utf8(v)})
     return cast("RawMetadata", raw)
+
+
+def _utf8(values: list[str]) -> bool:
+    try:
+        for value in values:
+            value.encode("utf-8")
+    except UnicodeEncodeError:  # a surrogate: a byte that was not UTF-8
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- packages

@@ -193,8 +193,10 @@ def _ranged(client: Reader, url: str, spec: str, most: int) -> tuple[bytes, int]
     resp = client.request(url, {"Range": f"bytes={spec}"}, stream=True)
     try:
         span = parse_content_range(resp.headers.get("content-range"))
-        if resp.status_code != 206 or span is None or span[1] - span[0] + 1 > most:
+        if resp.status_code != 206 or span is None:
             raise RangesUnsupported(f"HTTP {resp.status_code}")
+        if span[1] - span[0] + 1 > most:
+            raise RangesUnsupported(f"a range of {span[1] - span[0] + 1} bytes, not {most}")
         chunks, got = [], 0
         for chunk in resp.iter_bytes():
             got += len(chunk)
