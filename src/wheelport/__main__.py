@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from wheelport.cli import main
+from wheelport.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()
