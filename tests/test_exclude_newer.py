@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from support import one_error_line
-from support.dists import make_wheel
+from support.dists import make_backend_wheel, make_sdist, make_wheel
 from support.server import IndexServer
 
 if sys.version_info >= (3, 11):
@@ -156,6 +156,32 @@ def test_nothing_older_than_the_cutoff_is_one_line_naming_it(
     line = one_error_line(proc)
     assert "no version of app satisfies app>=2" in line, line
     assert "2 file(s) uploaded at or after --exclude-newer 2024-06-01T00:00:00Z" in line, line
+
+
+def test_an_sdists_build_requirements_are_taken_as_the_index_stood_at_the_cutoff(
+    tmp_path: Path, srv: IndexServer, dists_dir: Path, clean_env: dict[str, str]
+) -> None:
+    """Reading an sdist's dynamic dependencies installs its build backend: the one uploaded
+    before the cutoff, not a newer release (here a broken one), so the lock is the same later."""
+    d = dists_dir
+    srv.add(make_sdist(d, "dynpkg", "1.0", deps=["lib"], dynamic_deps=True),
+            upload_time="2024-01-10T08:00:00Z")  # fmt: skip
+    srv.add(make_backend_wheel(d / "old"), upload_time="2024-01-10T08:00:00Z")
+    broken = make_wheel(d / "new", "tinybackend", "2.0",
+                        files={"tinybackend/__init__.py": "raise ImportError('tinybackend 2.0')\n"})  # fmt: skip
+    srv.add(broken, upload_time="2024-07-01T00:00:00Z")
+
+    # without the cutoff the build gets tinybackend 2.0, which fails
+    proc = lock(tmp_path, clean_env, "dynpkg", "-t", WIN312, "--index-url", srv.url, "--tool",
+                "none", "-o", str(tmp_path / "wh-now"))  # fmt: skip
+    assert proc.returncode == 1
+    assert "dynpkg" in one_error_line(proc)
+
+    out = tmp_path / "wh"
+    proc = lock(tmp_path, clean_env, "dynpkg", "-t", WIN312, "--index-url", srv.url, "--tool",
+                "none", "-o", str(out), "--exclude-newer", "2024-05-31")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert pins(out, WIN312) == {"dynpkg": "1.0", "lib": "1.0"}
 
 
 @pytest.mark.parametrize(

@@ -51,22 +51,29 @@ def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
         config.index_urls,
         cache=cache,
         concurrency=max(4, config.jobs * 2),
-        sdist_metadata=_sdist_metadata(config.index_urls, cache),
+        sdist_metadata=_sdist_metadata(config.index_urls, cache, config.exclude_newer),
         refresh=config.refresh,
         exclude_newer=config.exclude_newer,
     )
 
 
-def _sdist_metadata(index_urls: Sequence[str], cache: Cache) -> SdistMetadataBuilder:
-    """The PEP 517 metadata builder for sdists whose metadata is not static; its machinery
-    (isolated environments, hooks) is imported when an sdist first needs it, not by every run."""
+def _sdist_metadata(
+    index_urls: Sequence[str], cache: Cache, exclude_newer: str | None
+) -> SdistMetadataBuilder:
+    """The PEP 517 metadata builder for sdists whose metadata is not static (its build
+    requirements as the index stood at ``exclude_newer`` when given); its machinery (isolated
+    environments, hooks) is imported when an sdist first needs it, not by every run."""
     made: list[SdistMetadataBuilder] = []
 
     def build(sdist: Path, filename: str) -> bytes:
         if not made:  # two threads may both make one: the same builder
             from wheelport.builders.isolated import sdist_metadata_online
 
-            made.append(sdist_metadata_online(index_urls, cache.logs, cache=cache))
+            made.append(
+                sdist_metadata_online(
+                    index_urls, cache.logs, cache=cache, exclude_newer=exclude_newer
+                )
+            )
         return made[0](sdist, filename)
 
     return build

@@ -60,12 +60,14 @@ def index_source(index_url: str) -> DepsSource:
     return lambda requirements, scratch: args
 
 
-def resolved_source(index_urls: Sequence[str], cache: Cache | None = None) -> DepsSource:
+def resolved_source(
+    index_urls: Sequence[str], cache: Cache | None = None, exclude_newer: str | None = None
+) -> DepsSource:
     """Build requirements resolved by wheelport over ``index_urls`` (the first index that has
-    a project serves it; wheels only, for the running interpreter, which the build venv is),
-    downloaded (hashes checked) into a directory of the build that pip reads with
-    ``--no-index``. ``cache`` is the lock's cache (else the default one). Raises
-    :class:`WheelportError` when they cannot be resolved."""
+    a project serves it; wheels only, for the running interpreter, which the build venv is;
+    only files uploaded before ``exclude_newer`` when given), downloaded (hashes checked) into
+    a directory of the build that pip reads with ``--no-index``. ``cache`` is the lock's cache
+    (else the default one). Raises :class:`WheelportError` when they cannot be resolved."""
     urls = list(index_urls)
 
     def source(requirements: Sequence[str], scratch: Path) -> Sequence[str]:
@@ -83,7 +85,7 @@ def resolved_source(index_urls: Sequence[str], cache: Cache | None = None) -> De
         scratch.mkdir(parents=True, exist_ok=True)
         wheels = Path(tempfile.mkdtemp(prefix="deps-", dir=scratch))
         policy = Policy(only_binary=frozenset({":all:"}))
-        with IndexClient(urls, cache=cache) as client:
+        with IndexClient(urls, cache=cache, exclude_newer=exclude_newer) as client:
             resolution = resolve_target(client, host_target(), roots, policy=policy)
             for pin in resolution.pins.values():
                 shutil.copyfile(client.download(pin.file), wheels / pin.file.filename)
@@ -92,12 +94,15 @@ def resolved_source(index_urls: Sequence[str], cache: Cache | None = None) -> De
     return source
 
 
-def index_urls_source(index_urls: Sequence[str], cache: Cache | None = None) -> DepsSource:
+def index_urls_source(
+    index_urls: Sequence[str], cache: Cache | None = None, exclude_newer: str | None = None
+) -> DepsSource:
     """The one source for build requirements from ``index_urls``: that index when there is
-    one, else :func:`resolved_source` (never pip's ``--extra-index-url``)."""
+    one, else :func:`resolved_source` (never pip's ``--extra-index-url``). With a cutoff
+    (``--exclude-newer``) wheelport resolves them too, so the build runs as the index stood then."""
     urls = list(dict.fromkeys(index_urls))
-    if len(urls) > 1:
-        return resolved_source(urls, cache)
+    if len(urls) > 1 or (urls and exclude_newer is not None):
+        return resolved_source(urls, cache, exclude_newer)
     if urls:
         return index_source(urls[0])
     return lambda requirements, scratch: ()  # pip's own default index
@@ -339,11 +344,13 @@ def sdist_metadata_online(
     *,
     runner: Runner = subprocess_runner,
     cache: Cache | None = None,
+    exclude_newer: str | None = None,
 ) -> Callable[[Path, str], bytes]:
     """A ``(sdist path, filename) -> METADATA bytes`` builder that installs build deps from
-    ``index_urls`` (one source: :func:`index_urls_source`). A failure's message names the hook
-    that failed and the log kept in ``log_dir``."""
-    deps = index_urls_source(index_urls, cache)
+    ``index_urls`` (one source: :func:`index_urls_source`; files uploaded before
+    ``exclude_newer`` when given). A failure's message names the hook that failed and the log
+    kept in ``log_dir``."""
+    deps = index_urls_source(index_urls, cache, exclude_newer)
 
     def build_metadata(sdist: Path, filename: str) -> bytes:
         with IsolatedBuild(
