@@ -456,3 +456,43 @@ def test_read_ahead_downloads_run_in_a_process_of_their_own_with_the_index_login
             while _children("wheelport.index.worker"):
                 assert time.monotonic() < deadline, "the download process outlived the run"
                 time.sleep(0.05)
+
+
+def test_a_download_process_that_fails_says_why_with_v_and_fetch_downloads_its_files(
+    tmp_path: Path,
+    dists_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The read-ahead process is a speed-up: when it dies (here an interpreter that cannot run
+    it) the locks it held are released, the download happens here, and ``-v`` shows its exit
+    code and last line of stderr, with no password from a URL in it."""
+    import logging
+
+    from wheelport.fetch import Prefetcher
+    from wheelport.index.client import inflight
+
+    broken = tmp_path / "python"
+    broken.write_text(
+        "#!/bin/sh\necho 'Fatal: cannot read https://u:pw@idx.example/x' >&2\nexit 3\n"
+    )
+    broken.chmod(0o755)
+    wheel = make_wheel(dists_dir, "pkg", "1.0")
+    with IndexServer() as srv:
+        srv.add(wheel)
+        cache = Cache(tmp_path / "cache")
+        with IndexClient([srv.url], cache=cache) as client:
+            (file,) = client.project_files("pkg")
+            monkeypatch.setattr(sys, "executable", str(broken))
+            ahead = Prefetcher(client)
+            with caplog.at_level(logging.DEBUG, logger="wheelport"):
+                ahead.want(file)
+                with inflight(file.sha256 or ""):  # released when the process ended
+                    pass
+                ahead._threads[1].join(timeout=10)  # its reader logged the end
+            ahead.close()
+            assert cache.verified(file.sha256 or "") is None  # it downloaded nothing
+            assert client.download(file).read_bytes() == wheel.read_bytes()
+    [line] = [r.getMessage() for r in caplog.records if "read-ahead" in r.getMessage()]
+    assert "exit code 3" in line and "Fatal: cannot read" in line, line
+    assert "pw" not in line and "u:***@idx.example" in line, line

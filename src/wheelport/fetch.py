@@ -27,12 +27,13 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from packaging.pylock import Pylock
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -41,6 +42,7 @@ from packaging.version import InvalidVersion, Version
 
 from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
+from wheelport.credentials import redact
 from wheelport.errors import FetchError, VerifyError, WheelportError
 from wheelport.index.client import CoreMetadata, IndexClient, found_corrupt, inflight
 from wheelport.index.metadata import read_wheel
@@ -410,6 +412,8 @@ class Prefetcher:
         self._closed = False
         #: no process: it could not start, or it ended (nothing more is handed to it)
         self._gone = False
+        #: the process's stderr (see :meth:`_errors`)
+        self._stderr: IO[bytes] | None = None
 
     def want(self, file: DistFile) -> None:
         """Download ``file`` into the cache soon (once; not when it has no sha256)."""
@@ -454,7 +458,7 @@ class Prefetcher:
                 [sys.executable, "-m", "wheelport.index.worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+                stderr=self._errors(),
                 text=True,
                 encoding="utf-8",
                 cwd=Path(wheelport.__file__).resolve().parent.parent,
@@ -470,6 +474,15 @@ class Prefetcher:
             thread.start()
             self._threads.append(thread)
         return True
+
+    def _errors(self) -> IO[bytes] | int:
+        """Where the process's stderr goes: an unnamed temporary file, read back only when it
+        fails (``-v`` shows why; fetch downloads what it had not), else nowhere."""
+        try:
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        except OSError:
+            return subprocess.DEVNULL
+        return self._stderr
 
     def _write(self, proc: subprocess.Popen[str]) -> None:
         """Hand the process its lines; at the end (or when it is gone) close its stdin."""
@@ -499,9 +512,27 @@ class Prefetcher:
         with self._lock:
             self._gone = True
             left = list(self._held)
+            closed = self._closed
         for sha in left:
             self._release(sha)
         self._outbox.put(None)  # the writer ends too
+        code = proc.wait()
+        if code and not closed:
+            why = self._last_error()
+            log.debug("read-ahead downloads stopped: their process ended with exit code %s%s;"
+                      " fetch downloads the files it had not", code, why)  # fmt: skip
+
+    def _last_error(self) -> str:
+        """The last line the process wrote on stderr, as ``: line`` (nothing when none)."""
+        errors = self._stderr
+        if errors is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            errors.seek(0)
+            lines = errors.read()[-4096:].decode("utf-8", "replace").strip().splitlines()
+            if lines:  # a URL in it keeps no password
+                return ": " + " ".join(redact(w) if "://" in w else w for w in lines[-1].split())
+        return ""
 
     def _learn(self, sha: str, answer: dict[str, Any]) -> None:
         """What an answer tells this process about the file, before fetch may take it."""
@@ -554,6 +585,8 @@ class Prefetcher:
             left = list(self._held)
         for sha in left:
             self._release(sha)
+        if self._stderr is not None:
+            self._stderr.close()
 
     def reporter(self, inner: Reporter | None) -> Reporter:
         """A resolution reporter that tells ``inner`` everything and this prefetcher what the
