@@ -453,6 +453,48 @@ class PinCounter(NullReporter):
         self.pins += 1
 
 
+class FirstChoices(NullReporter):
+    """Records the first choices told (from the client's threads) and the pins."""
+
+    def __init__(self) -> None:
+        self.first: list[str] = []
+        self.pins: list[str] = []
+
+    def first_choice(self, target: Target, file: Any) -> None:
+        self.first.append(file.filename)
+
+    def pinned(self, target: Target, candidate: Candidate) -> None:
+        self.pins.append(candidate.file.filename)
+
+
+def test_a_user_requirements_first_choice_is_told_as_its_page_arrives(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """The file each of the user's requirements will try first is told before the search
+    settles (so its download can start): the target's own wheel of the newest version the
+    requirement allows — even when another requirement later rules that version out.
+    A dependency's is not told: what it tries first is less often what it gets."""
+    d = dists_dir
+    for tag in ("cp312-cp312-win_amd64", "cp312-cp312-manylinux_2_28_x86_64"):
+        index_server.add(make_wheel(d, "app", "1.0", tag=tag, deps=["lib"]))
+        index_server.add(make_wheel(d, "app", "2.0", tag=tag, deps=["lib"]))
+    index_server.add(make_wheel(d, "lib", "1.0"))
+    index_server.add(make_wheel(d, "lib", "2.0"))
+    index_server.add(make_wheel(d, "keeper", "1.0", deps=["app<2"]))
+    reporter = FirstChoices()
+    reqs = [parse_requirement(r, "reqs.txt:1") for r in ("app", "keeper")]
+    with IndexClient([index_server.url], cache=Cache(tmp_path / "cache")) as client:
+        res = resolve_target(client, parse_target(WIN312), reqs, reporter=reporter)
+    assert sorted(reporter.first) == [
+        "app-2.0-cp312-cp312-win_amd64.whl",
+        "keeper-1.0-py3-none-any.whl",
+    ]
+    assert {str(n): str(p.version) for n, p in res.pins.items()} == {
+        "app": "1.0", "keeper": "1.0", "lib": "2.0"
+    }  # fmt: skip
+    assert "app-1.0-cp312-cp312-win_amd64.whl" in reporter.pins
+
+
 def resolve_hard(
     srv: IndexServer,
     tmp_path: Path,

@@ -171,6 +171,36 @@ def test_rerun_does_nothing(source_index: IndexServer, tmp_path: Path) -> None:
     assert len(source_index.requests) == n_requests  # not a single request to the index
 
 
+def test_a_file_read_ahead_that_the_search_leaves_is_never_placed(
+    dists_dir: Path, tmp_path: Path
+) -> None:
+    """Downloads start before the search settles (a requirement's first choice, a pin); a
+    file it then leaves (another requirement rules its version out) stays in the cache: the
+    wheelhouse holds exactly the files its lock names, and verify agrees."""
+    with IndexServer() as srv:
+        for tag in ("cp312-cp312-win_amd64", "cp312-cp312-manylinux_2_28_x86_64"):
+            srv.add(make_wheel(dists_dir, "app", "1.0", tag=tag))
+            srv.add(make_wheel(dists_dir, "app", "2.0", tag=tag))
+        srv.add(make_wheel(dists_dir, "keeper", "1.0", deps=["app<2"]))
+        wh = tmp_path / "wh"
+        env = {**os.environ, "WHEELPORT_CACHE_DIR": str(tmp_path / "cache")}
+        r = wheelport("sync", "app", "keeper", "--index-url", srv.url, "-t", "cp312-win_amd64",
+                      "-o", str(wh), "--tool", "none", env=env)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        fetched = {  # whole files (a Range request reads metadata)
+            p.rsplit("/", 1)[-1]
+            for m, p, h in srv.requests
+            if m == "GET" and p.endswith(".whl") and "range" not in {k.lower() for k in h}
+        }
+    assert "app-2.0-cp312-cp312-win_amd64.whl" in fetched  # read ahead, then left
+    assert "app-2.0-cp312-cp312-manylinux_2_28_x86_64.whl" not in fetched  # not this target's
+    lock = read_lock(wh / "pylock.cp312-win_amd64.toml")
+    named = {w.name for p in lock.packages for w in p.wheels or ()}
+    assert named == {"app-1.0-cp312-cp312-win_amd64.whl", "keeper-1.0-py3-none-any.whl"}
+    assert {p.name for p in (wh / "wheels").glob("*.whl")} == named
+    assert wheelport("verify", str(wh)).returncode == 0
+
+
 def test_tampered_wheel_fails_verify_and_provision(
     source_index: IndexServer, tmp_path: Path
 ) -> None:

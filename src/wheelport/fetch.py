@@ -332,9 +332,12 @@ def check_resolved_metadata(wheelhouse: Wheelhouse, a: Artifact, data: bytes, ca
     """
     cached = cache.metadata_path(f"meta:{a.sha256}")
     try:
-        resolved = CoreMetadata.parse(cached.read_bytes(), a.filename)
+        used = cached.read_bytes()
     except FileNotFoundError:
         return  # resolved elsewhere (another cache): nothing to compare with
+    if used == data:  # read from this wheel, or a PEP 658 file the index cut from it
+        return
+    resolved = CoreMetadata.parse(used, a.filename)
     actual = CoreMetadata.parse(data, a.filename)
     differs = _metadata_differences(resolved, actual)
     if not differs:
@@ -605,6 +608,11 @@ class _AheadReporter:
         self.ahead.start()
         self.inner.target_started(target)
 
+    def first_choice(self, target: Target, file: DistFile) -> None:
+        if target.identifier not in self._backtracks:
+            self.ahead.want(file)
+        self.inner.first_choice(target, file)
+
     def pinned(self, target: Target, candidate: Candidate) -> None:
         tid = target.identifier
         pinned = self._pinned.setdefault(tid, set())  # each target's own thread writes its set
@@ -713,24 +721,38 @@ def fetch_artifacts(
             raise
         return a, dest, cached
 
+    def done(a: Artifact, src: Path, was_cached: bool) -> None:
+        remember_hash(src, a.sha256)
+        manifest.record(a.path, a.sha256, src.stat().st_size, Origin.download(a.url))
+        (result.linked_from_cache if was_cached else result.downloaded).append(a.path)
+        reporter.file_done(a, was_cached)
+
+    # an entry this process downloaded (the read-ahead process's too) is moved, not copied: a
+    # few system calls and the wheel's check, done here one after another — in the pool, each
+    # call that gives up the GIL waits to get it back behind the other threads (1.2 s for the
+    # 592 files of the 15-target workload, 0.3 s here)
+    cache = client.cache
+    moved = [a for a in todo if cache.written_here(cache.artifact_path(a.sha256)) is not None]
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelport-fetch")
     try:
         # what the cache lacks first (the read-ahead process may have the rest), the largest
         # first: the link starts at once, and the last to finish is a small one
         def order(a: Artifact) -> tuple[bool, int]:
-            return client.cache.artifact_path(a.sha256).exists(), -(a.size or 0)
+            return cache.artifact_path(a.sha256).exists(), -(a.size or 0)
 
-        futures = [pool.submit(one, a) for a in sorted(todo, key=order)]
-        for fut in as_completed(futures):
+        inline = set(map(id, moved))
+        rest = [a for a in todo if id(a) not in inline]
+        futures = [pool.submit(one, a) for a in sorted(rest, key=order)]
+        for a in moved:
             try:
-                a, src, was_cached = fut.result()
+                done(*one(a))
             except WheelportError as exc:
                 errors.append(exc)
-                continue
-            remember_hash(src, a.sha256)
-            manifest.record(a.path, a.sha256, src.stat().st_size, Origin.download(a.url))
-            (result.linked_from_cache if was_cached else result.downloaded).append(a.path)
-            reporter.file_done(a, was_cached)
+        for fut in as_completed(futures):
+            try:
+                done(*fut.result())
+            except WheelportError as exc:
+                errors.append(exc)
     except BaseException:  # Ctrl-C: start nothing more (what runs ends with the process)
         pool.shutdown(wait=False, cancel_futures=True)
         raise

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from wheelport.errors import WheelportError
+    from wheelport.index.models import DistFile
     from wheelport.resolve import Candidate, Resolution
     from wheelport.targets import Target
 
@@ -96,6 +97,9 @@ class ProgressReporter:
                     f"{target} resolving", total=None
                 )
                 self.counts[target.identifier] = 0
+
+    def first_choice(self, target: Target, file: DistFile) -> None:
+        pass
 
     def pinned(self, target: Target, candidate: Candidate) -> None:
         if self.progress and target.identifier in self.tasks:

@@ -146,6 +146,7 @@ class Reporter(Protocol):
     """Observes resolution progress (rich progress in the CLI; nothing in tests)."""
 
     def target_started(self, target: Target) -> None: ...
+    def first_choice(self, target: Target, file: DistFile) -> None: ...
     def pinned(self, target: Target, candidate: Candidate) -> None: ...
     def metadata_build(self, target: Target, filename: str) -> None: ...
     def target_done(self, target: Target, resolution: Resolution) -> None: ...
@@ -157,6 +158,11 @@ class NullReporter:
 
     def target_started(self, target: Target) -> None:
         pass
+
+    def first_choice(self, target: Target, file: DistFile) -> None:
+        """The file of the version a user's requirement will try first, known as its page is
+        in (before anything is pinned): the pin unless the search backtracks or another
+        requirement narrows it. Called from the index client's threads."""
 
     def pinned(self, target: Target, candidate: Candidate) -> None:
         pass
@@ -262,6 +268,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         on_metadata_build: Callable[[str], None] = lambda filename: None,
         *,
         roots: Sequence[Req] = (),
+        on_first_choice: Callable[[DistFile], None] = lambda file: None,
     ) -> None:
         self.client = client
         self.target = target
@@ -299,6 +306,8 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         self.conflicts = Conflicts(self.has_version, self.via)
         #: told the filename of each sdist whose metadata is built (PEP 517)
         self.on_metadata_build = on_metadata_build
+        #: told the file a user's requirement tries first (see :meth:`Reporter.first_choice`)
+        self.on_first_choice = on_first_choice
         self.env = dict(target.markers)
         self.why: dict[NormalizedName, Why] = defaultdict(Why)
         self.unknown: set[NormalizedName] = set()
@@ -537,6 +546,8 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                 self._first_file[key] = chosen
             if chosen is not None:
                 self.client.prefetch_metadata(chosen, on_build=self.on_metadata_build)
+                if id(req) in self._roots:
+                    self.on_first_choice(chosen)
                 return
 
     def _is_doomed(self, cand: Candidate) -> bool:
@@ -807,6 +818,7 @@ def resolve_target(
         cons,
         functools.partial(reporter.metadata_build, target),
         roots=roots,
+        on_first_choice=functools.partial(reporter.first_choice, target),
     )
     for r in roots:
         provider.depth[r.key] = 0
