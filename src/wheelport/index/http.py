@@ -106,7 +106,7 @@ class Http:
                     import httpx  # here: a run that needs no network never imports it
 
                     timeout, concurrency = self._options
-                    self._client = httpx.Client(
+                    client = httpx.Client(
                         verify=self._context(),
                         timeout=timeout,
                         follow_redirects=True,
@@ -115,6 +115,8 @@ class Http:
                         ),
                         headers={"User-Agent": "wheelport"},
                     )
+                    _share_addresses(client)
+                    self._client = client
         return self._client
 
     def _context(self) -> ssl.SSLContext:
@@ -280,6 +282,19 @@ class Http:
 #: a cached page is one line of JSON (URL, validators, freshness) then the body's bytes as
 #: served: no escaping of a multi-megabyte page into a JSON string and back
 _PAGE_ENTRY_FORMAT = 2
+
+
+def _share_addresses(client: httpx.Client) -> None:
+    """Direct connections of ``client`` use the run's looked-up addresses (:mod:`.dns`): each
+    host is asked of the resolver once, not once per connection. httpx has no option for it
+    (and a transport handed to it would turn off the proxies of the environment), so the
+    network backend of its default connection pool is replaced — left as it is if httpx's
+    insides change; a proxy's connections are httpx's own."""
+    from wheelport.index.dns import shared_backend
+
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend"):
+        pool._network_backend = shared_backend(pool._network_backend)
 
 
 def _read_page_entry(path: Path) -> tuple[dict[str, Any], bytes] | None:

@@ -23,6 +23,8 @@ import urllib.request
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+from wheelport.index import dns
+
 #: bytes read per chunk (the buffered reader fills them from as many TLS records as it takes)
 READ_BYTES = 256 << 10
 #: idle connections kept per origin
@@ -156,12 +158,18 @@ class Streams:
             return idle.pop() if idle else None
 
     def _connect(self, key: tuple[str, str, int]) -> http.client.HTTPConnection:
+        """A new connection (made on its first request) to the run's looked-up addresses
+        (:mod:`.dns`); TLS checks the host name."""
         scheme, host, port = key
+        conn: http.client.HTTPConnection
         if scheme == "https":
-            return http.client.HTTPSConnection(
+            conn = http.client.HTTPSConnection(
                 host, port, timeout=self.timeout, context=self.context
             )
-        return http.client.HTTPConnection(host, port, timeout=self.timeout)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        conn._create_connection = dns.ADDRESSES.create_connection  # type: ignore[attr-defined]
+        return conn
 
     def _proxied(self, scheme: str, host: str) -> bool:
         if not (self._proxies.get(scheme) or self._proxies.get("all")):

@@ -1,0 +1,120 @@
+"""Host names are looked up once per run and shared by every connection (``index/dns.py``).
+
+Many resolvers answer a burst of simultaneous lookups badly (a lookup waits out a 5 s timeout,
+or fails): a cold sync that opened its connections at once stalled for 5 s now and then. These
+tests count the resolver's calls: once per host however many connections open at once, pages
+(httpx) and file downloads (``http.client``) alike, and a failure is not remembered.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.dists import make_wheel
+from support.server import IndexServer
+from wheelport.cache import Cache
+from wheelport.index import dns
+from wheelport.index.client import IndexClient
+
+
+class CountingResolver:
+    """``getaddrinfo`` that counts calls by host, slowly (so that callers overlap), with
+    scripted failures first."""
+
+    def __init__(self, fail: list[int] | None = None, delay: float = 0.2) -> None:
+        self.calls: dict[str, int] = {}
+        self.fail = list(fail or [])
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.real = socket.getaddrinfo
+
+    def __call__(self, host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        with self.lock:
+            self.calls[host] = self.calls.get(host, 0) + 1
+            error = self.fail.pop(0) if self.fail else None
+        time.sleep(self.delay)
+        if error is not None:
+            raise socket.gaierror(error, "scripted failure")
+        return self.real(host, port, *args, **kwargs)
+
+
+def test_simultaneous_lookups_of_one_host_ask_the_resolver_once() -> None:
+    resolver = CountingResolver()
+    addresses = dns.Addresses(resolver)
+    found: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: found.append(addresses.lookup("localhost", 443)))
+        for _ in range(16)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert resolver.calls == {"localhost": 1}
+    assert len(found) == 16 and all(f == found[0] for f in found) and found[0]
+    addresses.lookup("localhost", 443)
+    assert resolver.calls == {"localhost": 1}  # kept
+    addresses.lookup("localhost", 80)
+    assert resolver.calls == {"localhost": 2}  # another port is another lookup
+
+
+def test_a_failed_lookup_is_asked_again_and_a_temporary_one_at_once() -> None:
+    resolver = CountingResolver(fail=[socket.EAI_NONAME], delay=0)
+    addresses = dns.Addresses(resolver)
+    with pytest.raises(socket.gaierror):
+        addresses.lookup("localhost", 443)
+    assert addresses.lookup("localhost", 443)  # not remembered: asked again
+    assert resolver.calls == {"localhost": 2}
+
+    resolver = CountingResolver(fail=[socket.EAI_AGAIN], delay=0)
+    addresses = dns.Addresses(resolver)
+    assert addresses.lookup("localhost", 443)  # "temporary failure": once more, at once
+    assert resolver.calls == {"localhost": 2}
+
+
+def test_addresses_are_looked_up_again_after_a_while() -> None:
+    now = [0.0]
+    resolver = CountingResolver(delay=0)
+    addresses = dns.Addresses(resolver, clock=lambda: now[0])
+    addresses.lookup("localhost", 443)
+    now[0] = dns.KEEP_SECONDS - 1
+    addresses.lookup("localhost", 443)
+    assert resolver.calls == {"localhost": 1}
+    now[0] = dns.KEEP_SECONDS + 1
+    addresses.lookup("localhost", 443)
+    assert resolver.calls == {"localhost": 2}
+
+
+def test_a_run_asks_the_resolver_once_for_its_index_host(
+    tmp_path: Path, dists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of 12 projects loaded at once and their files downloaded at once, from an index
+    named ``localhost``: one lookup of ``localhost`` (it was one per connection)."""
+    resolver = CountingResolver(delay=0.05)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)  # what every connection would ask
+    monkeypatch.setattr(dns, "ADDRESSES", dns.Addresses())  # nothing looked up yet
+    names = [f"proj{i}" for i in range(12)]
+    with IndexServer() as srv:
+        for n in names:
+            srv.add(make_wheel(dists_dir, n, "1.0", files={f"{n}/data.txt": "x" * 50_000}))
+        url = srv.url.replace("127.0.0.1", "localhost")
+        with IndexClient([url], cache=Cache(tmp_path / "cache"), concurrency=12) as client:
+            pages = [client.prefetch_project(n) for n in names]
+            files = [f.result()[max(f.result())][0] for f in pages]
+            threads = [threading.Thread(target=client.download, args=(f,)) for f in files]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for f in files:
+                assert client.cache.verified(f.sha256 or "") is not None
+        page_gets = [p for m, p, _ in srv.requests if m == "GET" and p.startswith("/simple/")]
+        file_gets = [p for m, p, _ in srv.requests if m == "GET" and p.startswith("/files/")]
+    assert len(page_gets) >= 12 and len(file_gets) >= 12
+    assert resolver.calls.get("localhost") == 1, resolver.calls
