@@ -78,6 +78,31 @@ def test_a_failed_lookup_is_asked_again_and_a_temporary_one_at_once() -> None:
     assert resolver.calls == {"localhost": 2}
 
 
+def test_a_lookup_that_raises_anything_else_wakes_every_caller_with_it() -> None:
+    """A name the resolver cannot even encode raises UnicodeError (not OSError): the callers
+    waiting on that lookup get it too, instead of waiting forever."""
+    def refuse(host: str, *args: Any) -> list[Any]:
+        time.sleep(0.2)  # the other callers arrive while it runs
+        raise UnicodeError("label too long")
+
+    addresses = dns.Addresses(refuse)
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            addresses.lookup("x" * 64 + ".example", 443)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=5)
+    assert not any(t.is_alive() for t in threads)
+    assert len(errors) == 4 and all(isinstance(e, UnicodeError) for e in errors)
+
+
 def test_addresses_are_looked_up_again_after_a_while() -> None:
     now = [0.0]
     resolver = CountingResolver(delay=0)

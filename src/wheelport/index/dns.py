@@ -34,7 +34,7 @@ class _Lookup:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.addresses: list[AddrInfo] = []
-        self.error: OSError | None = None
+        self.error: Exception | None = None
         self.at = 0.0
 
 
@@ -69,10 +69,11 @@ class Addresses:
         if mine:
             try:
                 entry.addresses = self._ask(host, port)
-            except OSError as exc:
+            except Exception as exc:  # e.g. UnicodeError for a name IDNA refuses: waiters get it
                 entry.error = exc
-            entry.at = self._clock()
-            entry.done.set()
+            finally:  # whatever happens, nobody waits forever
+                entry.at = self._clock()
+                entry.done.set()
         else:
             entry.done.wait()
         if entry.error is not None:
