@@ -81,6 +81,7 @@ def test_a_failed_lookup_is_asked_again_and_a_temporary_one_at_once() -> None:
 def test_a_lookup_that_raises_anything_else_wakes_every_caller_with_it() -> None:
     """A name the resolver cannot even encode raises UnicodeError (not OSError): the callers
     waiting on that lookup get it too, instead of waiting forever."""
+
     def refuse(host: str, *args: Any) -> list[Any]:
         time.sleep(0.2)  # the other callers arrive while it runs
         raise UnicodeError("label too long")
