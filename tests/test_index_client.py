@@ -496,3 +496,58 @@ def test_a_download_process_that_fails_says_why_with_v_and_fetch_downloads_its_f
     [line] = [r.getMessage() for r in caplog.records if "read-ahead" in r.getMessage()]
     assert "exit code 3" in line and "Fatal: cannot read" in line, line
     assert "pw" not in line and "u:***@idx.example" in line, line
+
+
+def test_the_read_ahead_process_checks_each_wheel_it_downloads_and_fetch_takes_its_verdict(
+    tmp_path: Path, dists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive checks a wheel passes before it enters a wheelhouse (names, members, one
+    ``.dist-info``, METADATA) run in the read-ahead process, on its own core, as it downloads:
+    fetch here takes that verdict — an honest wheel passes and an impostor is refused with the
+    same line — without reading either archive again. A file the process did not check (another
+    sha256) is read here."""
+    from wheelport import fetch as fetch_mod
+    from wheelport.errors import FetchError
+    from wheelport.fetch import Artifact, Prefetcher, check_wheel
+    from wheelport.index import metadata
+    from wheelport.index.client import inflight
+    from wheelport.wheelhouse import Wheelhouse
+
+    honest = make_wheel(dists_dir, "pkg", "1.0")
+    other = make_wheel(tmp_path / "other", "othername", "1.0")
+    impostor = dists_dir / "fake-1.0-py3-none-any.whl"  # its .dist-info names othername
+    impostor.write_bytes(other.read_bytes())
+    with IndexServer() as srv:
+        srv.add(honest)
+        srv.add(impostor)
+        cache = Cache(tmp_path / "cache")
+        wh = Wheelhouse(tmp_path / "wh")
+        with IndexClient([srv.url], cache=cache) as client:
+            files = [*client.project_files("pkg"), *client.project_files("fake")]
+            ahead = Prefetcher(client)
+            for f in files:
+                ahead.want(f)
+            for f in files:
+                with inflight(f.sha256 or ""):  # released once the process answered
+                    pass
+            ahead.close()
+
+            def not_here(*args: object) -> None:
+                raise AssertionError("the archive was read again in this process")
+
+            monkeypatch.setattr(metadata, "check_wheel_file", not_here)
+            placed = {}
+            for f in files:
+                dest = wh.root / "wheels" / f.filename
+                assert cache.verified(f.sha256 or "", into=dest) == dest
+                placed[f.project] = Artifact(f"wheels/{f.filename}", f.url, f.sha256 or "",
+                                             f.size, project=f.project)  # fmt: skip
+            check_wheel(wh, placed["pkg"], wh.root / placed["pkg"].path, cache)
+            with pytest.raises(FetchError) as refused:
+                check_wheel(wh, placed["fake"], wh.root / placed["fake"].path, cache)
+            assert impostor.name in refused.value.message
+            assert "othername-1.0.dist-info" in refused.value.message
+            # a verdict is the bytes' own: the same file under another sha256 is read here
+            again = Artifact(placed["pkg"].path, placed["pkg"].url, "0" * 64, None, "pkg")
+            with pytest.raises(AssertionError, match="read again"):
+                fetch_mod.check_wheel(wh, again, wh.root / again.path, cache)

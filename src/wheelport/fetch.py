@@ -20,6 +20,8 @@ every file.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -45,7 +47,7 @@ from wheelport.cache import Cache
 from wheelport.credentials import redact
 from wheelport.errors import FetchError, VerifyError, WheelportError
 from wheelport.index.client import CoreMetadata, IndexClient, found_corrupt, inflight
-from wheelport.index.metadata import read_wheel
+from wheelport.index.metadata import read_wheel, remember_wheel_check
 from wheelport.index.models import DistFile
 from wheelport.lock import lock_tool
 from wheelport.manifest import ArtifactRecord, Manifest, Origin
@@ -307,7 +309,9 @@ def check_wheel(wheelhouse: Wheelhouse, a: Artifact, src: Path, cache: Cache) ->
     the resolution used (:func:`check_resolved_metadata`). The archive is read once."""
     if not a.filename.endswith(".whl"):
         return
-    why, data = read_wheel(src, a.filename, a.project)
+    # the bytes at src are a.sha256's (just verified): a verdict our read-ahead process reached
+    # on them stands
+    why, data = read_wheel(src, a.filename, a.project, sha256=a.sha256)
     if why is not None:
         drop_locks_naming(wheelhouse, a.sha256)
         raise FetchError(
@@ -554,6 +558,9 @@ class Prefetcher:
             dev, ino, size, mtime, ctime = (int(n) for n in written)
             cache.remember(cache.artifact_path(sha), sha, (dev, ino, size, mtime, ctime),
                            downloaded=True)  # fmt: skip
+            checked = answer.get("wheel")
+            if isinstance(checked, dict) and sha in self._urls:
+                _learn_wheel_check(sha, self._urls[sha][1], checked)
 
     def _release(self, sha: str) -> None:
         with self._lock:
@@ -568,15 +575,24 @@ class Prefetcher:
             if self._proc is not None and not self._closed:
                 self._outbox.put(json.dumps({"drop": True}))
 
-    def close(self) -> None:
-        """Stop the process: a download still running there is one no lock needs (a
-        speculative pin the resolver left); it stops at its next chunk and leaves nothing."""
+    def stop(self) -> None:
+        """Tell the process to stop, without waiting for it (:meth:`close` waits): a download
+        still running there is one no lock needs (a speculative pin the resolver left); it
+        stops at its next chunk and leaves nothing. Its interpreter ends while the caller
+        finishes the wheelhouse."""
         with self._lock:
             self._closed = True
             proc = self._proc
+        if proc is not None:
+            self._outbox.put(None)  # end of its stdin: it stops
+
+    def close(self) -> None:
+        """Stop the process (:meth:`stop`) and wait until it has ended."""
+        self.stop()
+        with self._lock:
+            proc = self._proc
         if proc is None:
             return
-        self._outbox.put(None)  # end of its stdin: it stops
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -595,6 +611,24 @@ class Prefetcher:
         """A resolution reporter that tells ``inner`` everything and this prefetcher what the
         resolver pinned and settled."""
         return _AheadReporter(inner or NullReporter(), self)
+
+
+def _learn_wheel_check(sha256: str, filename: str, checked: dict[str, Any]) -> None:
+    """Keep the verdict the read-ahead process reached on a wheel it downloaded and verified
+    (:func:`~wheelport.index.metadata.remember_wheel_check`); a malformed answer is dropped
+    (fetch then reads the archive itself)."""
+    try:
+        why = checked["why"]
+        meta = checked["metadata"]
+        sboms = {
+            str(n): base64.b64decode(b, validate=True) for n, b in dict(checked["sboms"]).items()
+        }
+        data = None if meta is None else base64.b64decode(meta, validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return
+    if why is not None and not isinstance(why, str):
+        return
+    remember_wheel_check(sha256, filename, why, data, sboms)
 
 
 class _AheadReporter:

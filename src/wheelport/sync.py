@@ -99,42 +99,47 @@ def sync(
         client = client or api.make_client(config)
         ahead = Prefetcher(client)  # downloads start while targets are still resolving
         try:
-            digest = config.inputs_digest()
-            relocked, failed = _lock_if_stale(
-                wh, config, targets, client, ahead.reporter(reporter), allow_missing
-            )
-            unlocked = {f.target for f in failed}
-            locked = [t for t in targets if t not in unlocked]
-            locks = {t.identifier: read_lock(wh.lock_path(t.identifier)) for t in locked}
-            manifest = wh.load_manifest()
             try:
-                # re-hash what is there; refuse escaping paths; damaged files are redone
-                recheck(wh, manifest)
-                ahead.hand_over()  # what it has not started, fetch downloads at full speed
-                fetched = fetch(wh, list(locks.values()), client, jobs=config.jobs,
-                                reporter=fetch_reporter, manifest=manifest)  # fmt: skip
-                built = build_stage(wh, manifest, locked, locks, client,
-                                    builders or default_builders(config),
-                                    reporter=build_reporter, shard=shard,
-                                    only_targets=only)  # fmt: skip
-            except Exception:
-                wh.save_manifest(manifest)  # the files placed before the failure stay recorded
-                raise
-        finally:
-            ahead.close()
-            if own:
-                client.close()
-        for f in failed:
-            reason = f"not locked: {f.error.message}"
-            built.coverage.set(f.error.package or "(all)", f.target.identifier, "missing", reason)
-        manifest.set_unserved([t.identifier for t in targets], built.coverage.cells)
-        record_locks(wh, manifest, locked, built.locks, inputs_digest=digest,
-                     dropped={t.identifier for t in unlocked})  # fmt: skip
-        finish(wh, manifest, lock_texts(built.locks, built.rewritten))
-        save_stamps(wh, manifest)  # the next sync hashes only what changed since
-        from wheelport.site.writer import write_index
+                digest = config.inputs_digest()
+                relocked, failed = _lock_if_stale(
+                    wh, config, targets, client, ahead.reporter(reporter), allow_missing
+                )
+                unlocked = {f.target for f in failed}
+                locked = [t for t in targets if t not in unlocked]
+                locks = {t.identifier: read_lock(wh.lock_path(t.identifier)) for t in locked}
+                manifest = wh.load_manifest()
+                try:
+                    # re-hash what is there; refuse escaping paths; damaged files are redone
+                    recheck(wh, manifest)
+                    ahead.hand_over()  # what it has not started, fetch downloads at full speed
+                    fetched = fetch(wh, list(locks.values()), client, jobs=config.jobs,
+                                    reporter=fetch_reporter, manifest=manifest)  # fmt: skip
+                    built = build_stage(wh, manifest, locked, locks, client,
+                                        builders or default_builders(config),
+                                        reporter=build_reporter, shard=shard,
+                                        only_targets=only)  # fmt: skip
+                except Exception:
+                    wh.save_manifest(manifest)  # the files placed before the failure stay recorded
+                    raise
+            finally:
+                ahead.stop()  # its interpreter ends while the wheelhouse is finished
+                if own:
+                    client.close()
+            for f in failed:
+                reason = f"not locked: {f.error.message}"
+                built.coverage.set(
+                    f.error.package or "(all)", f.target.identifier, "missing", reason
+                )
+            manifest.set_unserved([t.identifier for t in targets], built.coverage.cells)
+            record_locks(wh, manifest, locked, built.locks, inputs_digest=digest,
+                         dropped={t.identifier for t in unlocked})  # fmt: skip
+            finish(wh, manifest, lock_texts(built.locks, built.rewritten))
+            save_stamps(wh, manifest)  # the next sync hashes only what changed since
+            from wheelport.site.writer import write_index
 
-        report = write_index(wh.root, manifest=manifest)
+            report = write_index(wh.root, manifest=manifest)
+        finally:
+            ahead.close()  # ended: no download of this run outlives it
         result = SyncResult(
             wheelhouse=wh.root,
             relocked=relocked,

@@ -19,6 +19,7 @@ file; the index client decides the order and caches what it learns.
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import io
 import os
@@ -162,8 +163,26 @@ def _member_safe(name: str) -> bool:
     )
 
 
+#: what the read-ahead download process found of wheels it downloaded and verified, by their
+#: sha256 and file name (:func:`remember_wheel_check`); each taken once, by fetch
+_checked: dict[tuple[str, str], tuple[str | None, bytes | None, dict[str, bytes]]] = {}
+
+
+def remember_wheel_check(
+    sha256: str, filename: str, why: str | None, metadata: bytes | None, sboms: dict[str, bytes]
+) -> None:
+    """What :func:`check_wheel_file` found of the file with this sha256 in our own read-ahead
+    process. The verdict depends on the bytes and the file name alone, so :func:`read_wheel`
+    given the same sha256 answers with it instead of reading the archive again here."""
+    key = (sha256, filename)
+    with _contents_lock:
+        if len(_checked) >= _CONTENTS_KEPT:
+            _checked.clear()
+        _checked[key] = (why, metadata, sboms)
+
+
 def read_wheel(
-    path: Path, filename: str, project: str | None = None
+    path: Path, filename: str, project: str | None = None, *, sha256: str | None = None
 ) -> tuple[str | None, bytes | None]:
     """(why the wheel at ``path`` is not what its file name says, its METADATA) — the archive
     is opened once. The checks are pip's when it meets such a file, made before a wheel enters
@@ -176,14 +195,39 @@ def read_wheel(
     - its ``METADATA`` ``Name`` and ``Version`` are the same project and version.
 
     The phrase names what disagrees, e.g. "its METADATA says Name: othername"; None when all
-    agree (the METADATA is returned when it could be read).
+    agree (the METADATA is returned when it could be read). ``sha256``, when the caller knows
+    the file holds exactly those bytes (it was just verified), lets a verdict the read-ahead
+    process reached on the same bytes (:func:`remember_wheel_check`) stand for reading it.
     """
     try:
-        name, version, _build, _tags = parse_wheel_filename(filename)
+        name, _version, _build, _tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
         return "its file name is not a valid wheel name", None
     if project is not None and canonicalize_name(project) != name:
         return f"it is listed for project {project} but its file name names {name}", None
+    if sha256 is not None:
+        with _contents_lock:
+            found = _checked.pop((sha256, filename), None)
+        if found is not None:
+            why, data, sboms = found
+            if why is None:  # the index writer and the licence report find it here too
+                with contextlib.suppress(OSError):
+                    _remember_contents(stat_stamp(os.stat(path)), data, sboms)
+            return why, data
+    why, data, sboms, stamp = check_wheel_file(path, filename)
+    if why is None and stamp is not None:
+        _remember_contents(stamp, data, sboms)
+    return why, data
+
+
+def check_wheel_file(
+    path: Path, filename: str
+) -> tuple[str | None, bytes | None, dict[str, bytes], Stamp | None]:
+    """:func:`read_wheel`'s archive checks, which depend on the file's bytes and name alone
+    (the name must parse: :func:`read_wheel` checks it first): (why, METADATA, SBOM members, the
+    file's stamp — None when the file changed while it was read, or is refused)."""
+    name, version, _build, _tags = parse_wheel_filename(filename)
+    sboms: dict[str, bytes] = {}
     try:
         with open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
             stamp = stat_stamp(os.fstat(fh.fileno()))
@@ -192,33 +236,33 @@ def read_wheel(
             for member in names:
                 if not _member_safe(member):
                     why = lexical_escape(member) or "not a plain relative path"
-                    return f"its member {member[:200]!r} is {why}", None
+                    return f"its member {member[:200]!r} is {why}", None, sboms, None
                 tops.add(member.split("/", 1)[0])
             dist_infos = sorted(t for t in tops if t.endswith(".dist-info"))
             if len(dist_infos) != 1:
                 found = ", ".join(dist_infos[:3]) or "none"
-                return f"it has {len(dist_infos)} .dist-info directories ({found}), not one", None
+                why = f"it has {len(dist_infos)} .dist-info directories ({found}), not one"
+                return why, None, sboms, None
             dist_info = dist_infos[0]
             di_name, _, di_version = dist_info[: -len(".dist-info")].partition("-")
             if canonicalize_name(di_name) != name or not same_version(di_version, str(version)):
-                return f"its .dist-info directory is {dist_info}", None
+                return f"its .dist-info directory is {dist_info}", None, sboms, None
             try:
                 data = zf.read(f"{dist_info}/METADATA")
             except KeyError:
-                return f"it has no {dist_info}/METADATA", None
+                return f"it has no {dist_info}/METADATA", None, sboms, None
             sboms = {n: zf.read(n) for n in names if _is_sbom(n)}
             unchanged = stat_stamp(os.fstat(fh.fileno())) == stamp
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
-        return f"it is not a readable wheel ({exc})", None
+        return f"it is not a readable wheel ({exc})", None, sboms, None
     msg = parse_headers(data)
     meta_name, meta_version = str(msg.get("Name", "")), str(msg.get("Version", ""))
     if canonicalize_name(meta_name) != name:
-        return f"its METADATA says Name: {meta_name[:100] or '(none)'}", data
+        return f"its METADATA says Name: {meta_name[:100] or '(none)'}", data, sboms, None
     if not same_version(meta_version, str(version)):
-        return f"its METADATA says Version: {meta_version[:100] or '(none)'}", data
-    if unchanged:  # the one .dist-info's METADATA: the member wheel_contents would pick
-        _remember_contents(stamp, data, sboms)
-    return None, data
+        return f"its METADATA says Version: {meta_version[:100] or '(none)'}", data, sboms, None
+    # the one .dist-info's METADATA: the member wheel_contents would pick
+    return None, data, sboms, stamp if unchanged else None
 
 
 def sdist_members(

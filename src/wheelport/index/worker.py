@@ -11,14 +11,17 @@ on the command line, where other users could read them), then one job per line
 (``{"url", "sha256", "size", "label"}``) or ``{"drop": true}``: forget the jobs not started yet.
 On stdout, one answer per job: ``{"sha256", "error"}``, ``error`` null when the file is in the
 cache; with ``"written": [stamp]`` when this process wrote the entry (the parent may then move
-it rather than copy it), and ``"corrupt": {"message", "hint"}`` when the index served other bytes
-than it lists twice (the parent does not ask a third and fourth time). End of stdin (the parent
-is done, or gone) stops the downloads still running at their next chunk (their partial files are
-removed) and ends the process.
+it rather than copy it), ``"wheel": {"why", "metadata", "sboms"}`` when it also checked that
+wheel's archive here (:func:`~wheelport.index.metadata.check_wheel_file`: fetch takes the verdict
+instead of reading the archive again on its own busy core), and ``"corrupt": {"message",
+"hint"}`` when the index served other bytes than it lists twice (the parent does not ask a third
+and fourth time). End of stdin (the parent is done, or gone) stops the downloads still running
+at their next chunk (their partial files are removed) and ends the process.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import threading
@@ -29,6 +32,7 @@ from typing import Any
 from wheelport.cache import Cache
 from wheelport.errors import WheelportError
 from wheelport.index.client import IndexClient, download_verified, known_corrupt
+from wheelport.index.metadata import check_wheel_file
 
 
 class _Stopped(Exception):
@@ -77,7 +81,14 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
         else:
             # written by this process: the parent may move it into place (bytes written once)
             stamp = cache.written_here(cache.artifact_path(sha256))
-            answer(sha256, None, **({"written": list(stamp)} if stamp else {}))
+            if stamp is None:
+                answer(sha256, None)
+                return
+            label = str(job.get("label", ""))
+            checked = _checked_wheel(cache.artifact_path(sha256), label) if label else None
+            if checked is not None and cache.written_here(cache.artifact_path(sha256)) != stamp:
+                checked = None  # changed while it was read: the parent reads it itself
+            answer(sha256, None, written=list(stamp), **({"wheel": checked} if checked else {}))
 
     pool = ThreadPoolExecutor(max_workers=int(settings.get("jobs", 8)))
     try:
@@ -94,6 +105,26 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
         stop.set()  # the parent is done: what runs stops at its next chunk
         pool.shutdown(wait=True, cancel_futures=True)
         client.close()
+
+
+def _checked_wheel(path: Path, filename: str) -> dict[str, Any] | None:
+    """A wheel's archive checked here, on this process's core (:func:`check_wheel_file`), for
+    the parent's fetch to take instead of reading it again: ``{"why", "metadata", "sboms"}``
+    (bytes as base64). None for a file that is not a wheel by its name."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    if not filename.endswith(".whl"):
+        return None
+    try:
+        parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return None
+    why, data, sboms, _stamp = check_wheel_file(path, filename)
+    return {
+        "why": why,
+        "metadata": None if data is None else base64.b64encode(data).decode("ascii"),
+        "sboms": {n: base64.b64encode(b).decode("ascii") for n, b in sboms.items()},
+    }
 
 
 def main() -> None:
