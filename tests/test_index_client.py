@@ -502,10 +502,13 @@ def test_the_read_ahead_process_checks_each_wheel_it_downloads_and_fetch_takes_i
     tmp_path: Path, dists_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The archive checks a wheel passes before it enters a wheelhouse (names, members, one
-    ``.dist-info``, METADATA) run in the read-ahead process, on its own core, as it downloads:
+    ``.dist-info``, METADATA) run in the read-ahead process, on its own core, once it has no
+    download left to run:
     fetch here takes that verdict — an honest wheel passes and an impostor is refused with the
     same line — without reading either archive again. A file the process did not check (another
     sha256) is read here."""
+    import time
+
     from wheelport import fetch as fetch_mod
     from wheelport.errors import FetchError
     from wheelport.fetch import Artifact, Prefetcher, check_wheel
@@ -530,6 +533,11 @@ def test_the_read_ahead_process_checks_each_wheel_it_downloads_and_fetch_takes_i
             for f in files:
                 with inflight(f.sha256 or ""):  # released once the process answered
                     pass
+            # no download left: it checks the wheels it wrote, and says so on a later line
+            deadline = time.monotonic() + 10
+            while not all((f.sha256, f.filename) in metadata._checked for f in files):
+                assert time.monotonic() < deadline, "the read-ahead process checked no wheel"
+                time.sleep(0.02)
             ahead.close()
 
             def not_here(*args: object) -> None:

@@ -410,6 +410,8 @@ class Prefetcher:
         self._held: dict[str, threading.Lock] = {}
         #: sha256 -> (URL, file name) of each file handed to the process
         self._urls: dict[str, tuple[str, str]] = {}
+        #: sha256 of each file the process said it wrote (only those get its wheel check)
+        self._written: set[str] = set()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
         #: lines for the process's stdin, written by a thread of their own (None: the end), so
@@ -558,9 +560,10 @@ class Prefetcher:
             dev, ino, size, mtime, ctime = (int(n) for n in written)
             cache.remember(cache.artifact_path(sha), sha, (dev, ino, size, mtime, ctime),
                            downloaded=True)  # fmt: skip
-            checked = answer.get("wheel")
-            if isinstance(checked, dict) and sha in self._urls:
-                _learn_wheel_check(sha, self._urls[sha][1], checked)
+            self._written.add(sha)
+        checked = answer.get("wheel")  # a later line, once the process had time to check it
+        if isinstance(checked, dict) and sha in self._written and sha in self._urls:
+            _learn_wheel_check(sha, self._urls[sha][1], checked)
 
     def _release(self, sha: str) -> None:
         with self._lock:

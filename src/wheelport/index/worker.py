@@ -11,12 +11,13 @@ on the command line, where other users could read them), then one job per line
 (``{"url", "sha256", "size", "label"}``) or ``{"drop": true}``: forget the jobs not started yet.
 On stdout, one answer per job: ``{"sha256", "error"}``, ``error`` null when the file is in the
 cache; with ``"written": [stamp]`` when this process wrote the entry (the parent may then move
-it rather than copy it), ``"wheel": {"why", "metadata", "sboms"}`` when it also checked that
-wheel's archive here (:func:`~wheelport.index.metadata.check_wheel_file`: fetch takes the verdict
-instead of reading the archive again on its own busy core), and ``"corrupt": {"message",
-"hint"}`` when the index served other bytes than it lists twice (the parent does not ask a third
-and fourth time). End of stdin (the parent is done, or gone) stops the downloads still running
-at their next chunk (their partial files are removed) and ends the process.
+it rather than copy it), and ``"corrupt": {"message", "hint"}`` when the index served other bytes
+than it lists twice (the parent does not ask a third and fourth time). Later, when no download
+is left to run, ``{"sha256", "wheel": {"why", "metadata", "sboms"}}`` for a wheel it wrote whose
+archive it then checked (:func:`~wheelport.index.metadata.check_wheel_file`): fetch takes that
+verdict instead of reading the archive again on its own busy core. End of stdin (the parent is
+done, or gone) stops the downloads still running at their next chunk (their partial files are
+removed) and the checks, and ends the process.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import base64
 import json
 import sys
 import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from wheelport.cache import Cache
 from wheelport.errors import WheelportError
 from wheelport.index.client import IndexClient, download_verified, known_corrupt
 from wheelport.index.metadata import check_wheel_file
+from wheelport.wheelhouse import Stamp
 
 
 class _Stopped(Exception):
@@ -52,17 +55,37 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
     stop = threading.Event()
     out = threading.Lock()
     queued: dict[str, Future[None]] = {}
+    #: wheels this process wrote, to check when no download is left (sha256, name, stamp), and
+    #: the downloads not yet ended (guarded by ``idle``)
+    to_check: deque[tuple[str, str, Stamp]] = deque()
+    pending = 0
+    idle = threading.Condition()
+
+    def tell(message: dict[str, Any]) -> None:
+        with out:
+            answers.write(json.dumps(message) + "\n")
+            answers.flush()
 
     def answer(sha256: str, error: str | None, **more: Any) -> None:
-        with out:
-            answers.write(json.dumps({"sha256": sha256, "error": error, **more}) + "\n")
-            answers.flush()
+        tell({"sha256": sha256, "error": error, **more})
 
     def go_on(_count: int) -> None:
         if stop.is_set():
             raise _Stopped
 
+    def ended() -> None:
+        nonlocal pending
+        with idle:
+            pending -= 1
+            idle.notify_all()
+
     def one(job: dict[str, Any]) -> None:
+        try:
+            download_one(job)
+        finally:
+            ended()
+
+    def download_one(job: dict[str, Any]) -> None:
         sha256 = str(job["sha256"])
         try:
             go_on(0)
@@ -81,15 +104,32 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
         else:
             # written by this process: the parent may move it into place (bytes written once)
             stamp = cache.written_here(cache.artifact_path(sha256))
-            if stamp is None:
-                answer(sha256, None)
-                return
+            answer(sha256, None, **({"written": list(stamp)} if stamp else {}))
             label = str(job.get("label", ""))
-            checked = _checked_wheel(cache.artifact_path(sha256), label) if label else None
-            if checked is not None and cache.written_here(cache.artifact_path(sha256)) != stamp:
-                checked = None  # changed while it was read: the parent reads it itself
-            answer(sha256, None, written=list(stamp), **({"wheel": checked} if checked else {}))
+            if stamp is not None and label.endswith(".whl"):
+                with idle:
+                    to_check.append((sha256, label, stamp))
+                    idle.notify_all()
 
+    def check_when_idle() -> None:
+        """Check the wheels written here while no download runs: checked during downloads,
+        they took this process's GIL from them (the 15-target sync got slower)."""
+        while True:
+            with idle:
+                while not stop.is_set() and (pending or not to_check):
+                    idle.wait()
+                if stop.is_set():
+                    return
+                sha256, label, stamp = to_check.popleft()
+            path = cache.artifact_path(sha256)
+            if cache.written_here(path) != stamp:
+                continue  # moved into place (or changed) since: the parent reads it itself
+            checked = _checked_wheel(path, label)
+            if checked is not None and cache.written_here(path) == stamp:
+                tell({"sha256": sha256, "wheel": checked})
+
+    checker = threading.Thread(target=check_when_idle, name="wheelport-check", daemon=True)
+    checker.start()
     pool = ThreadPoolExecutor(max_workers=int(settings.get("jobs", 8)))
     try:
         for line in jobs_in:
@@ -97,13 +137,19 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
             if job.get("drop"):
                 for sha256, fut in list(queued.items()):
                     if fut.cancel():
+                        ended()
                         answer(sha256, "dropped")
                 queued.clear()
                 continue
+            with idle:
+                pending += 1
             queued[str(job["sha256"])] = pool.submit(one, job)
     finally:
         stop.set()  # the parent is done: what runs stops at its next chunk
+        with idle:
+            idle.notify_all()
         pool.shutdown(wait=True, cancel_futures=True)
+        checker.join()
         client.close()
 
 
