@@ -112,8 +112,9 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
                     idle.notify_all()
 
     def check_when_idle() -> None:
-        """Check the wheels written here while no download runs: checked during downloads,
-        they took this process's GIL from them (the 15-target sync got slower)."""
+        """Check the wheels written here while no download runs: checked as each download
+        ended, they took this process's GIL from the downloads (the 15-target sync got no
+        faster)."""
         while True:
             with idle:
                 while not stop.is_set() and (pending or not to_check):
@@ -124,7 +125,10 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
             path = cache.artifact_path(sha256)
             if cache.written_here(path) != stamp:
                 continue  # moved into place (or changed) since: the parent reads it itself
-            checked = _checked_wheel(path, label)
+            try:
+                checked = _checked_wheel(path, label)
+            except Exception:  # e.g. a compression zipfile cannot read: the parent reads it
+                continue
             if checked is not None and cache.written_here(path) == stamp:
                 tell({"sha256": sha256, "wheel": checked})
 
