@@ -9,6 +9,7 @@ rewritten locks at the end (:func:`wheelport.finish.finish`); the index is writt
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Sequence
@@ -97,8 +98,8 @@ def sync(
     with wh.locked("sync"):
         own = client is None
         client = client or api.make_client(config)
-        ahead = Prefetcher(client)  # downloads start while targets are still resolving
-        try:
+        # closed (awaited) once the index is written: no download of this run outlives it
+        with contextlib.closing(Prefetcher(client)) as ahead:  # reads ahead while targets resolve
             try:
                 digest = config.inputs_digest()
                 relocked, failed = _lock_if_stale(
@@ -138,8 +139,6 @@ def sync(
             from wheelport.site.writer import write_index
 
             report = write_index(wh.root, manifest=manifest)
-        finally:
-            ahead.close()  # ended: no download of this run outlives it
         result = SyncResult(
             wheelhouse=wh.root,
             relocked=relocked,

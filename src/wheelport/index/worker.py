@@ -160,11 +160,9 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
 def _checked_wheel(path: Path, filename: str) -> dict[str, Any] | None:
     """A wheel's archive checked here, on this process's core (:func:`check_wheel_file`), for
     the parent's fetch to take instead of reading it again: ``{"why", "metadata", "sboms"}``
-    (bytes as base64). None for a file that is not a wheel by its name."""
+    (bytes as base64). None when ``filename`` is no valid wheel name."""
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-    if not filename.endswith(".whl"):
-        return None
     try:
         parse_wheel_filename(filename)
     except InvalidWheelFilename:
