@@ -139,17 +139,46 @@ def cached_metadata(cache: Cache, sha256: str | None) -> bytes | None:
         return None
 
 
+#: (cache directory, sha256) of each file whose metadata this process kept (a memo; cleared
+#: when large): another target's file of the same version finds it without a look on disk
+_kept: set[tuple[str, str]] = set()
+_KEPT_MOST = 100_000
+
+
 def remember_metadata(cache: Cache, sha256: str | None, data: bytes) -> None:
     """Keep the metadata of the file with this sha256 (none without one)."""
     if sha256:
         atomic_write_bytes(cache.metadata_path(f"meta:{sha256}"), data, durable=False)
+        if len(_kept) >= _KEPT_MOST:
+            _kept.clear()
+        _kept.add((str(cache.metadata), sha256))
 
 
 def from_cache(q: Lookup) -> tuple[bytes, str] | None:
-    for f in [*q.wheels, *q.sdists]:
-        data = cached_metadata(q.client.cache, f.sha256)
+    """The metadata kept for any file of the version: by this run (a memo says which file),
+    else by an earlier one — looked for on disk once per version by the whole client: every
+    target asks for its own file, and trying each of a version's files (50 wheels for some)
+    for each of 15 targets took more CPU than reading the metadata from the index."""
+    files = [*q.wheels, *q.sdists]
+    if not files:
+        return None
+    cache = q.client.cache
+    where = str(cache.metadata)
+    for f in files:  # kept during this run (by another target's lookup)
+        if f.sha256 and (where, f.sha256) in _kept:
+            data = cached_metadata(cache, f.sha256)
+            if data is not None:
+                return data, "cache"
+    key = ("cached metadata", files[0].project, str(files[0].version))
+    data = q.client.once(key, functools.partial(_kept_metadata, cache, files))
+    return (data, "cache") if data is not None else None
+
+
+def _kept_metadata(cache: Cache, files: list[DistFile]) -> bytes | None:
+    for f in files:
+        data = cached_metadata(cache, f.sha256)
         if data is not None:
-            return data, "cache"
+            return data
     return None
 
 
@@ -297,6 +326,22 @@ SOURCES: tuple[Callable[[Lookup], tuple[bytes, str] | None], ...] = (
 )
 
 
+#: the metadata read so far, parsed (by its bytes): each target reads its own file of a
+#: version, and every file of it gives the same metadata
+_parsed_memo: dict[bytes, CoreMetadata] = {}
+_PARSED_MOST = 4096
+
+
+def _parsed(data: bytes, source: str) -> CoreMetadata:
+    meta = _parsed_memo.get(data)
+    if meta is None:
+        meta = CoreMetadata.parse(data, source)
+        if len(_parsed_memo) >= _PARSED_MOST:
+            _parsed_memo.clear()
+        _parsed_memo[data] = meta
+    return meta
+
+
 def read_metadata(
     client: Reader,
     file: DistFile,
@@ -324,7 +369,7 @@ def read_metadata(
         if found is not None:
             data, how = found
             client.stats[f"metadata_{how}"] = client.stats.get(f"metadata_{how}", 0) + 1
-            meta = CoreMetadata.parse(data, file.filename)
+            meta = _parsed(data, file.filename)
             if canonicalize_name(meta.name) != file.project or not same_version(
                 meta.version, str(file.version)
             ):  # pip refuses such a file too ("inconsistent name/version")
