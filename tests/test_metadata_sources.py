@@ -327,3 +327,52 @@ def test_sync_allow_missing_syncs_the_other_targets(
     assert (out / "simple" / "app" / "index.html").is_file()
     verify = run_wheelport("verify", str(out), env=clean_env)
     assert verify.returncode == 0, verify.stderr
+
+
+def test_a_versions_metadata_is_looked_for_on_disk_once_not_once_per_target(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each target reads its own wheel of pkg 1.0 (12 wheels: four serve the four targets);
+    every wheel of a version gives the same metadata. Looking for kept metadata tries each
+    wheel's cache entry — once per version for the whole run, not once per target — and an
+    entry kept by one target's read is found by the others from memory. A second run (a new
+    client, the same cache) finds it on disk: no range request, no PEP 658 file."""
+    from wheelport.index import sources
+
+    tags = [
+        "cp312-cp312-manylinux_2_28_x86_64", "cp312-cp312-win_amd64",
+        "cp313-cp313-macosx_11_0_arm64", "cp311-cp311-musllinux_1_2_aarch64",
+        *(f"cp3{m}-cp3{m}-win32" for m in range(4, 12)),
+    ]  # fmt: skip
+    for tag in tags:
+        index_server.add(make_wheel(dists_dir, "pkg", "1.0", deps=["dep>=1"], tag=tag))
+    index_server.add(make_wheel(dists_dir, "dep", "1.0"))
+    looked: list[str | None] = []
+    real = sources.cached_metadata
+
+    def counted(cache: Any, sha256: str | None) -> bytes | None:
+        looked.append(sha256)
+        return real(cache, sha256)
+
+    monkeypatch.setattr(sources, "cached_metadata", counted)
+    targets = [LINUX, WIN, MAC, MUSL_ARM]
+    locks, client, _ = lock(tmp_path, index_server, ["pkg"], targets)
+    assert all(locks[t]["dep"]["version"] == "1.0" for t in targets)
+    assert client.stats.get("metadata_cache", 0) == 0  # a cold cache: read from the index once
+    # one look at each of the 12 entries (4 targets would make 48), and dep's one
+    assert len(looked) <= len(tags) + 1
+    assert len(set(looked)) == len(looked)
+
+    def metadata_reads(requests: Sequence[tuple[str, str, dict[str, str]]]) -> int:
+        return sum(
+            p.endswith(".metadata") or any(k.lower() == "range" for k in h) for _, p, h in requests
+        )
+
+    assert metadata_reads(index_server.requests) >= 2  # pkg's and dep's, read from the index
+    looked.clear()
+    before = len(index_server.requests)
+    locks, client, _ = lock(tmp_path / "again", index_server, ["pkg"], targets)
+    assert all(locks[t]["pkg"]["version"] == "1.0" for t in targets)
+    assert client.stats.get("metadata_cache", 0) >= len(targets)
+    assert metadata_reads(index_server.requests[before:]) == 0
+    assert len(looked) <= len(tags) + 1 + len(targets)
