@@ -356,6 +356,57 @@ def test_metadata_fetched_concurrently(tmp_path: Path, dists_dir: Path) -> None:
     )
 
 
+def test_a_dependency_tree_is_read_as_fast_as_the_index_answers(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """Once a first choice's metadata is in, its requirements' pages are asked for at once,
+    not when the resolver pins it: here the resolver decides alpha first (the names tie
+    otherwise) and waits 1.5 s for alpha's metadata, while beta's whole chain (beta → one →
+    two) is read meanwhile. A requirement whose marker leaves it out for the target (Linux
+    only, targets Windows and macOS) is not read at all."""
+    from support.server import Fault
+
+    d = dists_dir
+    index_server.add(make_wheel(d, "alpha", "1.0", deps=["alpha-dep"]))
+    index_server.add(make_wheel(d, "alpha-dep", "1.0"))
+    index_server.add(make_wheel(d, "beta", "1.0", deps=["beta-one"]))
+    index_server.add(make_wheel(d, "beta-one", "1.0", deps=["beta-two"]))
+    index_server.add(make_wheel(d, "beta-two", "1.0", deps=["beta-linux; sys_platform == 'linux'"]))
+    index_server.add(make_wheel(d, "beta-linux", "1.0"))
+    index_server.inject(
+        Fault("/files/alpha-1.0-py3-none-any.whl.metadata", kind="slow", delay=1.5, count=None)
+    )
+    got = lock(tmp_path, index_server, ["alpha", "beta"], [WIN312, MAC313])
+    for target in (WIN312, MAC313):
+        assert versions(got[target]) == {
+            "alpha": "1.0", "alpha-dep": "1.0", "beta": "1.0", "beta-one": "1.0",
+            "beta-two": "1.0",
+        }  # fmt: skip
+    paths = [p for m, p, _ in index_server.requests if m == "GET"]
+    # beta's chain was read while alpha's metadata was on its way; alpha-dep only after it
+    assert paths.index("/simple/beta-two/") < paths.index("/simple/alpha-dep/")
+    assert "/simple/beta-linux/" not in paths
+
+
+def test_reading_ahead_never_fetches_an_sdist_for_its_metadata(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path
+) -> None:
+    """zeta 2.0 is what the user's ``zeta`` tries first, so its metadata is read at once; it
+    requires gamma, which has only an sdist. keeper rules zeta 2.0 out before the resolver
+    looks at it: gamma is never needed, and reading ahead did not download its sdist (its
+    metadata could have meant a build)."""
+    d = dists_dir
+    index_server.add(make_wheel(d, "zeta", "1.0"))
+    index_server.add(make_wheel(d, "zeta", "2.0", deps=["gamma"]))
+    index_server.add(make_sdist(d, "gamma", "1.0"))
+    index_server.add(make_wheel(d, "keeper", "1.0", deps=["zeta<2"]))
+    got = lock(tmp_path, index_server, ["keeper", "zeta"], [WIN312])[WIN312]
+    assert versions(got) == {"keeper": "1.0", "zeta": "1.0"}
+    paths = [p for m, p, _ in index_server.requests if m == "GET"]
+    assert "/files/zeta-2.0-py3-none-any.whl.metadata" in paths  # read ahead: it was tried first
+    assert not any(p.startswith("/files/gamma-") for p in paths)
+
+
 # -- indexes that say less (file:// index, PEP 503 pages without data attributes) ---------------
 
 

@@ -46,6 +46,7 @@ from wheelport.explain import explain_impossible, gave_up
 from wheelport.index.client import IndexClient
 from wheelport.index.models import DistFile
 from wheelport.index.parse import VersionFiles
+from wheelport.index.sources import CoreMetadata
 from wheelport.selection import Why, select_file
 from wheelport.targets import Target
 
@@ -296,7 +297,8 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         #: candidates that can be in no answer, and the requirement that rules each out
         self.doomed: dict[tuple[str, Version], Req] = {}
         self._requirements_cache: dict[tuple[str, Version], list[Req]] = {}
-        self._prefetched: set[tuple[NormalizedName, str]] = set()
+        #: (project, specifier) read ahead -> whether only ahead of the resolver
+        self._prefetched: dict[tuple[NormalizedName, str], bool] = {}
         #: (project, version) -> the file of it read ahead for this target (None: none serves)
         self._first_file: dict[tuple[NormalizedName, Version], DistFile | None] = {}
         #: the candidate that required each identifier last (not the user's own identifiers)
@@ -501,15 +503,21 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             self.prefetch_first(req)
         return out
 
-    def prefetch_first(self, req: Req) -> None:
+    def prefetch_first(self, req: Req, *, ahead: bool = False) -> None:
         """Start loading ``req``'s project page and then the metadata of the version it will
         try first (uv's prefetch): judging a candidate reads its metadata, so the metadata of
-        many requirements is read at once instead of one after another."""
+        many requirements is read at once instead of one after another. Once that metadata is
+        in, the same starts for each requirement of that version that applies to the target
+        (``ahead``): the pages of a dependency tree load as fast as the index answers, not as
+        the resolver reaches each project (which waits for every project before it). Ahead of
+        the resolver, the metadata of a version whose first choice is an sdist is not read (it
+        may mean a build)."""
         key = (req.name, str(req.specifier))
-        if key not in self._prefetched:
-            self._prefetched.add(key)
+        seen = self._prefetched.get(key)
+        if seen is None or (seen and not ahead):  # the resolver's own ask reads an sdist's too
+            self._prefetched[key] = ahead
             self.client.prefetch_project(req.name).add_done_callback(
-                functools.partial(self._prefetch_first, req)
+                functools.partial(self._prefetch_first, req, ahead)
             )
 
     def _prefetch(
@@ -525,9 +533,10 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             if chosen is not None:
                 self.client.prefetch_metadata(chosen, on_build=self.on_metadata_build)
 
-    def _prefetch_first(self, req: Req, page: Future[VersionFiles]) -> None:
+    def _prefetch_first(self, req: Req, ahead: bool, page: Future[VersionFiles]) -> None:
         """Start reading the metadata of the version ``req`` will try first (uv's prefetch),
-        as soon as its project page is in. Runs on the client's pool: pure functions only."""
+        as soon as its project page is in, and then its requirements' pages. Runs on the
+        client's pool: pure functions only."""
         if page.cancelled() or page.exception() is not None:
             return
         by_version = page.result()
@@ -544,11 +553,35 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             else:
                 chosen = select_file(by_version[version], self.target, rule, allow_yanked=False)
                 self._first_file[key] = chosen
-            if chosen is not None:
-                self.client.prefetch_metadata(chosen, on_build=self.on_metadata_build)
+            if chosen is None:
+                continue
+            if chosen.is_wheel or not ahead:
+                try:
+                    meta = self.client.prefetch_metadata(chosen, on_build=self.on_metadata_build)
+                except RuntimeError:  # the client was closed (the run ended before this page)
+                    return
+                meta.add_done_callback(functools.partial(self._prefetch_requirements, req))
                 if id(req) in self._roots:
                     self.on_first_choice(chosen)
-                return
+            return
+
+    def _prefetch_requirements(self, req: Req, meta: Future[CoreMetadata]) -> None:
+        """:meth:`prefetch_first` each requirement a first choice's metadata gives that applies
+        to the target (for ``req``'s extras too). Runs on the client's pool."""
+        if meta.cancelled() or meta.exception() is not None:
+            return
+        extras = ["", *sorted(req.extras)]
+        for r in meta.result().requires_dist:
+            try:
+                if canonicalize_name(r.name) == req.name:
+                    continue
+                if r.marker is not None and not any(
+                    r.marker.evaluate({**self.env, "extra": e}) for e in extras
+                ):
+                    continue
+                self.prefetch_first(make_req(r, origin=req.text), ahead=True)
+            except Exception:  # only a read ahead (the client closed, a marker this target
+                return  # cannot judge): the resolver reads what it needs, and says why
 
     def _is_doomed(self, cand: Candidate) -> bool:
         """Whether ``cand`` can be in no answer: a requirement of it leaves no version of a
