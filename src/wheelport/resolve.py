@@ -581,7 +581,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                     continue
                 self.prefetch_first(make_req(r, origin=req.text), ahead=True)
             except Exception:  # only a read ahead (the client closed, a marker this target
-                return  # cannot judge): the resolver reads what it needs, and says why
+                continue  # cannot judge): the resolver reads what it needs, and says why
 
     def _is_doomed(self, cand: Candidate) -> bool:
         """Whether ``cand`` can be in no answer: a requirement of it leaves no version of a
