@@ -275,3 +275,50 @@ def test_a_hash_that_is_not_a_sha256_never_becomes_a_cache_path(tmp_path: Path) 
             call()
     assert victim.read_text(encoding="utf-8") == str(tmp_path / "elsewhere")
     assert not (tmp_path / "wh").exists()
+
+
+def test_an_entry_the_read_ahead_process_just_wrote_is_moved_once_its_answer_is_in(
+    tmp_path: Path, dists_dir: Path
+) -> None:
+    """The read-ahead process renames a download into the cache a moment before its answer
+    (which says it wrote it) reaches this process. fetch waits for that answer: the entry is
+    then moved into the wheelhouse and noted — not copied (its bytes written twice, and the
+    copy never noted, so a later run could not find it)."""
+    import threading
+    import time
+
+    from wheelport.fetch import Artifact, fetch_artifacts
+    from wheelport.index.client import IndexClient, inflight
+    from wheelport.wheelhouse import Wheelhouse, stat_stamp
+
+    wheel = make_wheel(dists_dir, "native", "1.0", tag="cp312-cp312-win_amd64")
+    with IndexServer() as srv:
+        srv.add(wheel)
+        cache = Cache(tmp_path / "cache")
+        with IndexClient([srv.url], cache=cache) as client:
+            (f,) = client.project_files("native")
+            sha = f.sha256 or ""
+            entry = cache.artifact_path(sha)
+            lock = inflight(sha)
+            lock.acquire()  # the read-ahead process is downloading it ...
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            entry.write_bytes(wheel.read_bytes())  # ... and has just renamed it into place
+
+            def answered() -> None:
+                time.sleep(0.3)
+                cache.remember(entry, sha, stat_stamp(entry.stat()), downloaded=True)
+                lock.release()
+
+            answer = threading.Thread(target=answered)
+            answer.start()
+            wh = Wheelhouse(tmp_path / "wh")
+            art = Artifact(f"wheels/{f.filename}", f.url, sha, f.size, project="native")
+            try:
+                fetch_artifacts(wh, [art], client)
+            finally:
+                answer.join()
+        dest = wh.root / art.path
+        assert sha256_file(dest) == sha
+        assert not entry.exists() and dest.stat().st_nlink == 1  # moved: written once
+        assert cache.placed_path(sha).read_text(encoding="utf-8") == str(dest.absolute())
+        assert downloads(srv, f.filename) == 0

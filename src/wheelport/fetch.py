@@ -513,6 +513,9 @@ class Prefetcher:
         for line in proc.stdout:
             try:
                 answer = json.loads(line)
+                if "log" in answer:
+                    _relayed(answer["log"])
+                    continue
                 sha = str(answer["sha256"])
                 self._learn(sha, answer)
             except (ValueError, KeyError, TypeError, AttributeError):
@@ -614,6 +617,19 @@ class Prefetcher:
         """A resolution reporter that tells ``inner`` everything and this prefetcher what the
         resolver pinned and settled."""
         return _AheadReporter(inner or NullReporter(), self)
+
+
+def _relayed(record: Any) -> None:
+    """Show a warning the read-ahead process told (``{"name", "level", "message"}``) as this
+    process's own: only a ``wheelport`` logger's, at warning level or above, one line."""
+    if not isinstance(record, dict):
+        return
+    name, level, message = record.get("name"), record.get("level"), record.get("message")
+    if not (isinstance(name, str) and name.startswith("wheelport.") and isinstance(message, str)):
+        return
+    if not isinstance(level, int) or level < logging.WARNING:
+        return
+    logging.getLogger(name).log(min(level, logging.ERROR), "%s", message.splitlines()[0][:2000])
 
 
 def _learn_wheel_check(sha256: str, filename: str, checked: dict[str, Any]) -> None:
@@ -732,6 +748,8 @@ def fetch_artifacts(
 
     def one(a: Artifact) -> tuple[Artifact, Path, bool]:
         dest = wheelhouse.root / a.path
+        with inflight(a.sha256):  # a read-ahead download of it ends first: once its answer is
+            pass  # in, an entry it just wrote is this run's, moved (not copied) and noted
         cached = client.cache.verified(a.sha256, into=dest) is not None
         if not cached:
             from wheelport.index.client import download_verified

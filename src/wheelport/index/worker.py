@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import sys
 import threading
 from collections import deque
@@ -132,6 +133,8 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
             if checked is not None and cache.written_here(path) == stamp:
                 tell({"sha256": sha256, "wheel": checked})
 
+    relay = _Relay(tell)
+    logging.getLogger("wheelport").addHandler(relay)
     checker = threading.Thread(target=check_when_idle, name="wheelport-check", daemon=True)
     checker.start()
     pool = ThreadPoolExecutor(max_workers=int(settings.get("jobs", 8)))
@@ -155,6 +158,23 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
         checker.join()
         client.close()
+        logging.getLogger("wheelport").removeHandler(relay)
+
+
+class _Relay(logging.Handler):
+    """This process's warnings, told to the parent (``{"log": {"name", "level", "message"}}``),
+    which shows them as its own: a corrupt cache entry found here is said as if found there."""
+
+    def __init__(self, tell: Any) -> None:
+        super().__init__(logging.WARNING)
+        self._tell = tell
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            self._tell({"log": {"name": record.name, "level": record.levelno, "message": message}})
+        except Exception:  # a warning that cannot be told is not worth ending the downloads
+            self.handleError(record)
 
 
 def _checked_wheel(path: Path, filename: str) -> dict[str, Any] | None:
