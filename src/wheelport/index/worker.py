@@ -15,9 +15,10 @@ it rather than copy it), and ``"corrupt": {"message", "hint"}`` when the index s
 than it lists twice (the parent does not ask a third and fourth time). Later, when no download
 is left to run, ``{"sha256", "wheel": {"why", "metadata", "sboms"}}`` for a wheel it wrote whose
 archive it then checked (:func:`~wheelport.index.metadata.check_wheel_file`): fetch takes that
-verdict instead of reading the archive again on its own busy core. End of stdin (the parent is
-done, or gone) stops the downloads still running at their next chunk (their partial files are
-removed) and the checks, and ends the process.
+verdict instead of reading the archive again on its own busy core. ``{"log": {"name", "level",
+"message"}}`` is a warning of this process (a corrupt cache entry it evicted), which the parent
+shows as its own. End of stdin (the parent is done, or gone) stops the downloads still running
+at their next chunk (their partial files are removed) and the checks, and ends the process.
 """
 
 from __future__ import annotations
