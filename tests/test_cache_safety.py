@@ -322,3 +322,28 @@ def test_an_entry_the_read_ahead_process_just_wrote_is_moved_once_its_answer_is_
         assert not entry.exists() and dest.stat().st_nlink == 1  # moved: written once
         assert cache.placed_path(sha).read_text(encoding="utf-8") == str(dest.absolute())
         assert downloads(srv, f.filename) == 0
+
+
+def test_a_warning_of_the_read_ahead_process_is_shown_here_and_odd_lines_are_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The read-ahead process's warnings reach the user through this process: a wheelport
+    logger's, warning level or above, its first line. Anything else it might send — another
+    logger, a lower level, an empty or non-text message — is dropped without an error (an
+    exception here would end the thread that reads its answers)."""
+    from wheelport.fetch import _relayed
+
+    with caplog.at_level(logging.INFO):
+        _relayed({"name": "wheelport.cache", "level": logging.WARNING,
+                  "message": "cache entry /c/ab is corrupt\nsecond line"})  # fmt: skip
+        for odd in (
+            {"name": "wheelport.cache", "level": logging.WARNING, "message": ""},
+            {"name": "wheelport.cache", "level": logging.INFO, "message": "chatter"},
+            {"name": "urllib3", "level": logging.ERROR, "message": "not ours"},
+            {"name": "wheelport.cache", "level": "30", "message": "level as text"},
+            {"name": "wheelport.cache", "level": logging.WARNING, "message": 7},
+            ["not", "a", "record"],
+        ):
+            _relayed(odd)
+    shown = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    assert shown == [("wheelport.cache", logging.WARNING, "cache entry /c/ab is corrupt")]

@@ -629,7 +629,9 @@ def _relayed(record: Any) -> None:
         return
     if not isinstance(level, int) or level < logging.WARNING:
         return
-    logging.getLogger(name).log(min(level, logging.ERROR), "%s", message.splitlines()[0][:2000])
+    line = message.strip().split("\n", 1)[0][:2000]  # (an empty message has no first line)
+    if line:
+        logging.getLogger(name).log(min(level, logging.ERROR), "%s", line)
 
 
 def _learn_wheel_check(sha256: str, filename: str, checked: dict[str, Any]) -> None:

@@ -329,7 +329,7 @@ SOURCES: tuple[Callable[[Lookup], tuple[bytes, str] | None], ...] = (
 #: the metadata read so far, parsed (by its bytes): each target reads its own file of a
 #: version, and every file of it gives the same metadata
 _parsed_memo: dict[bytes, CoreMetadata] = {}
-_PARSED_MOST = 4096
+_PARSED_MOST = 1024  # (bytes and parse held: a bounded memo, not a cache)
 
 
 def _parsed(data: bytes, source: str) -> CoreMetadata:
