@@ -607,6 +607,46 @@ def test_a_project_rejected_again_and_again_is_decided_first(
     assert counter.pins < 60, counter.pins  # the old order: over 10,000 and no answer
 
 
+def test_the_next_project_is_chosen_in_one_pass_as_the_preference_orders_them(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider picks the project to decide next itself (resolvelib's
+    ``narrow_requirement_selection``), so resolvelib asks for no preference per project per
+    round. Each pick is the one resolvelib would have made (the least ``get_preference``),
+    through backtracking and the conflict ranks it changes, on a Windows target; the pins are
+    those of the search before."""
+    from wheelport import resolve
+
+    asked: list[str] = []
+    picks: list[tuple[list[str], list[str], str]] = []
+    get_preference = resolve.Provider.get_preference
+    narrow = resolve.Provider.narrow_requirement_selection
+
+    def counting(self: Any, identifier: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(identifier)
+        return get_preference(self, identifier, *args, **kwargs)
+
+    def checked(self: Any, identifiers: Any, resolutions: Any, candidates: Any,
+                information: Any, backtrack_causes: Any) -> Any:  # fmt: skip
+        names = list(identifiers)
+        got = list(narrow(self, names, resolutions, candidates, information, backtrack_causes))
+        least = min(names, key=lambda n: get_preference(
+            self, n, resolutions, candidates, information, backtrack_causes))  # fmt: skip
+        picks.append((names, got, least))
+        return got
+
+    monkeypatch.setattr(resolve.Provider, "get_preference", counting)
+    monkeypatch.setattr(resolve.Provider, "narrow_requirement_selection", checked)
+    requirements = add_hard_set(index_server, dists_dir, pin=False)
+    got = resolve_hard(index_server, tmp_path, requirements, reporter=PinCounter())
+    assert got == {"lib": "1.0", "shared": "1.0", "top": "1.0", "mid": "1.0",
+                   **{f"user{i}": "8.0" for i in range(4)}}  # fmt: skip
+    assert asked == []  # resolvelib never asked: one name came back each round
+    assert len(picks) > 10 and any(len(names) > 3 for names, _, _ in picks)
+    for names, got_names, least in picks:
+        assert got_names == [least], (names, got_names)
+
+
 def test_giving_up_names_the_conflict_met_most(
     tmp_path: Path, index_server: IndexServer, dists_dir: Path
 ) -> None:

@@ -134,9 +134,9 @@ class Conflicts:
 
     def rank(self, project: NormalizedName) -> int:
         """0: decide first (rejected often), 1: next (rejects others often), 2: no rank."""
-        if self.affected[project] >= THRESHOLD:
+        if self.affected.get(project, 0) >= THRESHOLD:  # .get: no __missing__ call per ask
             return 0
-        if self.culprit[project] >= THRESHOLD:
+        if self.culprit.get(project, 0) >= THRESHOLD:
             return 1
         return 2
 
