@@ -153,6 +153,40 @@ def test_json_output(tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
     assert data["targets"][LINUX312]["lib"]["kind"] == "sdist"
 
 
+def test_a_command_that_prints_nothing_never_loads_rich(
+    tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
+) -> None:
+    """rich's consoles are made when a run first prints: ``plan`` over a Windows target's lock
+    (no network, so no httpx, which loads rich itself), quiet or ``--json``, never loads rich;
+    the same command not quiet loads it and prints the sdist build the lock leaves."""
+    out = tmp_path / "wh"
+    proc = run(tmp_path, clean_env, "app", "-t", WIN312, "--index-url", srv.url, "-o", str(out),
+               "--tool", "none", "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+    def plan(*extra: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "wheelport", "plan", "-w", str(out), *extra],
+            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+            env={**clean_env, "WHEELPORT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        loaded = {
+            line.rsplit("|", 1)[1].strip()
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line
+        }
+        return proc, loaded
+
+    for quiet in ("-q", "--json"):
+        _, loaded = plan(quiet)
+        assert "wheelport.lock" in loaded  # the import log was read
+        assert not {m for m in loaded if m.split(".")[0] == "rich"}, quiet
+    told, loaded = plan()
+    assert "rich.console" in loaded
+    assert "lib" in told.stderr
+
+
 # -- bad input: one line, right exit code, no lock ----------------------------------------------
 
 

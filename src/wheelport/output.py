@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
@@ -41,8 +41,20 @@ class Output:
         self.json_mode = json_mode
         self.quiet = quiet or json_mode
         self.verbose = verbose
-        self.console = Console(stderr=True, highlight=False)
-        self.out = Console(highlight=False, soft_wrap=True)
+
+    # rich's consoles are made when a run first prints to one: a quiet or --json run that
+    # prints nothing never imports rich (a fifth of the imports before a sync starts)
+    @functools.cached_property
+    def console(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False)
+
+    @functools.cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=True)
 
     def info(self, text: str) -> None:
         if not self.quiet:
