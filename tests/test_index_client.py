@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -559,3 +560,91 @@ def test_the_read_ahead_process_checks_each_wheel_it_downloads_and_fetch_takes_i
             again = Artifact(placed["pkg"].path, placed["pkg"].url, "0" * 64, None, "pkg")
             with pytest.raises(AssertionError, match="read again"):
                 fetch_mod.check_wheel(wh, again, wh.root / again.path, cache)
+
+
+def _wait_until(done: Callable[[], bool], what: str, seconds: float = 15) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_the_read_ahead_process_reads_metadata_and_this_one_checks_and_keeps_it(
+    tmp_path: Path, dists_dir: Path
+) -> None:
+    """Once the read-ahead process is up, it reads metadata over the network for the resolving
+    process (a PEP 658 file; a wheel without one by range requests): none of those requests is
+    made here, and the bytes are checked and kept here as before — an impostor ``.metadata``
+    naming another project is refused with the usual line. When the process is gone, the
+    reads are made here again."""
+    from wheelport.fetch import Prefetcher
+    from wheelport.index.sources import cached_metadata
+
+    win = make_wheel(dists_dir, "pep", "1.0", tag="cp312-cp312-win_amd64", deps=["dep>=1"])
+    mac = make_wheel(dists_dir, "rng", "2.0", tag="cp311-cp311-macosx_11_0_arm64",
+                     requires_python=">=3.11")  # fmt: skip
+    late = make_wheel(dists_dir, "rng", "3.0", tag="cp311-cp311-macosx_11_0_arm64")
+    imp = make_wheel(dists_dir, "imp", "1.0", tag="cp310-cp310-musllinux_1_2_aarch64")
+    with IndexServer() as srv:
+        srv.add(win)
+        srv.add(mac, metadata=False)
+        srv.add(late, metadata=False)
+        srv.add(imp)
+        srv.serve_metadata(imp.name, b"Metadata-Version: 2.1\nName: other\nVersion: 1.0\n\n")
+        with IndexClient([srv.url], cache=Cache(tmp_path / "cache")) as client:
+            files = {f.filename: f for p in ("pep", "rng", "imp") for f in client.project_files(p)}
+            ahead = Prefetcher(client)
+            ahead.start()
+            _wait_until(lambda: ahead._ready, "the read-ahead process never said it is up")
+            requests = client.stats["requests"]
+
+            pep = client.metadata(files[win.name])
+            assert (pep.name, pep.version, [str(r) for r in pep.requires_dist]) == (
+                "pep", "1.0", ["dep>=1"])  # fmt: skip
+            rng = client.metadata(files[mac.name])
+            assert (rng.name, rng.version, rng.requires_python) == ("rng", "2.0", ">=3.11")
+            with pytest.raises(IndexAccessError, match="says Name: other"):
+                client.metadata(files[imp.name])
+
+            assert srv.count(f"/files/{win.name}.metadata") == 1
+            assert any("Range" in h for _, p, h in srv.requests if p == f"/files/{mac.name}")
+            assert client.stats["requests"] == requests  # not one of them made here
+            assert client.stats.get("range_requests", 0) == 0
+            assert client.stats["metadata_pep658"] == 2 and client.stats["metadata_ranges"] == 1
+            for name in (win.name, mac.name):  # kept here, for the next run
+                assert cached_metadata(client.cache, files[name].sha256) is not None
+
+            assert ahead._proc is not None
+            ahead._proc.kill()  # gone: what it was asked and what comes next is read here
+            _wait_until(lambda: ahead._gone, "the end of the read-ahead process went unnoticed")
+            assert client.metadata(files[late.name]).version == "3.0"
+            assert client.stats.get("range_requests", 0) >= 1
+            ahead.close()
+            assert client.offload is None
+
+
+def test_metadata_over_the_size_limit_is_not_read(
+    tmp_path: Path,
+    dists_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hostile index's PEP 658 file, or a wheel's METADATA member read by range requests,
+    larger than the limit is not read into memory: the PEP 658 file is ignored with a warning
+    and the member refused, and the wheel itself answers (here, for a Windows wheel)."""
+    from wheelport.index import sources
+
+    big = make_wheel(dists_dir, "big", "1.0", tag="cp312-cp312-win_amd64", summary="x" * 4000)
+    monkeypatch.setattr(sources, "MAX_METADATA_BYTES", 2000)
+    with IndexServer() as srv:
+        srv.add(big)
+        with IndexClient([srv.url], cache=Cache(tmp_path / "cache")) as client:
+            (file,) = client.project_files("big")
+            meta = client.metadata(file)
+            assert meta.name == "big"
+            assert client.stats.get("metadata_pep658", 0) == 0
+            assert client.stats.get("metadata_ranges", 0) == 0
+            assert client.stats["metadata_wheel"] == 1  # the whole wheel, downloaded and checked
+    assert "PEP 658 metadata is larger than 2000 bytes; ignored" in caplog.text

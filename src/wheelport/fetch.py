@@ -32,7 +32,8 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -49,6 +50,7 @@ from wheelport.errors import FetchError, VerifyError, WheelportError
 from wheelport.index.client import CoreMetadata, IndexClient, found_corrupt, inflight
 from wheelport.index.metadata import read_wheel, remember_wheel_check
 from wheelport.index.models import DistFile
+from wheelport.index.sources import HERE, ReadHere
 from wheelport.lock import lock_tool
 from wheelport.manifest import ArtifactRecord, Manifest, Origin
 from wheelport.resolve import Candidate, NullReporter, Reporter, Resolution
@@ -397,7 +399,12 @@ class Prefetcher:
     so fetch waits for it and then finds it in the cache — a file is never downloaded twice.
     :meth:`hand_over` gives fetch what the process has not started yet. A download that fails
     there is left for fetch, which reports it. Without a process (a handed-in HTTP client, or
-    one that cannot start) nothing is read ahead."""
+    one that cannot start) nothing is read ahead.
+
+    Once the process is up it also reads metadata over the network for the client (its
+    :attr:`~wheelport.index.client.IndexClient.offload`, :meth:`metadata`): the HTTP and the
+    archive's directory are work for the other core; the bytes come back to be checked and
+    kept here."""
 
     #: files up to this size are fetched when first pinned even by a target that backtracks
     SPECULATIVE_BYTES = 4 << 20
@@ -423,6 +430,37 @@ class Prefetcher:
         self._gone = False
         #: the process's stderr (see :meth:`_errors`)
         self._stderr: IO[bytes] | None = None
+        #: the process said it is up (metadata asked before that is read here)
+        self._ready = False
+        #: metadata asked of the process: id -> its answer
+        self._asked: dict[int, Future[bytes | ReadHere | None]] = {}
+        self._last_ask = 0
+        #: how long an ask waits for its answer, a bound for a process that hangs (its own
+        #: requests time out and retry first)
+        self._patience = 4 * (client.timeout + 5) * (client.retries + 1)
+        client.offload = self.metadata
+
+    def metadata(self, kind: str, file: DistFile) -> bytes | ReadHere | None:
+        """The METADATA of ``file`` read by the process (``kind``: how; see
+        :data:`~wheelport.index.sources.REMOTE_READERS`); None when it could not read it;
+        :data:`~wheelport.index.sources.HERE` when this process is to read it (the process
+        is not up yet, or no longer, or did not answer in time)."""
+        with self._lock:
+            if self._closed or self._gone or not self._ready:
+                return HERE
+            self._last_ask += 1
+            ask = self._last_ask
+            answer: Future[bytes | ReadHere | None] = Future()
+            self._asked[ask] = answer
+            given = {"filename": file.filename, "url": file.url, "project": file.project,
+                     "index_url": file.index_url, "sha256": file.sha256, "size": file.size}  # fmt: skip
+            self._outbox.put(json.dumps({"metadata": {"id": ask, "kind": kind, "file": given}}))
+        try:
+            return answer.result(timeout=self._patience)
+        except FutureTimeout:
+            with self._lock:
+                self._asked.pop(ask, None)
+            return HERE
 
     def want(self, file: DistFile) -> None:
         """Download ``file`` into the cache soon (once; not when it has no sha256)."""
@@ -516,6 +554,12 @@ class Prefetcher:
                 if "log" in answer:
                     _relayed(answer["log"])
                     continue
+                if "metadata" in answer:
+                    self._answered(answer)
+                    continue
+                if answer.get("ready") is True:
+                    self._ready = True
+                    continue
                 sha = str(answer["sha256"])
                 self._learn(sha, answer)
             except (ValueError, KeyError, TypeError, AttributeError):
@@ -525,6 +569,10 @@ class Prefetcher:
             self._gone = True
             left = list(self._held)
             closed = self._closed
+            asked = list(self._asked.values())
+            self._asked.clear()
+        for answer in asked:
+            answer.set_result(HERE)  # read there no more: each is read here
         for sha in left:
             self._release(sha)
         self._outbox.put(None)  # the writer ends too
@@ -545,6 +593,22 @@ class Prefetcher:
             if lines:  # a URL in it keeps no password
                 return ": " + " ".join(redact(w) if "://" in w else w for w in lines[-1].split())
         return ""
+
+    def _answered(self, answer: dict[str, Any]) -> None:
+        """The process's answer to a metadata ask (a malformed one: read here)."""
+        ask = answer.get("metadata")
+        with self._lock:
+            waiting = self._asked.pop(ask, None) if isinstance(ask, int) else None
+        if waiting is None:
+            return
+        data = answer.get("data")
+        if answer.get("here") is True:
+            waiting.set_result(HERE)
+            return
+        try:
+            waiting.set_result(None if data is None else base64.b64decode(data, validate=True))
+        except (binascii.Error, TypeError, ValueError):
+            waiting.set_result(HERE)
 
     def _learn(self, sha: str, answer: dict[str, Any]) -> None:
         """What an answer tells this process about the file, before fetch may take it."""
@@ -589,6 +653,8 @@ class Prefetcher:
         with self._lock:
             self._closed = True
             proc = self._proc
+        if self.client.offload == self.metadata:
+            self.client.offload = None
         if proc is not None:
             self._outbox.put(None)  # end of its stdin: it stops
 

@@ -47,7 +47,7 @@ from wheelport.index.parse import (
     read_json_page,
     upload_instant,
 )
-from wheelport.index.sources import CoreMetadata, SdistMetadataBuilder, read_metadata
+from wheelport.index.sources import CoreMetadata, Offload, SdistMetadataBuilder, read_metadata
 from wheelport.wheelhouse import (
     atomic_write_bytes,
     disk_full,
@@ -91,6 +91,9 @@ class IndexClient:
         self.cache = cache or Cache.default()
         self.cache.reclaim()
         self.stats = {"requests": 0, "cached": 0, "revalidated": 0}
+        #: who reads metadata over the network (PEP 658 files, range requests) when not this
+        #: process: a sync's read-ahead download process (:class:`wheelport.fetch.Prefetcher`)
+        self.offload: Offload | None = None
         #: HTTP, with retries and the page cache (``refresh``: revalidate every page)
         self.web = Http(self.logins, self.cache, self.stats, http=http, timeout=timeout,
                         concurrency=concurrency, retries=retries, backoff=backoff,

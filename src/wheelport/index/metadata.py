@@ -448,15 +448,19 @@ class RangeFile(io.RawIOBase):
 
 
 def read_metadata_by_ranges(
-    filename: str, size: int, tail: bytes, fetch: RangeFetch
+    filename: str, size: int, tail: bytes, fetch: RangeFetch, *, most: int | None = None
 ) -> tuple[bytes, int]:
-    """(METADATA bytes, range requests made after the tail) of a remote wheel."""
+    """(METADATA bytes, range requests made after the tail) of a remote wheel; a METADATA
+    member that says it is larger than ``most`` bytes is not read (BadZipFile)."""
     raw = RangeFile(size, tail, fetch)
     with zipfile.ZipFile(io.BufferedReader(raw, buffer_size=BLOCK_BYTES)) as zf:
         member = wheel_metadata_member(zf, filename)
         if member is None:
             raise zipfile.BadZipFile(f"{filename} has no .dist-info/METADATA")
-        data = zf.read(member)
+        info = zf.getinfo(member)
+        if most is not None and max(info.file_size, info.compress_size) > most:
+            raise zipfile.BadZipFile(f"{member} is {info.file_size} bytes, over {most}")
+        data = zf.read(info)  # no more than it declares: zipfile stops there (and checks the CRC)
     return data, raw.requests
 
 

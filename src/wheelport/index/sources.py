@@ -8,7 +8,10 @@ sdist. Whatever answers, the metadata must name the file's project and version
 (:func:`read_metadata`): pip refuses such a file too, and so does wheelport.
 
 A source reads through the index client (:class:`Reader`: its HTTP, downloads, cache, and a
-``once`` that runs one piece of work per key for the whole client).
+``once`` that runs one piece of work per key for the whole client). The network part of the
+PEP 658 and range sources (:data:`REMOTE_READERS`) may be handed to another process, the
+read-ahead download process of a sync (:attr:`Reader.offload`): the bytes it sends back are
+checked and kept here as if read here.
 """
 
 from __future__ import annotations
@@ -58,6 +61,22 @@ _SOURCE = {
 
 #: (local sdist, its file name) -> its core metadata, built with the PEP 517 hook
 SdistMetadataBuilder = Callable[[Path, str], bytes]
+
+#: the most bytes of METADATA read from one file (a PEP 658 file, a wheel's member): real ones
+#: are kilobytes, a long description makes a few megabytes; a hostile index could send more
+MAX_METADATA_BYTES = 16 << 20
+
+
+class ReadHere:
+    """:data:`HERE`'s type."""
+
+
+#: an offload's answer "not read there: read it here" (no process runs, or it ended)
+HERE = ReadHere()
+
+#: (kind, file) -> the METADATA bytes another process read for this process (None: it could
+#: not read them), or :data:`HERE`; kinds are the keys of :data:`REMOTE_READERS`
+Offload = Callable[[str, DistFile], "bytes | ReadHere | None"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,9 @@ class Reader(Protocol):
     def versions_of(self, name: str) -> Mapping[Version, list[DistFile]]: ...
 
     def once(self, key: tuple[str, ...], work: Callable[[], bytes | None]) -> bytes | None: ...
+
+    #: who reads metadata over the network for this client, when not itself (None: itself)
+    offload: Offload | None
 
 
 @dataclass(frozen=True)
@@ -193,16 +215,35 @@ def from_pep658(q: Lookup) -> tuple[bytes, str] | None:
 
 
 def _fetch_pep658(q: Lookup, wheel: DistFile) -> bytes | None:
-    resp = q.client.request(wheel.metadata_url)
-    if resp.status_code != 200:
+    data = _remote(q.client, "pep658", wheel)
+    if data is None:
         return None
-    data = resp.content
     expected = wheel.core_metadata if isinstance(wheel.core_metadata, str) else None
     if expected and hashlib.sha256(data).hexdigest() != expected:
         log.warning("%s: PEP 658 metadata does not match its sha256; ignored", wheel.filename)
         return None
     remember_metadata(q.client.cache, wheel.sha256, data)
     return data
+
+
+def read_pep658(client: Reader, wheel: DistFile) -> bytes | None:
+    """The body of a wheel's PEP 658 metadata file (None when the index has none, or sends
+    more than :data:`MAX_METADATA_BYTES`)."""
+    resp = client.request(wheel.metadata_url, stream=True)
+    try:
+        if resp.status_code != 200:
+            return None
+        chunks, got = [], 0
+        for chunk in resp.iter_bytes():
+            got += len(chunk)
+            if got > MAX_METADATA_BYTES:
+                log.warning("%s: PEP 658 metadata is larger than %d bytes; ignored",
+                            wheel.filename, MAX_METADATA_BYTES)  # fmt: skip
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        resp.close()
 
 
 def by_ranges(q: Lookup) -> tuple[bytes, str] | None:
@@ -238,9 +279,16 @@ def _ranged(client: Reader, url: str, spec: str, most: int) -> tuple[bytes, int]
 
 
 def _fetch_by_ranges(q: Lookup, wheel: DistFile) -> bytes | None:
+    data = _remote(q.client, "ranges", wheel)
+    if data is not None:
+        remember_metadata(q.client.cache, wheel.sha256, data)
+    return data
+
+
+def read_by_ranges(client: Reader, wheel: DistFile) -> bytes | None:
+    """A remote wheel's METADATA, read with range requests (None when that fails)."""
     import httpx
 
-    client = q.client
     try:
         tail_size = tail_bytes(wheel.size)
         tail, size = _ranged(client, wheel.url, f"-{tail_size}", tail_size)
@@ -248,13 +296,32 @@ def _fetch_by_ranges(q: Lookup, wheel: DistFile) -> bytes | None:
         def fetch(start: int, end: int) -> bytes:
             return _ranged(client, wheel.url, f"{start}-{end}", end - start + 1)[0]
 
-        data, more = read_metadata_by_ranges(wheel.filename, size, tail, fetch)
+        data, more = read_metadata_by_ranges(
+            wheel.filename, size, tail, fetch, most=MAX_METADATA_BYTES
+        )
     except (RangesUnsupported, httpx.HTTPError, zipfile.BadZipFile, OSError, EOFError) as exc:
         log.info("%s: metadata by range requests failed (%s)", wheel.filename, exc)
         return None
     client.stats["range_requests"] = client.stats.get("range_requests", 0) + 1 + more
-    remember_metadata(client.cache, wheel.sha256, data)
     return data
+
+
+#: the network reads another process may do for this one, by kind
+REMOTE_READERS: dict[str, Callable[[Reader, DistFile], bytes | None]] = {
+    "pep658": read_pep658,
+    "ranges": read_by_ranges,
+}
+
+
+def _remote(client: Reader, kind: str, wheel: DistFile) -> bytes | None:
+    """METADATA read over the network: by the client's offload when it takes the read, else
+    here. Either way the bytes are checked here, by the caller and by :func:`read_metadata`."""
+    offload = client.offload
+    if offload is not None:
+        data = offload(kind, wheel)
+        if not isinstance(data, ReadHere):
+            return data
+    return REMOTE_READERS[kind](client, wheel)
 
 
 def from_static_sdist(q: Lookup) -> tuple[bytes, str] | None:

@@ -7,18 +7,34 @@ downloads run in a second Python process, on the other core, into the same conte
 cache (each file verified and renamed into place, as every download is).
 
 The protocol is JSON lines. On stdin: first the settings (index URLs with their logins: never
-on the command line, where other users could read them), then one job per line
-(``{"url", "sha256", "size", "label"}``) or ``{"drop": true}``: forget the jobs not started yet.
-On stdout, one answer per job: ``{"sha256", "error"}``, ``error`` null when the file is in the
-cache; with ``"written": [stamp]`` when this process wrote the entry (the parent may then move
-it rather than copy it), and ``"corrupt": {"message", "hint"}`` when the index served other bytes
-than it lists twice (the parent does not ask a third and fourth time). Later, when no download
-is left to run, ``{"sha256", "wheel": {"why", "metadata", "sboms"}}`` for a wheel it wrote whose
-archive it then checked (:func:`~wheelport.index.metadata.check_wheel_file`): fetch takes that
-verdict instead of reading the archive again on its own busy core. ``{"log": {"name", "level",
-"message"}}`` is a warning of this process (a corrupt cache entry it evicted), which the parent
-shows as its own. End of stdin (the parent is done, or gone) stops the downloads still running
-at their next chunk (their partial files are removed) and the checks, and ends the process.
+on the command line, where other users could read them), then one job per line:
+
+- ``{"url", "sha256", "size", "label"}``: download that file into the cache;
+- ``{"drop": true}``: forget the downloads not started yet;
+- ``{"metadata": {"id", "kind", "file"}}``: read a wheel's METADATA over the network for the
+  parent, whose core is busy resolving (``kind``: ``pep658`` or ``ranges``, see
+  :data:`~wheelport.index.sources.REMOTE_READERS`; ``file``: the wheel's name, URL, project,
+  index, size and sha256). These run on threads of their own: never behind a download.
+
+On stdout: first ``{"ready": true}`` once this process is up (metadata is asked of it only
+then), then
+
+- for each download, ``{"sha256", "error"}``, ``error`` null when the file is in the cache;
+  with ``"written": [stamp]`` when this process wrote the entry (the parent may then move it
+  rather than copy it), and ``"corrupt": {"message", "hint"}`` when the index served other bytes
+  than it lists twice (the parent does not ask a third and fourth time);
+- for each metadata read, ``{"metadata": id, "data"}``: the bytes as base64, or null when there
+  are none to read; with ``"here": true`` when the read failed otherwise (the parent then reads
+  them itself, and says why). The parent checks and keeps the bytes as if it had read them;
+- later, when no download is left to run, ``{"sha256", "wheel": {"why", "metadata", "sboms"}}``
+  for a wheel it wrote whose archive it then checked
+  (:func:`~wheelport.index.metadata.check_wheel_file`): fetch takes that verdict instead of
+  reading the archive again on its own busy core;
+- ``{"log": {"name", "level", "message"}}``: a warning of this process (a corrupt cache entry
+  it evicted), which the parent shows as its own.
+
+End of stdin (the parent is done, or gone) stops the downloads still running at their next
+chunk (their partial files are removed) and the checks, and ends the process.
 """
 
 from __future__ import annotations
@@ -136,12 +152,27 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
 
     relay = _Relay(tell)
     logging.getLogger("wheelport").addHandler(relay)
+    tell({"ready": True})  # up: the parent may hand it metadata to read
     checker = threading.Thread(target=check_when_idle, name="wheelport-check", daemon=True)
     checker.start()
     pool = ThreadPoolExecutor(max_workers=int(settings.get("jobs", 8)))
+    readers = ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="wheelport-metadata")
+
+    def read_metadata(ask: dict[str, Any]) -> None:
+        try:
+            data = _read_metadata(client, ask)
+        except Exception:  # e.g. the index is unreachable: the parent reads it and says why
+            tell({"metadata": ask.get("id"), "data": None, "here": True})
+            return
+        encoded = None if data is None else base64.b64encode(data).decode("ascii")
+        tell({"metadata": ask.get("id"), "data": encoded})
+
     try:
         for line in jobs_in:
             job = json.loads(line)
+            if isinstance(job.get("metadata"), dict):
+                readers.submit(read_metadata, job["metadata"])
+                continue
             if job.get("drop"):
                 for sha256, fut in list(queued.items()):
                     if fut.cancel():
@@ -157,9 +188,34 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
         with idle:
             idle.notify_all()
         pool.shutdown(wait=True, cancel_futures=True)
+        readers.shutdown(wait=True, cancel_futures=True)
         checker.join()
         client.close()
         logging.getLogger("wheelport").removeHandler(relay)
+
+
+#: metadata reads at once (small answers: a few threads keep up with the resolver's asks)
+_READERS = 8
+
+
+def _read_metadata(client: IndexClient, ask: dict[str, Any]) -> bytes | None:
+    """The METADATA the parent asked for (``ask``: ``{"kind", "file"}``), read by this
+    process's client exactly as the parent's would."""
+    from wheelport.index.models import make_file
+    from wheelport.index.sources import REMOTE_READERS
+
+    given = ask["file"]
+    file = make_file(
+        filename=str(given["filename"]),
+        url=str(given["url"]),
+        project=str(given["project"]),
+        index_url=str(given["index_url"]),
+        sha256=given.get("sha256"),
+        size=given.get("size"),
+    )
+    if file is None:
+        return None
+    return REMOTE_READERS[str(ask["kind"])](client, file)
 
 
 class _Relay(logging.Handler):
