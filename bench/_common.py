@@ -46,6 +46,11 @@ class CPU:
         return f"CPU {user:.1f} user + {system:.1f} sys"
 
 
+def runs(times: Sequence[float], digits: int = 2) -> str:
+    """Each run's time, as ``[1.23 1.19 1.30]``."""
+    return "[" + " ".join(f"{t:.{digits}f}" for t in times) + "]"
+
+
 def page_cost(megabytes: int = 256) -> float:
     """Kernel seconds per GB this process spends writing a new file of ``megabytes`` (1 MiB
     writes, then removed). Where memory pages are costly to hand out (a micro-VM that returns

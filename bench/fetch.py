@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,7 @@ from _common import (
     lock_urls,
     page_cost,
     pip_download_loop,
+    runs,
     scrubbed_env,
     timed,
 )
@@ -84,7 +86,7 @@ def main() -> None:
         colds, cold_cpu, env = cold_runs()
         noop = timed(wp, env)[0]
         bares, bare_cpu, _ = cold_runs("--no-cache")
-        cold, bare = median(colds), median(bares)
+        cold, bare = statistics.median(colds), statistics.median(bares)
         pip = pip_download_loop(TARGETS, reqs, work, INDEX)
         files = lock_urls(work / "wh")
         curls, cpu = [], CPU()
@@ -93,7 +95,7 @@ def main() -> None:
             shutil.rmtree(work / f"curl-{i}", ignore_errors=True)
         user, system = cpu.used()
         curl_cpu = f"CPU {user / rounds:.1f} user + {system / rounds:.1f} sys per run"
-        curl = median(curls)
+        curl = statistics.median(curls)
         pages = page_cost()
         wheels = len(list((work / "wh" / "wheels").glob("*.whl")))
         pip_files = len(list((work / "pip").rglob("*.whl")))
@@ -125,14 +127,6 @@ def main() -> None:
               f"wheelport / curl {bare / curl:5.2f}x")  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def median(times: list[float]) -> float:
-    return sorted(times)[len(times) // 2]
-
-
-def runs(times: list[float]) -> str:
-    return "[" + " ".join(f"{t:.2f}" for t in times) + "]"
 
 
 if __name__ == "__main__":

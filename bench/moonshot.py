@@ -11,6 +11,10 @@ macosx_11_0_arm64), cold, in one run:
 - a cold ``wheelport sync --no-cache`` (a cache of the run only: each file written once).
 
     .venv/bin/python bench/moonshot.py [--index-url URL] [--skip-pip] [--exclude-newer WHEN]
+                                       [--rounds N]
+
+The cold sync (a new cache and an empty wheelhouse each time) and curl run ``--rounds`` times
+(3) and their medians are compared: one run's time varies by a third on this kind of machine.
 
 Every tool resolves as the index stood at one instant (``--exclude-newer``; pip's
 ``--uploaded-prior-to``; default 2026-12-01T00:00:00Z, ``--exclude-newer none`` for the live
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +41,7 @@ from _common import (
     lock_urls,
     page_cost,
     pip_download_loop,
+    runs,
     scrubbed_env,
     timed,
     uv_compile,
@@ -197,7 +203,9 @@ def main() -> None:
     ap.add_argument("--skip-pip", action="store_true", help="leave out the (slow) pip loop")
     ap.add_argument("--exclude-newer", default=CUTOFF,
                     help=f"resolve as the index stood then (default {CUTOFF}; 'none': live)")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=3, help="cold syncs and curl runs (median)")
     args = ap.parse_args()
+    rounds = max(1, args.rounds)
     index = args.index_url
     cutoff = [] if args.exclude_newer == "none" else ["--exclude-newer", args.exclude_newer]
     work = Path(tempfile.mkdtemp(prefix="wheelport-moonshot-"))
@@ -218,10 +226,13 @@ def main() -> None:
         uv_s = sum(s for s, _ in uv.values())
         same = [t for t in TARGETS if lock_pins(work / "lock", t) == uv[t][1]]
 
-        env = scrubbed_env(WHEELPORT_CACHE_DIR=str(work / "wp-sync-cache"))
-        cpu = CPU()
-        sync_s, _ = timed([*wp, "sync", *common, "-o", str(work / "wh")], env)
-        sync_cpu = cpu.text()
+        syncs, cpu = [], CPU()
+        for i in range(rounds):
+            shutil.rmtree(work / "wh", ignore_errors=True)
+            env = scrubbed_env(WHEELPORT_CACHE_DIR=str(work / f"wp-sync-cache-{i}"))
+            syncs.append(timed([*wp, "sync", *common, "-o", str(work / "wh")], env)[0])
+        sync_cpu = per_run(cpu, rounds)
+        sync_s = statistics.median(syncs)
         noop_s, _ = timed([*wp, "sync", *common, "-o", str(work / "wh")], env)
         # cold again, keeping nothing beyond the wheelhouse (each file written once)
         cpu = CPU()
@@ -229,9 +240,12 @@ def main() -> None:
         bare_cpu = cpu.text()
         files = lock_urls(work / "wh")
         size = sum(n for _, n in files)
-        cpu = CPU()
-        curl_s = curl_parallel([u for u, _ in files], work / "curl")
-        curl_cpu = cpu.text()
+        curls, cpu = [], CPU()
+        for i in range(rounds):
+            curls.append(curl_parallel([u for u, _ in files], work / f"curl-{i}"))
+            shutil.rmtree(work / f"curl-{i}", ignore_errors=True)
+        curl_cpu = per_run(cpu, rounds)
+        curl_s = statistics.median(curls)
         pages = page_cost()
         pip_s = (
             None
@@ -243,8 +257,8 @@ def main() -> None:
             ("lock, 15 targets", f"{lock_s:.1f} s", f"uv pip compile ×15: {uv_s:.1f} s",
              f"{uv_s / lock_s:.1f}× faster"),
             ("pins equal uv's", f"{len(same)}/{len(TARGETS)} targets", "", ""),
-            ("sync cold", f"{sync_s:.1f} s ({len(files)} files, {size / 1e9:.2f} GB)",
-             f"curl --parallel: {curl_s:.1f} s", f"×{sync_s / curl_s:.1f} of the link"),
+            ("sync cold", f"{sync_s:.1f} s {runs(syncs, 1)} ({len(files)} files, {size / 1e9:.2f} GB)",
+             f"curl --parallel: {curl_s:.1f} s {runs(curls, 1)}", f"×{sync_s / curl_s:.2f} of the link"),
             ("  CPU used", sync_cpu, curl_cpu, ""),
             ("sync cold vs pip loop", f"{sync_s:.1f} s",
              "skipped" if pip_s is None else f"pip download ×15: {pip_s:.1f} s",
@@ -255,7 +269,8 @@ def main() -> None:
             ("no-op sync", f"{noop_s:.2f} s", "", "goal < 1 s"),
         ]  # fmt: skip
         print(f"{len(PACKAGES)} requirements, {len(TARGETS)} targets, index {index}"
-              f"{f' as of {cutoff[1]}' if cutoff else ' (live)'}")  # fmt: skip
+              f"{f' as of {cutoff[1]}' if cutoff else ' (live)'}; cold syncs and curl: median of "
+              f"{rounds} (each run in brackets)")  # fmt: skip
         width = [max(len(r[i]) for r in rows) for i in range(4)]
         for row in rows:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True)))
@@ -267,6 +282,11 @@ def main() -> None:
                 print(f"  {t}: differs from uv: {diff[:10]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def per_run(cpu: CPU, rounds: int) -> str:
+    user, system = cpu.used()
+    return f"CPU {user / rounds:.1f} user + {system / rounds:.1f} sys per run"
 
 
 if __name__ == "__main__":
