@@ -648,3 +648,39 @@ def test_metadata_over_the_size_limit_is_not_read(
             assert client.stats.get("metadata_ranges", 0) == 0
             assert client.stats["metadata_wheel"] == 1  # the whole wheel, downloaded and checked
     assert "PEP 658 metadata is larger than 2000 bytes; ignored" in caplog.text
+
+
+def test_the_read_ahead_process_answers_each_metadata_ask(tmp_path: Path, dists_dir: Path) -> None:
+    """The protocol as the process speaks it: it says it is up, then answers each metadata
+    ask by its id — the bytes read by range requests for a macOS wheel; none (null) when the
+    index has no PEP 658 file; and "here" for a file it will not take (a name that is a path),
+    which the parent then reads itself."""
+    import base64
+    import io
+
+    from wheelport.index import worker
+
+    mac = make_wheel(dists_dir, "pkg", "1.0", tag="cp311-cp311-macosx_11_0_arm64")
+    with IndexServer() as srv:
+        srv.add(mac, metadata=False)
+        info = srv.file(mac.name)
+        assert info is not None
+        given = {"filename": mac.name, "url": srv.file_url(mac.name), "project": "pkg",
+                 "index_url": srv.url, "sha256": info.sha256, "size": info.size}  # fmt: skip
+        asks = [
+            {"metadata": {"id": 1, "kind": "ranges", "file": given}},
+            {"metadata": {"id": 2, "kind": "pep658", "file": given}},
+            {"metadata": {"id": 3, "kind": "ranges", "file": {**given, "filename": "../x.whl"}}},
+        ]
+        out = io.StringIO()
+        settings = {"index_urls": [srv.url], "cache": str(tmp_path / "cache")}
+        worker.serve(settings, io.StringIO("".join(json.dumps(a) + "\n" for a in asks)), out)
+        assert any("Range" in h for _, p, h in srv.requests if p == f"/files/{mac.name}")
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert answers[0] == {"ready": True}
+    by_id = {a["metadata"]: a for a in answers if "metadata" in a}
+    assert sorted(by_id) == [1, 2, 3]
+    data = base64.b64decode(by_id[1]["data"])
+    assert b"Name: pkg" in data and b"Version: 1.0" in data
+    assert by_id[2] == {"metadata": 2, "data": None}
+    assert by_id[3] == {"metadata": 3, "data": None, "here": True}

@@ -213,8 +213,8 @@ def _read_metadata(client: IndexClient, ask: dict[str, Any]) -> bytes | None:
         sha256=given.get("sha256"),
         size=given.get("size"),
     )
-    if file is None:
-        return None
+    if file is None:  # the parent took it: say so, and let it read the file itself
+        raise ValueError(f"{given['filename']!r} is not a file this process reads")
     return REMOTE_READERS[str(ask["kind"])](client, file)
 
 
