@@ -327,7 +327,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         self.depth: dict[str, int] = {}
         self._files: dict[NormalizedName, VersionFiles] = {}
         self._select_cache: dict[tuple[NormalizedName, Version, bool], DistFile | None] = {}
-        self._satisfied: dict[tuple[int, int], tuple[SpecifierSet, Candidate, bool]] = {}
+        self._satisfied: dict[tuple[int, int], tuple[SpecifierSet, Version, bool]] = {}
         #: id of a specifier -> (it, kept alive so the id is not reused; pinned; bounded)
         self._bounds: dict[int, tuple[SpecifierSet, bool, bool]] = {}
         self._python = Candidate(
@@ -517,13 +517,14 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
         # resolvelib re-checks every pin against every criterion each round: memoize by the
-        # specifier and candidate objects (both kept alive in the entry, so no id is reused)
-        spec = requirement.specifier
-        key = (id(spec), id(candidate))
+        # specifier and version objects (both kept alive in the entry, so no id is reused; a
+        # version's candidates share its object, so a search that backtracks adds no entries)
+        spec, version = requirement.specifier, candidate.version
+        key = (id(spec), id(version))
         hit = self._satisfied.get(key)
         if hit is None:
-            ok = spec.contains(candidate.version, prereleases=True)
-            hit = self._satisfied[key] = (spec, candidate, ok)
+            ok = spec.contains(version, prereleases=True)
+            hit = self._satisfied[key] = (spec, version, ok)
         return hit[2]
 
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
