@@ -410,7 +410,30 @@ def test_a_built_wheel_that_is_not_its_sdists_is_refused(
     assert not list((wh / "wheels").glob("liar-*"))
 
 
-# -- a page too big to hold -------------------------------------------------------------------
+# -- a page or METADATA too big to hold ----------------------------------------------------------
+
+
+def test_a_wheel_whose_metadata_says_it_is_over_the_limit_is_not_read(
+    dists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wheel whose METADATA member declares more than the limit (as a zip bomb would) is
+    not read into memory: the archive check every wheel passes before it enters a wheelhouse
+    refuses it, naming the member, and so does the index writer. A wheel under the limit
+    passes (Windows wheels here; the limit is lowered to 2,000 bytes)."""
+    from wheelport.errors import VerifyError
+    from wheelport.index import metadata
+    from wheelport.site.writer import read_wheel_metadata
+
+    big = make_wheel(dists_dir, "big", "1.0", tag="cp312-cp312-win_amd64", summary="x" * 4000)
+    small = make_wheel(dists_dir, "small", "1.0", tag="cp312-cp312-win_amd64")
+    monkeypatch.setattr(metadata, "MAX_METADATA_BYTES", 2000)
+    why = metadata.wheel_problem(big, big.name)
+    assert why is not None
+    assert "big-1.0.dist-info/METADATA is" in why and "more than the 2000 read" in why
+    with pytest.raises(VerifyError, match="more than the 2000 read"):
+        read_wheel_metadata(big, big.read_bytes())
+    assert metadata.wheel_problem(small, small.name) is None
+    assert b"Name: small" in read_wheel_metadata(small, small.read_bytes())
 
 
 @pytest.mark.parametrize("kind", ["json", "html"])

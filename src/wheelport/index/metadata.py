@@ -54,6 +54,20 @@ TAIL_BYTES = 64 * 1024
 MAX_TAIL_BYTES = 1 << 20
 #: smallest range asked for later (zipfile reads a member's local header in small pieces)
 BLOCK_BYTES = 16 * 1024
+#: the most bytes of METADATA read from one file (a PEP 658 file, a wheel's member): real ones
+#: are kilobytes, a long description makes a few megabytes; a hostile index could send more
+MAX_METADATA_BYTES = 16 << 20
+
+
+def read_metadata_member(zf: zipfile.ZipFile, member: str, most: int | None = None) -> bytes:
+    """A wheel's METADATA member; one that says it is larger than ``most`` bytes (default
+    :data:`MAX_METADATA_BYTES`) is not read (``zipfile.BadZipFile``). zipfile reads no more
+    than a member says it holds, and checks its CRC."""
+    info = zf.getinfo(member)
+    limit = MAX_METADATA_BYTES if most is None else most
+    if info.file_size > limit:
+        raise zipfile.BadZipFile(f"{member} is {info.file_size} bytes, more than the {limit} read")
+    return zf.read(info)
 
 
 def parse_headers(data: bytes) -> Message:
@@ -136,7 +150,7 @@ def wheel_contents(path: Path) -> tuple[bytes | None, dict[str, bytes]]:
             return found
         with zipfile.ZipFile(fh) as zf:
             member = wheel_metadata_member(zf, path.name)
-            meta = zf.read(member) if member else None
+            meta = read_metadata_member(zf, member) if member else None
             sboms = {n: zf.read(n) for n in zf.namelist() if _is_sbom(n)}
         if stat_stamp(os.fstat(fh.fileno())) == stamp:
             _remember_contents(stamp, meta, sboms)
@@ -248,7 +262,7 @@ def check_wheel_file(
             if canonicalize_name(di_name) != name or not same_version(di_version, str(version)):
                 return f"its .dist-info directory is {dist_info}", None, sboms, None
             try:
-                data = zf.read(f"{dist_info}/METADATA")
+                data = read_metadata_member(zf, f"{dist_info}/METADATA")
             except KeyError:
                 return f"it has no {dist_info}/METADATA", None, sboms, None
             sboms = {n: zf.read(n) for n in names if _is_sbom(n)}
@@ -451,16 +465,13 @@ def read_metadata_by_ranges(
     filename: str, size: int, tail: bytes, fetch: RangeFetch, *, most: int | None = None
 ) -> tuple[bytes, int]:
     """(METADATA bytes, range requests made after the tail) of a remote wheel; a METADATA
-    member that says it is larger than ``most`` bytes is not read (BadZipFile)."""
+    member larger than ``most`` bytes is not read (:func:`read_metadata_member`)."""
     raw = RangeFile(size, tail, fetch)
     with zipfile.ZipFile(io.BufferedReader(raw, buffer_size=BLOCK_BYTES)) as zf:
         member = wheel_metadata_member(zf, filename)
         if member is None:
             raise zipfile.BadZipFile(f"{filename} has no .dist-info/METADATA")
-        info = zf.getinfo(member)
-        if most is not None and max(info.file_size, info.compress_size) > most:
-            raise zipfile.BadZipFile(f"{member} is {info.file_size} bytes, over {most}")
-        data = zf.read(info)  # no more than it declares: zipfile stops there (and checks the CRC)
+        data = read_metadata_member(zf, member, most)
     return data, raw.requests
 
 
@@ -477,6 +488,7 @@ def parse_content_range(header: str | None) -> tuple[int, int, int] | None:
 
 __all__ = [
     "BLOCK_BYTES",
+    "MAX_METADATA_BYTES",
     "MAX_TAIL_BYTES",
     "TAIL_BYTES",
     "RangeFile",
@@ -486,6 +498,7 @@ __all__ = [
     "parse_headers",
     "pyproject_metadata",
     "read_metadata_by_ranges",
+    "read_metadata_member",
     "sdist_members",
     "static_pkg_info",
     "wheel_metadata_member",

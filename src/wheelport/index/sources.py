@@ -32,11 +32,13 @@ from packaging.version import Version
 from wheelport.cache import Cache
 from wheelport.errors import IndexAccessError, WheelportError
 from wheelport.index.metadata import (
+    MAX_METADATA_BYTES,
     RangesUnsupported,
     metadata_from_sdist,
     parse_content_range,
     parse_headers,
     read_metadata_by_ranges,
+    read_metadata_member,
     same_version,
     tail_bytes,
     wheel_metadata_member,
@@ -61,10 +63,6 @@ _SOURCE = {
 
 #: (local sdist, its file name) -> its core metadata, built with the PEP 517 hook
 SdistMetadataBuilder = Callable[[Path, str], bytes]
-
-#: the most bytes of METADATA read from one file (a PEP 658 file, a wheel's member): real ones
-#: are kilobytes, a long description makes a few megabytes; a hostile index could send more
-MAX_METADATA_BYTES = 16 << 20
 
 
 class ReadHere:
@@ -347,7 +345,7 @@ def from_whole_wheel(q: Lookup) -> tuple[bytes, str] | None:
                         f"{wheel.filename}: wheel has no .dist-info/METADATA",
                         path=wheel.filename,
                     )
-                data = zf.read(member)
+                data = read_metadata_member(zf, member)
         except zipfile.BadZipFile as exc:
             raise IndexAccessError(
                 f"{wheel.filename}: not a readable wheel: {exc}", path=wheel.filename

@@ -49,7 +49,12 @@ from packaging.utils import (
 from packaging.version import Version
 
 from wheelport.errors import UsageError, VerifyError
-from wheelport.index.metadata import sdist_members, wheel_contents, wheel_metadata_member
+from wheelport.index.metadata import (
+    read_metadata_member,
+    sdist_members,
+    wheel_contents,
+    wheel_metadata_member,
+)
 from wheelport.manifest import ArtifactRecord, Manifest
 from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, load_manifest, sha256_file
 
@@ -407,7 +412,7 @@ def read_wheel_metadata(path: Path, data: bytes | None = None) -> bytes:
         else:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 member = wheel_metadata_member(zf, path.name)
-                metadata = zf.read(member) if member else None
+                metadata = read_metadata_member(zf, member) if member else None
     except (zipfile.BadZipFile, OSError) as exc:
         raise VerifyError(
             f"cannot read wheel {path.name}: {exc}",
