@@ -42,8 +42,9 @@ class Output:
         self.quiet = quiet or json_mode
         self.verbose = verbose
 
-    # rich's consoles are made when a run first prints to one: a quiet or --json run that
-    # prints nothing never imports rich (a fifth of the imports before a sync starts)
+    # rich's consoles are made when a run first prints to one: a quiet or --json run of a
+    # verb that needs no network never imports rich (17-28 ms; httpx, which lock and sync
+    # use, imports it itself)
     @functools.cached_property
     def console(self) -> Console:
         from rich.console import Console

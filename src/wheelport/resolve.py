@@ -102,7 +102,7 @@ _MAX_ROUNDS = 1_000_000
 PYTHON = "<python>"
 
 
-def _bounds(spec: SpecifierSet) -> tuple[bool, bool]:
+def _spec_bounds(spec: SpecifierSet) -> tuple[bool, bool]:
     """(an exact pin, an upper bound) among a requirement's specifiers."""
     pinned = bounded = False
     for s in spec:
@@ -379,7 +379,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             spec = req.specifier
             flags = self._bounds.get(id(spec))
             if flags is None:
-                flags = self._bounds[id(spec)] = (spec, *_bounds(spec))
+                flags = self._bounds[id(spec)] = (spec, *_spec_bounds(spec))
             pinned = pinned or flags[1]
             bounded = bounded or flags[2]
             direct = direct or info.parent is None
