@@ -261,22 +261,28 @@ class Http:
             return b""
         limit = max_page_bytes()
         declared = resp.headers.get("content-length", "")
-        chunks: list[bytes] = []
-        total = int(declared) if declared.isdigit() else 0
-        if total <= limit:
-            total = 0
-            for chunk in resp.iter_bytes(1 << 20):
-                total += len(chunk)
-                if total > limit:
-                    break
-                chunks.append(chunk)
-        if total > limit:
+        too_big = declared.isdigit() and int(declared) > limit
+        body = None if too_big else read_at_most(resp, limit)
+        if body is None:
             raise IndexAccessError(
                 f"{redact(url)} is larger than {human_size(limit)}, the limit for one project page",
                 hint=f"raise it with {MAX_PAGE_ENV}=BYTES if this index is trusted",
                 path=redact(url),
             )
-        return b"".join(chunks)
+        return body
+
+
+def read_at_most(resp: Any, most: int) -> bytes | None:
+    """The body of a streamed response, read no further than ``most`` bytes (None: it has
+    more; a hostile server could send gigabytes)."""
+    chunks: list[bytes] = []
+    got = 0
+    for chunk in resp.iter_bytes(1 << 20):
+        got += len(chunk)
+        if got > most:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 #: a cached page is one line of JSON (URL, validators, freshness) then the body's bytes as

@@ -31,6 +31,7 @@ from packaging.version import Version
 
 from wheelport.cache import Cache
 from wheelport.errors import IndexAccessError, WheelportError
+from wheelport.index.http import read_at_most
 from wheelport.index.metadata import (
     MAX_METADATA_BYTES,
     RangesUnsupported,
@@ -74,7 +75,7 @@ HERE = ReadHere()
 
 #: (kind, file) -> the METADATA bytes another process read for this process (None: it could
 #: not read them), or :data:`HERE`; kinds are the keys of :data:`REMOTE_READERS`
-Offload = Callable[[str, DistFile], "bytes | ReadHere | None"]
+Offload = Callable[[str, DistFile], bytes | ReadHere | None]
 
 
 @dataclass(frozen=True)
@@ -231,17 +232,13 @@ def read_pep658(client: Reader, wheel: DistFile) -> bytes | None:
     try:
         if resp.status_code != 200:
             return None
-        chunks, got = [], 0
-        for chunk in resp.iter_bytes():
-            got += len(chunk)
-            if got > MAX_METADATA_BYTES:
-                log.warning("%s: PEP 658 metadata is larger than %d bytes; ignored",
-                            wheel.filename, MAX_METADATA_BYTES)  # fmt: skip
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+        data = read_at_most(resp, MAX_METADATA_BYTES)
     finally:
         resp.close()
+    if data is None:
+        log.warning("%s: PEP 658 metadata is larger than %d bytes; ignored",
+                    wheel.filename, MAX_METADATA_BYTES)  # fmt: skip
+    return data
 
 
 def by_ranges(q: Lookup) -> tuple[bytes, str] | None:
@@ -265,13 +262,10 @@ def _ranged(client: Reader, url: str, spec: str, most: int) -> tuple[bytes, int]
             raise RangesUnsupported(f"HTTP {resp.status_code}")
         if span[1] - span[0] + 1 > most:
             raise RangesUnsupported(f"a range of {span[1] - span[0] + 1} bytes, not {most}")
-        chunks, got = [], 0
-        for chunk in resp.iter_bytes():
-            got += len(chunk)
-            if got > most:
-                raise RangesUnsupported(f"more than the {most} bytes asked for")
-            chunks.append(chunk)
-        return b"".join(chunks), span[2]
+        body = read_at_most(resp, most)
+        if body is None:
+            raise RangesUnsupported(f"more than the {most} bytes asked for")
+        return body, span[2]
     finally:
         resp.close()
 
