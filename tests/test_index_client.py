@@ -684,3 +684,40 @@ def test_the_read_ahead_process_answers_each_metadata_ask(tmp_path: Path, dists_
     assert b"Name: pkg" in data and b"Version: 1.0" in data
     assert by_id[2] == {"metadata": 2, "data": None}
     assert by_id[3] == {"metadata": 3, "data": None, "here": True}
+
+
+def test_the_read_ahead_process_as_a_program_reads_metadata_without_httpx_cli(
+    tmp_path: Path, dists_dir: Path
+) -> None:
+    """The process as the parent starts it (``python -m wheelport.index.worker``, settings
+    on its first line): it reads a Windows wheel's PEP 658 file with httpx, and imports httpx
+    without its command-line client (rich, pygments): ~40 ms of the other core."""
+    import base64
+
+    win = make_wheel(dists_dir, "pkg", "1.0", tag="cp312-cp312-win_amd64")
+    with IndexServer() as srv:
+        srv.add(win)
+        info = srv.file(win.name)
+        assert info is not None
+        given = {"filename": win.name, "url": srv.file_url(win.name), "project": "pkg",
+                 "index_url": srv.url, "sha256": info.sha256, "size": info.size}  # fmt: skip
+        lines = [{"index_urls": [srv.url], "cache": str(tmp_path / "cache")},
+                 {"metadata": {"id": 7, "kind": "pep658", "file": given}}]  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "wheelport.index.worker"],
+            input="".join(json.dumps(line) + "\n" for line in lines),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert any(p == f"/files/{win.name}.metadata" for _, p, _ in srv.requests)
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert answers[0] == {"ready": True}
+    (read,) = [a for a in answers if a.get("metadata") == 7]
+    assert b"Name: pkg" in base64.b64decode(read["data"])
+    loaded = {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert {"httpx", "wheelport.index.sources"} <= loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("rich", "pygments", "click")}

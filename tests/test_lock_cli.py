@@ -156,13 +156,25 @@ def test_json_output(tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
 def test_a_command_that_prints_nothing_never_loads_rich(
     tmp_path: Path, srv: IndexServer, clean_env: dict[str, str]
 ) -> None:
-    """rich's consoles are made when a run first prints: ``plan`` over a Windows target's lock
-    (no network, so no httpx, which loads rich itself), quiet or ``--json``, never loads rich;
-    the same command not quiet loads it and prints the sdist build the lock leaves."""
+    """rich's consoles are made when a run first prints: a quiet lock of a Windows target
+    (over the network: httpx, whose command-line client would load rich, is imported without
+    it) and ``plan`` over its lock, quiet or ``--json``, never load rich; the same ``plan`` not
+    quiet loads it and prints the sdist build the lock leaves."""
     out = tmp_path / "wh"
-    proc = run(tmp_path, clean_env, "app", "-t", WIN312, "--index-url", srv.url, "-o", str(out),
-               "--tool", "none", "-q")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+
+    def loaded_by(proc: subprocess.CompletedProcess[str]) -> set[str]:
+        assert proc.returncode == 0, proc.stderr
+        return {
+            line.rsplit("|", 1)[1].strip()
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line
+        }
+
+    proc = run(tmp_path, {**clean_env, "PYTHONPROFILEIMPORTTIME": "1"}, "app", "-t", WIN312,
+               "--index-url", srv.url, "-o", str(out), "--tool", "none", "-q")  # fmt: skip
+    loaded = loaded_by(proc)
+    assert {"httpx", "wheelport.resolve"} <= loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("rich", "pygments")}
 
     def plan(*extra: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
         proc = subprocess.run(
@@ -170,13 +182,7 @@ def test_a_command_that_prints_nothing_never_loads_rich(
             capture_output=True, text=True, cwd=tmp_path, timeout=120,
             env={**clean_env, "WHEELPORT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"},
         )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        loaded = {
-            line.rsplit("|", 1)[1].strip()
-            for line in proc.stderr.splitlines()
-            if line.startswith("import time:") and "|" in line
-        }
-        return proc, loaded
+        return proc, loaded_by(proc)
 
     for quiet in ("-q", "--json"):
         _, loaded = plan(quiet)

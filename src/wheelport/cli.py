@@ -24,6 +24,7 @@ import click
 from wheelport import __version__, api
 from wheelport.config import Config, build_config
 from wheelport.errors import UsageError, WheelportError
+from wheelport.index.http import leave_out_httpx_cli
 from wheelport.output import (
     FetchProgress,
     Output,
@@ -579,6 +580,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to one line and an exit code."""
     _one_malloc_arena()
     _fewer_collections()
+    leave_out_httpx_cli()
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("-v", "--verbose", "-vv") for a in args)
     json_mode = "--json" in args

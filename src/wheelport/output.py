@@ -42,9 +42,8 @@ class Output:
         self.quiet = quiet or json_mode
         self.verbose = verbose
 
-    # rich's consoles are made when a run first prints to one: a quiet or --json run of a
-    # verb that needs no network never imports rich (17-28 ms; httpx, which lock and sync
-    # use, imports it itself)
+    # rich's consoles are made when a run first prints to one: a quiet or --json run never
+    # imports rich (17-28 ms; nor does httpx, see index.http.leave_out_httpx_cli)
     @functools.cached_property
     def console(self) -> Console:
         from rich.console import Console

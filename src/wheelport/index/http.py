@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -36,6 +37,20 @@ HTML_V1 = "application/vnd.pypi.simple.v1+html"
 ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_PAGE_AGE = 600
+
+
+def leave_out_httpx_cli() -> None:
+    """Keep httpx from importing its command-line client in this process.
+
+    ``import httpx`` imports ``httpx._main`` when its imports are installed, as they are beside
+    wheelport: click, rich's console, progress, syntax and table, pygments' lexers. That is
+    ~40 ms of a core, before the first request, in both of a sync's processes, for a ``main``
+    they never call. A program of wheelport's own (the CLI, the download process) calls this
+    first: the module is marked absent, and httpx's ``__init__`` takes its ``ImportError``
+    path (a stub ``main``). Nothing is done once httpx is imported, nor for a program that
+    imports wheelport as a library."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 #: the biggest project page read (PyPI's largest are a few MB); the environment can raise it

@@ -52,6 +52,7 @@ from typing import Any
 from wheelport.cache import Cache
 from wheelport.errors import WheelportError
 from wheelport.index.client import IndexClient, download_verified, known_corrupt
+from wheelport.index.http import leave_out_httpx_cli
 from wheelport.index.metadata import check_wheel_file
 from wheelport.wheelhouse import Stamp
 
@@ -253,6 +254,7 @@ def _checked_wheel(path: Path, filename: str) -> dict[str, Any] | None:
 
 
 def main() -> None:
+    leave_out_httpx_cli()
     settings = json.loads(sys.stdin.readline())
     serve(settings, sys.stdin, sys.stdout)
 
