@@ -193,3 +193,33 @@ def test_metadata_fields_are_read_as_the_email_parser_reads_them(text: bytes) ->
     expected, _ = parse_email(text)
     got = parse_metadata(text)
     assert {k: got.get(k) for k in fields} == {k: expected.get(k) for k in fields}
+
+
+@pytest.mark.parametrize(
+    ("data", "headers"),
+    [
+        (b"Name: x\nLicense: MIT\n\nLicense: body\n", b"Name: x\nLicense: MIT\n"),
+        (b"Name: x\r\nSummary: s\r\n\r\nbody\r\n", b"Name: x\r\nSummary: s\r\n"),
+        (b"Name: x\nSummary: s\n\r\nbody", b"Name: x\nSummary: s\n"),
+        (b"Name: x\nSummary: s\n", b"Name: x\nSummary: s\n"),  # no body
+        (b"\nName: x\n\nbody", b"\nName: x\n"),  # an empty first line: no fields at all
+        (b"", b""),
+    ],
+)
+def test_only_the_header_block_of_metadata_is_read(data: bytes, headers: bytes) -> None:
+    """The readers of METADATA fields (licence and summary, Requires-Python, the email parser's
+    headers) are handed the header block alone: the long description is never decoded. What
+    they answer is the same with a body of megabytes that looks like fields."""
+    from wheelport.index.metadata import header_block, parse_headers
+    from wheelport.site.writer import parse_requires_python
+
+    assert header_block(data) == headers
+    fields = (b"Name: big\nLicense-Expression: MIT\nClassifier: A\nRequires-Python: >=3.9\n"
+              b"Summary: s\n")  # fmt: skip
+    body = b"\n" + b"License: GPL\nRequires-Python: <3\nSummary: \xff body\n" * 50_000
+    assert len(fields + body) > 2_000_000
+    assert header_block(fields + body) == fields
+    assert parse_metadata(fields + body) == parse_metadata(fields)
+    assert parse_metadata(fields + body)["license_expression"] == "MIT"
+    assert parse_requires_python(fields + body) == ">=3.9"
+    assert parse_headers(fields + body).get_all("Summary") == ["s"]

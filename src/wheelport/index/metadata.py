@@ -70,12 +70,23 @@ def read_metadata_member(zf: zipfile.ZipFile, member: str, most: int | None = No
     return zf.read(info)
 
 
+#: the end of a METADATA file's header block: a line break, then an empty line
+_HEADERS_END = re.compile(rb"\n\r?\n")
+
+
+def header_block(data: bytes) -> bytes:
+    """The header block of a METADATA or PKG-INFO file: its bytes up to the first empty line
+    (the line break before it kept). A reader of the header fields stops there either way; the
+    body, the long description, is often most of the bytes, and decoding or splitting it was
+    most of each reader's time. A cut at a line break never splits a UTF-8 character."""
+    end = _HEADERS_END.search(data)
+    return data if end is None else data[: end.start() + 1]
+
+
 def parse_headers(data: bytes) -> Message:
-    """The header fields of a METADATA or PKG-INFO file, as the email parser reads them. Only
-    the header block is handed to it: the body (the long description, often most of the bytes)
-    was most of the parser's time — headers end at the first empty line either way."""
-    ends = [i for i in (data.find(b"\n\n"), data.find(b"\n\r\n")) if i >= 0]
-    return email.parser.BytesHeaderParser().parsebytes(data[: min(ends) + 1] if ends else data)
+    """The header fields of a METADATA or PKG-INFO file, as the email parser reads them (only
+    the :func:`header_block` is handed to it)."""
+    return email.parser.BytesHeaderParser().parsebytes(header_block(data))
 
 
 def tail_bytes(size: int | None) -> int:

@@ -50,6 +50,7 @@ from packaging.version import Version
 
 from wheelport.errors import UsageError, VerifyError
 from wheelport.index.metadata import (
+    header_block,
     read_metadata_member,
     sdist_members,
     wheel_contents,
@@ -384,8 +385,7 @@ def fingerprint_names(names: Iterable[str]) -> str:
 
 def parse_requires_python(metadata: bytes) -> str | None:
     """The ``Requires-Python`` header of core metadata bytes (None when absent or empty)."""
-    text = metadata.decode("utf-8", errors="replace").replace("\r\n", "\n")
-    headers = text.split("\n\n", 1)[0]
+    headers = header_block(metadata).decode("utf-8", errors="replace").replace("\r\n", "\n")
     value: list[str] | None = None
     for line in headers.split("\n"):
         if value is not None:
