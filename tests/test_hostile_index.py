@@ -436,6 +436,35 @@ def test_a_wheel_whose_metadata_says_it_is_over_the_limit_is_not_read(
     assert b"Name: small" in read_wheel_metadata(small, small.read_bytes())
 
 
+def test_a_wheel_whose_sboms_say_they_are_over_the_limit_is_not_read(
+    dists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wheel whose PEP 770 SBOM members together declare more than the limit (as a zip bomb
+    would) has none of them read: the archive check every wheel passes refuses it, naming the
+    total, and so does the reader the SBOM export and the wheelhouse page read wheels with. A
+    wheel with the same members under the limit passes, its SBOMs read (macOS arm64 wheels; the
+    limit is lowered to 3,000 bytes)."""
+    from wheelport.index import metadata
+
+    def sboms(size: int) -> dict[str, str]:
+        return {f"many-1.0.dist-info/sboms/part{i}.cdx.json": "{" + " " * size + "}"
+                for i in range(2)}  # fmt: skip
+
+    tag = "cp311-cp311-macosx_11_0_arm64"
+    over = make_wheel(dists_dir / "over", "many", "1.0", tag=tag, files=sboms(1600))
+    under = make_wheel(dists_dir / "under", "many", "1.0", tag=tag, files=sboms(1000))
+    monkeypatch.setattr(metadata, "MAX_SBOM_BYTES", 3000)
+    why = metadata.wheel_problem(over, over.name)
+    assert why is not None and "its SBOM members are 3204 bytes, more than the 3000" in why
+    with pytest.raises(zipfile.BadZipFile, match="more than the 3000 read"):
+        metadata.wheel_contents(over)
+    assert metadata.wheel_problem(under, under.name) is None
+    meta, found = metadata.wheel_contents(under)
+    assert meta is not None and b"Name: many" in meta
+    assert sorted(found) == [f"many-1.0.dist-info/sboms/part{i}.cdx.json" for i in range(2)]
+    assert all(len(data) == 1002 for data in found.values())
+
+
 @pytest.mark.parametrize("kind", ["json", "html"])
 def test_a_page_over_the_size_limit_is_refused_in_one_line(
     kind: str, tmp_path: Path, dists_dir: Path
