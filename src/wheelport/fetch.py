@@ -409,9 +409,12 @@ class Prefetcher:
     #: files up to this size are fetched when first pinned even by a target that backtracks
     SPECULATIVE_BYTES = 4 << 20
 
-    def __init__(self, client: IndexClient, workers: int = 8) -> None:
+    def __init__(self, client: IndexClient, workers: int = 8, *, downloads: bool = True) -> None:
         self.client = client
         self.workers = workers
+        #: False: the process only reads metadata (a lock's: it places no file), and starts
+        #: when the first is asked
+        self.downloads = downloads
         self._seen: set[str] = set()
         #: sha256 -> the download lock held while the process downloads that file
         self._held: dict[str, threading.Lock] = {}
@@ -444,8 +447,12 @@ class Prefetcher:
         """The METADATA of ``file`` read by the process (``kind``: how; see
         :data:`~wheelport.index.sources.REMOTE_READERS`); None when it could not read it;
         :data:`~wheelport.index.sources.HERE` when this process is to read it (the process
-        is not up yet, or no longer, or did not answer in time)."""
+        is not up yet, or no longer, or did not answer in time). A process that only reads
+        metadata (a lock's) is started by the first ask: a lock whose metadata is all in the
+        cache starts none."""
         with self._lock:
+            if not self.downloads and not self._closed:
+                self._started()
             if self._closed or self._gone or not self._ready:
                 return HERE
             self._last_ask += 1
@@ -465,7 +472,7 @@ class Prefetcher:
     def want(self, file: DistFile) -> None:
         """Download ``file`` into the cache soon (once; not when it has no sha256)."""
         sha = file.sha256
-        if not sha or file.url.startswith("file:"):
+        if not sha or file.url.startswith("file:") or not self.downloads:
             return
         with self._lock:
             if self._closed or sha in self._seen or not self._started():
