@@ -789,3 +789,51 @@ def test_a_lock_has_a_second_process_read_metadata_and_ends_it(
 
         api.lock(config)  # every metadata is in the cache now
         assert len(made) == 2 and made[1]._proc is None
+
+
+def test_an_index_the_read_ahead_process_cannot_reach_is_not_asked_again_here(
+    tmp_path: Path, dists_dir: Path
+) -> None:
+    """A metadata read the process gives up on (a Windows wheel's PEP 658 file whose every
+    connection is reset, its retries spent) ends with the error it met, raised here as if
+    read here; the file is not asked for again by this process (the wait of an unreachable
+    index is paid once)."""
+    from support.server import Fault
+    from wheelport.fetch import Prefetcher
+
+    win = make_wheel(dists_dir, "pep", "1.0", tag="cp312-cp312-win_amd64")
+    with IndexServer() as srv:
+        srv.add(win)
+        with IndexClient([srv.url], cache=Cache(tmp_path / "cache"), retries=1,
+                         backoff=0) as client:  # fmt: skip
+            (file,) = client.project_files("pep")
+            srv.inject(Fault(f"/files/{win.name}.metadata", "reset", count=None, after=0))
+            ahead = Prefetcher(client)
+            ahead.start()
+            _wait_until(lambda: ahead._ready, "the read-ahead process never said it is up")
+            requests = client.stats["requests"]
+            with pytest.raises(
+                IndexAccessError, match=r"cannot read .*\.metadata: connection reset"
+            ) as err:
+                client.metadata(file)
+            assert err.value.hint == "check --index-url and the network"
+            assert client.stats["requests"] == requests  # none of them made here
+            assert srv.count(f"/files/{win.name}.metadata") == 2  # 1 + 1 retry, there
+            ahead.close()
+
+
+def test_a_pep658_file_cut_short_is_asked_for_again(tmp_path: Path, dists_dir: Path) -> None:
+    """A PEP 658 file whose body is cut short by a reset is asked for again, as a page is
+    (a macOS arm64 wheel's, read by this process: no read-ahead process runs)."""
+    from support.server import Fault
+
+    mac = make_wheel(dists_dir, "pep", "1.0", tag="cp311-cp311-macosx_11_0_arm64", deps=["d"])
+    with IndexServer() as srv:
+        srv.add(mac)
+        with IndexClient([srv.url], cache=Cache(tmp_path / "cache"), backoff=0) as client:
+            (file,) = client.project_files("pep")
+            srv.inject(Fault(f"/files/{mac.name}.metadata", "reset", count=1, after=10))
+            meta = client.metadata(file)
+            assert [str(r) for r in meta.requires_dist] == ["d"]
+            assert srv.count(f"/files/{mac.name}.metadata") == 2
+            assert client.stats["metadata_pep658"] == 1

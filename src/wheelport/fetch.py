@@ -46,7 +46,7 @@ from packaging.version import InvalidVersion, Version
 from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
 from wheelport.credentials import redact
-from wheelport.errors import FetchError, VerifyError, WheelportError
+from wheelport.errors import FetchError, IndexAccessError, VerifyError, WheelportError
 from wheelport.index.client import CoreMetadata, IndexClient, found_corrupt, inflight
 from wheelport.index.metadata import read_wheel, remember_wheel_check
 from wheelport.index.models import DistFile
@@ -447,7 +447,9 @@ class Prefetcher:
         """The METADATA of ``file`` read by the process (``kind``: how; see
         :data:`~wheelport.index.sources.REMOTE_READERS`); None when it could not read it;
         :data:`~wheelport.index.sources.HERE` when this process is to read it (the process
-        is not up yet, or no longer, or did not answer in time). A process that only reads
+        is not up yet, or no longer, or did not answer in time). Raises the process's
+        :class:`~wheelport.errors.IndexAccessError` when the index could not be reached or
+        refused (its retries spent there: not asked again here). A process that only reads
         metadata (a lock's) is started by the first ask: a lock whose metadata is all in the
         cache starts none."""
         with self._lock:
@@ -609,6 +611,13 @@ class Prefetcher:
         if waiting is None:
             return
         data = answer.get("data")
+        failed = answer.get("failed")
+        if isinstance(failed, dict) and isinstance(failed.get("message"), str):
+            hint, path = failed.get("hint"), failed.get("path")
+            waiting.set_exception(IndexAccessError(
+                failed["message"], hint=hint if isinstance(hint, str) else None,
+                path=path if isinstance(path, str) else None))  # fmt: skip
+            return
         if answer.get("here") is True:
             waiting.set_result(HERE)
             return

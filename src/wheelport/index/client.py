@@ -166,6 +166,12 @@ class IndexClient:
         """GET with retries on connection errors, 429 and 5xx (exponential backoff)."""
         return self.web.request(url, headers, stream=stream)
 
+    def get_at_most(self, url: str, most: int) -> tuple[int, bytes | None]:
+        """(status, body) of a GET, the body read no further than ``most`` bytes (None: longer;
+        ``b""`` unless 200); a body cut short is asked for again (:meth:`Http.get_at_most`)."""
+        resp, body = self.web.get_at_most(url, most)
+        return resp.status_code, body
+
     # -- projects ----------------------------------------------------------------------------
     def project_files(self, name: str) -> list[DistFile]:
         """All files of a project on the first index that has it ([] when none has it)."""

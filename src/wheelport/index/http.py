@@ -249,42 +249,48 @@ class Http:
         return body, ctype, final
 
     def _fetch_page(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
-        """The response and body of a page; a body cut short is asked for again (as a failed
-        request is, :meth:`request`)."""
-        import httpx
-
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * (2 ** (attempt - 1)))
-            resp = self.request(url, headers, stream=True)
-            try:
-                return resp, self._page_body(resp, url)
-            except httpx.TransportError as exc:
-                last = exc
-            finally:
-                resp.close()
-        raise IndexAccessError(
-            f"cannot read {redact(url)}: {transport_reason(last)}",
-            hint="check --index-url and the network",
-            path=redact(url),
-        )
-
-    def _page_body(self, resp: httpx.Response, url: str) -> bytes:
-        """The body of a page response, read up to :func:`max_page_bytes` (a bigger page is
+        """The response and body of a page, read up to :func:`max_page_bytes` (a bigger page is
         refused before it is held in memory: a hostile index could send gigabytes)."""
-        if resp.status_code != 200:
-            return b""
         limit = max_page_bytes()
-        declared = resp.headers.get("content-length", "")
-        too_big = declared.isdigit() and int(declared) > limit
-        body = None if too_big else read_at_most(resp, limit)
+        resp, body = self.get_at_most(url, limit, headers)
         if body is None:
             raise IndexAccessError(
                 f"{redact(url)} is larger than {human_size(limit)}, the limit for one project page",
                 hint=f"raise it with {MAX_PAGE_ENV}=BYTES if this index is trusted",
                 path=redact(url),
             )
-        return body
+        return resp, body
+
+    def get_at_most(
+        self, url: str, most: int, headers: dict[str, str] | None = None
+    ) -> tuple[httpx.Response, bytes | None]:
+        """The (closed) response of a GET and its body, read no further than ``most`` bytes
+        (None: it says or turns out to be longer; ``b""`` for a status other than 200). A body
+        cut short is asked for again, as a failed request is (:meth:`request`); when every
+        attempt was, :class:`~wheelport.errors.IndexAccessError` says so."""
+        import httpx
+
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * (2 ** (attempt - 1)))
+            resp = self.request(url, headers, stream=True)
+            try:
+                if resp.status_code != 200:
+                    return resp, b""
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > most:
+                    return resp, None
+                return resp, read_at_most(resp, most)
+            except httpx.TransportError as exc:
+                last = exc
+            finally:
+                resp.close()
+        raise IndexAccessError(
+            f"cannot read {redact(url)}: {transport_reason(last) if last else 'cut short'}",
+            hint="check --index-url and the network",
+            path=redact(url),
+        )
 
 
 def read_at_most(resp: Any, most: int) -> bytes | None:

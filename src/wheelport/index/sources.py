@@ -125,6 +125,8 @@ class Reader(Protocol):
         self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False
     ) -> httpx.Response: ...
 
+    def get_at_most(self, url: str, most: int) -> tuple[int, bytes | None]: ...
+
     def download(
         self, file: DistFile, *, progress: Callable[[int], None] | None = None
     ) -> Path: ...
@@ -227,14 +229,11 @@ def _fetch_pep658(q: Lookup, wheel: DistFile) -> bytes | None:
 
 def read_pep658(client: Reader, wheel: DistFile) -> bytes | None:
     """The body of a wheel's PEP 658 metadata file (None when the index has none, or sends
-    more than :data:`MAX_METADATA_BYTES`)."""
-    resp = client.request(wheel.metadata_url, stream=True)
-    try:
-        if resp.status_code != 200:
-            return None
-        data = read_at_most(resp, MAX_METADATA_BYTES)
-    finally:
-        resp.close()
+    more than :data:`MAX_METADATA_BYTES`). A body cut short is asked for again; when every
+    attempt was, :class:`~wheelport.errors.IndexAccessError` says so."""
+    status, data = client.get_at_most(wheel.metadata_url, MAX_METADATA_BYTES)
+    if status != 200:
+        return None
     if data is None:
         log.warning("%s: PEP 658 metadata is larger than %d bytes; ignored",
                     wheel.filename, MAX_METADATA_BYTES)  # fmt: skip

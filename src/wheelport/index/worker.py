@@ -24,8 +24,11 @@ then), then
   rather than copy it), and ``"corrupt": {"message", "hint"}`` when the index served other bytes
   than it lists twice (the parent does not ask a third and fourth time);
 - for each metadata read, ``{"metadata": id, "data"}``: the bytes as base64, or null when there
-  are none to read; with ``"here": true`` when the read failed otherwise (the parent then reads
-  them itself, and says why). The parent checks and keeps the bytes as if it had read them;
+  are none to read; with ``"failed": {"message", "hint", "path"}`` when the index could not be
+  reached or refused, its retries spent (the parent raises that error as if its own read had
+  failed: an unreachable index is not waited for twice), or ``"here": true`` when the read
+  failed otherwise (the parent then reads them itself). The parent checks and keeps the bytes
+  as if it had read them;
 - later, when no download is left to run, ``{"sha256", "wheel": {"why", "metadata", "sboms"}}``
   for a wheel it wrote whose archive it then checked
   (:func:`~wheelport.index.metadata.check_wheel_file`): fetch takes that verdict instead of
@@ -50,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from wheelport.cache import Cache
-from wheelport.errors import WheelportError
+from wheelport.errors import IndexAccessError, WheelportError
 from wheelport.index.client import IndexClient, download_verified, known_corrupt
 from wheelport.index.http import leave_out_httpx_cli
 from wheelport.index.metadata import check_wheel_file
@@ -162,7 +165,11 @@ def serve(settings: dict[str, Any], jobs_in: Any, answers: Any) -> None:
     def read_metadata(ask: dict[str, Any]) -> None:
         try:
             data = _read_metadata(client, ask)
-        except Exception:  # e.g. the index is unreachable: the parent reads it and says why
+        except IndexAccessError as exc:  # unreachable or refused, retries spent: said, not redone
+            failed = {"message": exc.message, "hint": exc.hint, "path": exc.path}
+            tell({"metadata": ask.get("id"), "data": None, "failed": failed})
+            return
+        except Exception:  # a file it will not take, say: the parent reads it itself
             tell({"metadata": ask.get("id"), "data": None, "here": True})
             return
         encoded = None if data is None else base64.b64encode(data).decode("ascii")
