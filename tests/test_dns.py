@@ -144,3 +144,43 @@ def test_a_run_asks_the_resolver_once_for_its_index_host(
         file_gets = [p for m, p, _ in srv.requests if m == "GET" and p.startswith("/files/")]
     assert len(page_gets) >= 12 and len(file_gets) >= 12
     assert resolver.calls.get("localhost") == 1, resolver.calls
+
+
+def test_an_address_that_cannot_be_reached_costs_the_first_connection_only(
+    tmp_path: Path, dists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index's name gives an address nothing listens on first (as an IPv6 address does
+    on a network without IPv6), then the index's own. The first connection tries both; once
+    one connected, every later connection — another client's pages (httpx), a Windows
+    wheel's download (``http.client``) — tries that one first: the dead address is tried once."""
+    monkeypatch.setattr(dns, "ADDRESSES", dns.Addresses())  # nothing looked up yet
+    real_connect = socket.socket.connect
+    tried: list[str] = []
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if isinstance(address, tuple) and address[0].startswith("127.0.0."):
+            tried.append(address[0])
+        real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    win = make_wheel(dists_dir, "proj", "1.0", tag="cp312-cp312-win_amd64")
+    with IndexServer() as srv:
+        srv.add(win)
+        dead, alive = ("127.0.0.2", srv.port), ("127.0.0.1", srv.port)
+        answer = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", a) for a in (dead, alive)]
+
+        def resolver(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+            assert (host, port) == ("localhost", srv.port)
+            return list(answer)
+
+        monkeypatch.setattr(dns.ADDRESSES, "_getaddrinfo", resolver)
+        url = srv.url.replace("127.0.0.1", "localhost")
+        with IndexClient([url], cache=Cache(tmp_path / "cache")) as client:
+            (file,) = client.project_files("proj")
+        assert tried == ["127.0.0.2", "127.0.0.1"]  # the first connection: both
+        assert dns.ADDRESSES.lookup("localhost", srv.port)[0][4] == alive
+        with IndexClient([url], cache=Cache(tmp_path / "cache2")) as client:
+            assert client.project_files("proj") == [file]  # a new connection pool
+            client.download(file)
+            assert client.cache.verified(file.sha256 or "") is not None
+        assert tried.count("127.0.0.2") == 1 and tried.count("127.0.0.1") >= 3

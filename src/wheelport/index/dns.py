@@ -11,7 +11,10 @@ or more, some failed; one lookup at a time never did.
 So a host and port are looked up once (concurrent callers wait for that one lookup) and the
 addresses are kept for :data:`KEEP_SECONDS`. A failed lookup is not kept: the next connection
 asks again (a temporary failure is asked again once at once). Connections try the addresses in
-the order the resolver gave, as :func:`socket.create_connection` does.
+the order the resolver gave, as :func:`socket.create_connection` does, until one connects: that
+one is tried first from then on (:meth:`Addresses.worked`), so an address that cannot be reached
+(an IPv6 one on a network without IPv6, whose every attempt waits out the timeout) costs the
+first connection, not every one.
 """
 
 from __future__ import annotations
@@ -80,6 +83,20 @@ class Addresses:
             raise entry.error
         return entry.addresses
 
+    def worked(self, host: str, port: int, sockaddr: Any) -> None:
+        """A connection to ``sockaddr`` (an address of ``host``:``port``) was made: later
+        connections try it first."""
+        with self._lock:
+            entry = self._known.get((host, port))
+            if entry is None or not entry.done.is_set() or not entry.addresses:
+                return
+            found = entry.addresses
+            if found[0][4] == sockaddr:
+                return
+            first = [a for a in found if a[4] == sockaddr]
+            if first:  # a new list: a connection going through the old one is not disturbed
+                entry.addresses = first + [a for a in found if a[4] != sockaddr]
+
     def _ask(self, host: str, port: int) -> list[AddrInfo]:
         ask = self._getaddrinfo or socket.getaddrinfo
         try:
@@ -106,10 +123,13 @@ class Addresses:
                 if source_address is not None:
                     sock.bind(source_address)
                 sock.connect(sockaddr)
-                return sock
             except OSError as exc:
                 last = exc
                 sock.close()
+                continue
+            if last is not None:
+                self.worked(host, port, sockaddr)
+            return sock
         raise last or OSError(f"no address for {host}")
 
 
@@ -142,11 +162,15 @@ def shared_backend(backend: Any) -> Any:
             last: Exception | None = None
             for *_, sockaddr in found:
                 try:
-                    return super().connect_tcp(
+                    stream = super().connect_tcp(
                         sockaddr[0], port, timeout, local_address, socket_options
                     )
                 except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                     last = exc
+                    continue
+                if last is not None:
+                    ADDRESSES.worked(host, port, sockaddr)
+                return stream
             raise last or httpcore.ConnectError(f"no address for {host}")
 
     return _Backend()
