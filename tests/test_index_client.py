@@ -837,3 +837,44 @@ def test_a_pep658_file_cut_short_is_asked_for_again(tmp_path: Path, dists_dir: P
             assert [str(r) for r in meta.requires_dist] == ["d"]
             assert srv.count(f"/files/{mac.name}.metadata") == 2
             assert client.stats["metadata_pep658"] == 1
+
+
+def test_a_download_process_started_early_is_taken_by_the_run_or_ends_on_its_own(
+    tmp_path: Path, dists_dir: Path
+) -> None:
+    """The command line starts a sync's download process before anything else
+    (``spawn.start_early``): the run's prefetcher takes that very process and hands it its
+    settings, and it reads metadata (a Windows wheel's PEP 658 file). One that no run takes
+    ends, without a word, when its stdin ends."""
+    from wheelport.fetch import Prefetcher
+    from wheelport.index import spawn
+
+    spawn.start_early()
+    assert spawn._early is not None
+    early = spawn._early[0]
+    win = make_wheel(dists_dir, "pep", "1.0", tag="cp312-cp312-win_amd64", deps=["d>=2"])
+    with IndexServer() as srv:
+        srv.add(win)
+        with IndexClient([srv.url], cache=Cache(tmp_path / "cache")) as client:
+            (file,) = client.project_files("pep")
+            ahead = Prefetcher(client)
+            ahead.start()
+            assert ahead._proc is early and spawn._early is None
+            _wait_until(lambda: ahead._ready, "the early process never said it is up")
+            requests = client.stats["requests"]
+            assert [str(r) for r in client.metadata(file).requires_dist] == ["d>=2"]
+            assert client.stats["requests"] == requests  # read there
+            ahead.close()
+    assert early.returncode == 0
+
+    spawn.start_early()
+    assert spawn._early is not None
+    orphan, errors = spawn._early
+    spawn._early = None
+    assert orphan.stdin is not None
+    orphan.stdin.close()  # as when the command ends without a run taking it
+    assert orphan.wait(timeout=30) == 0
+    assert errors is not None
+    errors.seek(0)
+    assert errors.read() == b""
+    errors.close()

@@ -25,6 +25,7 @@ from wheelport import __version__, api
 from wheelport.config import Config, build_config
 from wheelport.errors import UsageError, WheelportError
 from wheelport.index.http import leave_out_httpx_cli
+from wheelport.index.spawn import start_early
 from wheelport.output import (
     FetchProgress,
     Output,
@@ -582,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     _fewer_collections()
     leave_out_httpx_cli()
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["sync"]:
+        start_early()  # the download process: its imports run on the other core meanwhile
     verbose = any(a in ("-v", "--verbose", "-vv") for a in args)
     json_mode = "--json" in args
     restore = _catch_sigint()

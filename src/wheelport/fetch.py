@@ -29,7 +29,6 @@ import os
 import queue
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -505,20 +504,10 @@ class Prefetcher:
             self._gone = True
             return False
         settings["jobs"] = self.workers
-        import wheelport
+        from wheelport.index.spawn import take
 
         try:
-            # started in the directory wheelport is imported from: ``-m`` puts the working
-            # directory first on sys.path, where a user's own "wheelport" must not shadow it
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "wheelport.index.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._errors(),
-                text=True,
-                encoding="utf-8",
-                cwd=Path(wheelport.__file__).resolve().parent.parent,
-            )
+            proc, self._stderr = take()  # started early by the command line, or now
         except OSError as exc:
             log.debug("no read-ahead downloads: the download process did not start: %s", exc)
             self._gone = True
@@ -530,15 +519,6 @@ class Prefetcher:
             thread.start()
             self._threads.append(thread)
         return True
-
-    def _errors(self) -> IO[bytes] | int:
-        """Where the process's stderr goes: an unnamed temporary file, read back only when it
-        fails (``-v`` shows why; fetch downloads what it had not), else nowhere."""
-        try:
-            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-        except OSError:
-            return subprocess.DEVNULL
-        return self._stderr
 
     def _write(self, proc: subprocess.Popen[str]) -> None:
         """Hand the process its lines; at the end (or when it is gone) close its stdin."""

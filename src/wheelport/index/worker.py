@@ -262,8 +262,10 @@ def _checked_wheel(path: Path, filename: str) -> dict[str, Any] | None:
 
 def main() -> None:
     leave_out_httpx_cli()
-    settings = json.loads(sys.stdin.readline())
-    serve(settings, sys.stdin, sys.stdout)
+    first = sys.stdin.readline()
+    if not first:  # started early, and no run took it (or the parent is gone): nothing to do
+        return
+    serve(json.loads(first), sys.stdin, sys.stdout)
 
 
 if __name__ == "__main__":
