@@ -1,11 +1,13 @@
-"""File downloads read with http.client (wheelport.index.stream): kept-alive connections reused,
-a server that dropped one met with a new one, logins sent, and everything that is not a plain
-200 — a redirect, an encoded body, a proxied host — handed to httpx, byte for byte the same."""
+"""Downloads and index pages read with http.client (wheelport.index.stream): kept-alive
+connections reused, a server that dropped one met with a new one, logins sent, a page's 200 and
+304 read there, and everything else — a redirect, an encoded body, a proxied host — handed to
+httpx, byte for byte the same; a failing server asked as often either way."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,10 +17,17 @@ import pytest
 
 from wheelport.cache import Cache
 from wheelport.credentials import Logins
-from wheelport.index.http import Http
+from wheelport.index.http import JSON_V1, Http
 from wheelport.index.stream import Body
 
 PAYLOAD = bytes(range(256)) * 5000  # 1.28 MB: more than one read of the body
+#: a PEP 691 page of 3,000 Windows wheels (about 600 kB: more than one read of the body)
+PAGE = json.dumps({
+    "meta": {"api-version": "1.1"}, "name": "proj",
+    "files": [{"filename": f"proj-1.{i}-cp312-cp312-win_amd64.whl",
+               "url": f"/files/proj-1.{i}-cp312-cp312-win_amd64.whl",
+               "hashes": {"sha256": f"{i:064x}"}} for i in range(3000)],
+}).encode()  # fmt: skip
 
 
 class _Server(ThreadingHTTPServer):
@@ -29,6 +38,7 @@ class _Server(ThreadingHTTPServer):
         self.connections = 0
         self.auth: list[str | None] = []
         self.drop_idle = False  # close each connection after its response (no keep-alive)
+        self.asked: list[tuple[str, str | None]] = []  # (path, If-None-Match)
 
     @property
     def url(self) -> str:
@@ -48,6 +58,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.auth.append(self.headers.get("Authorization"))
+        self.server.asked.append((self.path, self.headers.get("If-None-Match")))
+        if self.path == "/simple/proj/":
+            if self.headers.get("If-None-Match") == '"v1"':
+                self._send(304, b"", {"ETag": '"v1"', "Cache-Control": "max-age=0"})
+            else:
+                self._send(200, PAGE, {"Content-Type": JSON_V1, "ETag": '"v1"',
+                                       "Cache-Control": "max-age=0"})  # fmt: skip
+            return
+        if self.path == "/simple/Proj/":
+            self._send(301, b"", {"Location": "/simple/proj/"})
+            return
+        if self.path == "/boom":
+            self._send(503, b"busy", {})
+            return
         if self.path == "/moved":
             self._send(302, b"", {"Location": "/file"})
             return
@@ -168,5 +192,38 @@ def test_a_proxied_host_is_left_to_httpx(
         with pytest.raises(IndexAccessError):
             web.download(f"{server.url}/file")
         assert server.connections == 0  # the proxy was not bypassed
+    finally:
+        web.close()
+
+
+def test_index_pages_are_read_over_http_client_and_revalidated_there(
+    server: _Server, tmp_path: Path
+) -> None:
+    """A page (PEP 691, 3,000 Windows wheels) is read over ``http.client``; once stale it is
+    revalidated there (``If-None-Match``, ``304``: the cached bytes answer) on the same kept
+    connection, and httpx's client is never made. A page behind a redirect is httpx's, which
+    follows it; a server that keeps answering 503 is asked 1 + 2 retries times in all."""
+    web = _http(tmp_path)
+    web.backoff = 0
+    try:
+        url = f"{server.url}/simple/proj/"
+        body, ctype, final = web.get_page(url)
+        assert (body, ctype, final) == (PAGE, JSON_V1, url)
+        again = web.get_page(url)
+        assert again == (PAGE, JSON_V1, url)
+        assert server.asked == [("/simple/proj/", None), ("/simple/proj/", '"v1"')]
+        assert web.stats["revalidated"] == 1 and web.stats["requests"] == 2
+        assert server.connections == 1 and web._client is None  # no httpx client made
+
+        moved = web.get_page(f"{server.url}/simple/Proj/")
+        assert moved == (PAGE, JSON_V1, url)  # httpx followed the redirect
+        assert web._client is not None
+
+        web.retries = 2
+        from wheelport.errors import IndexAccessError
+
+        with pytest.raises(IndexAccessError, match="HTTP 503"):
+            web.get_page(f"{server.url}/boom")
+        assert [p for p, _ in server.asked].count("/boom") == 3
     finally:
         web.close()

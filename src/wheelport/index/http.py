@@ -16,6 +16,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,9 @@ JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
 RETRY_STATUS = {429, 500, 502, 503, 504}
+#: statuses a GET of a page or metadata file reads itself (others go to httpx: redirects,
+#: retries and the messages of refusals stay its)
+_READ_HERE = frozenset({200, 304, 404})
 MAX_PAGE_AGE = 600
 
 
@@ -153,28 +157,58 @@ class Http:
     def download(self, url: str) -> httpx.Response | Body:
         """A file's response, its body to be streamed: read with ``http.client`` when the
         request is plain (see :mod:`wheelport.index.stream`), else through httpx."""
-        if self._own:
-            if self._streams is None:
-                from wheelport.index.stream import Streams
+        return self._get(url)
 
-                with self._lock:
-                    if self._streams is None:
-                        self._streams = Streams(self._context(), self._options[0], "wheelport")
-            body = self._streams.open(url, self.logins.for_url(url))
-            if body is not None:
-                self.stats["requests"] += 1
-                return body
-        return self.request(url, stream=True)
+    def _get(
+        self, url: str, headers: dict[str, str] | None = None, statuses: Iterable[int] = (200,)
+    ) -> httpx.Response | Body:
+        """A streamed GET: over this object's ``http.client`` connections when the request is
+        plain and answered with one of ``statuses`` (:meth:`_plain`), else through httpx
+        (:meth:`request`: redirects, retries, messages). A retryable status (429, 5xx) from
+        the first counts as httpx's first attempt: a failing index is asked as often either
+        way."""
+        resp = self._plain(url, headers, {*statuses, *RETRY_STATUS})
+        if resp is None:
+            return self.request(url, headers, stream=True)
+        if resp.status_code in RETRY_STATUS and self.retries:
+            resp.close()
+            return self.request(url, headers, stream=True, tried=1)
+        return resp
+
+    def _plain(
+        self, url: str, headers: dict[str, str] | None = None, statuses: Container[int] = (200,)
+    ) -> Body | None:
+        """The response of a GET over this object's own ``http.client`` connections when the
+        request is plain and answered with one of ``statuses`` (see
+        :mod:`wheelport.index.stream`); None: ask httpx."""
+        if not self._own:
+            return None
+        if self._streams is None:
+            from wheelport.index.stream import Streams
+
+            with self._lock:
+                if self._streams is None:
+                    self._streams = Streams(self._context(), self._options[0], "wheelport")
+        body = self._streams.open(url, self.logins.for_url(url), headers, statuses)
+        if body is not None:
+            self.stats["requests"] += 1
+        return body
 
     def request(
-        self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        stream: bool = False,
+        tried: int = 0,
     ) -> httpx.Response:
-        """GET with retries on connection errors, 429 and 5xx (exponential backoff)."""
+        """GET with retries on connection errors, 429 and 5xx (exponential backoff; ``tried``:
+        attempts already made another way)."""
         import httpx
 
         auth = self.logins.for_url(url)
         last: Exception | None = None
-        for attempt in range(self.retries + 1):
+        for attempt in range(tried, self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
             try:
@@ -248,7 +282,7 @@ class Http:
         _write_page_entry(cache_file, facts, body)
         return body, ctype, final
 
-    def _fetch_page(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
+    def _fetch_page(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response | Body, bytes]:
         """The response and body of a page, read up to :func:`max_page_bytes` (a bigger page is
         refused before it is held in memory: a hostile index could send gigabytes)."""
         limit = max_page_bytes()
@@ -263,25 +297,32 @@ class Http:
 
     def get_at_most(
         self, url: str, most: int, headers: dict[str, str] | None = None
-    ) -> tuple[httpx.Response, bytes | None]:
+    ) -> tuple[httpx.Response | Body, bytes | None]:
         """The (closed) response of a GET and its body, read no further than ``most`` bytes
-        (None: it says or turns out to be longer; ``b""`` for a status other than 200). A body
-        cut short is asked for again, as a failed request is (:meth:`request`); when every
-        attempt was, :class:`~wheelport.errors.IndexAccessError` says so."""
+        (None: it says or turns out to be longer; ``b""`` for a status other than 200). Read
+        with ``http.client`` when the request is plain (a ``200``, ``304`` or ``404``: half
+        the CPU of httpx for a page), else through httpx. A body cut short is asked for
+        again, as a failed request is (:meth:`request`); when every attempt was,
+        :class:`~wheelport.errors.IndexAccessError` says so."""
         import httpx
 
-        last: Exception | None = None
+        from wheelport.index.stream import BodyError
+
+        last: BaseException | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
-            resp = self.request(url, headers, stream=True)
+            resp = self._get(url, headers, _READ_HERE)
             try:
                 if resp.status_code != 200:
+                    read_at_most(resp, 1 << 16)  # a short body: the connection is kept
                     return resp, b""
                 declared = resp.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > most:
                     return resp, None
                 return resp, read_at_most(resp, most)
+            except BodyError as exc:
+                last = exc.cause or exc
             except httpx.TransportError as exc:
                 last = exc
             finally:
@@ -302,7 +343,7 @@ def read_at_most(resp: Any, most: int) -> bytes | None:
         got += len(chunk)
         if got > most:
             return None
-        chunks.append(chunk)
+        chunks.append(bytes(chunk))  # (http.client's chunks are views of one reused buffer)
     return b"".join(chunks)
 
 
@@ -366,7 +407,7 @@ def transport_reason(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _max_age(headers: httpx.Headers) -> int:
+def _max_age(headers: Any) -> int:
     """How long a page stays fresh: its ``max-age`` (capped), or — for a response with no caching
     headers at all — PyPI's own 600 s, as HTTP allows heuristic freshness (RFC 9111 §4.2.2)."""
     cc = headers.get("cache-control", "")
