@@ -8,7 +8,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from packaging.version import Version
@@ -722,73 +721,6 @@ def test_the_read_ahead_process_as_a_program_reads_metadata_without_httpx_cli(
     }
     assert {"httpx", "wheelport.index.sources"} <= loaded
     assert not {m for m in loaded if m.split(".")[0] in ("rich", "pygments", "click")}
-
-
-def test_a_lock_has_a_second_process_read_metadata_and_ends_it(
-    tmp_path: Path, dists_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``lock`` has the second process a sync has read metadata for it, downloading nothing.
-    The first metadata not in the cache starts it (that one is read here, as are those asked
-    before it is up); once it is up, the metadata of a Windows and a macOS arm64 target's
-    wheels (a PEP 658 file; a macOS wheel's by range requests) is read there, not here. The
-    locks name the right wheels, and the process has ended when lock returns. A lock whose
-    metadata is all in the cache starts none. (The pages of the dependencies are slow: the
-    process is up before their metadata is asked.)"""
-    from support.server import Fault
-    from wheelport.fetch import Prefetcher
-
-    monkeypatch.setenv("WHEELPORT_CACHE_DIR", str(tmp_path / "cache"))
-    clients: list[IndexClient] = []
-    made: list[Prefetcher] = []
-    make_client, init = api.make_client, Prefetcher.__init__
-
-    def make_and_keep(*args: Any, **kwargs: Any) -> IndexClient:
-        clients.append(make_client(*args, **kwargs))
-        return clients[-1]
-
-    def init_and_keep(self: Prefetcher, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        made.append(self)
-
-    monkeypatch.setattr(api, "make_client", make_and_keep)
-    monkeypatch.setattr(Prefetcher, "__init__", init_and_keep)
-    with IndexServer() as srv:
-        deps = ["lib", 'rng; sys_platform == "darwin"']
-        for tag in ("cp312-cp312-win_amd64", "cp311-cp311-macosx_11_0_arm64"):
-            srv.add(make_wheel(dists_dir, "app", "1.0", tag=tag, deps=deps))
-        srv.add(make_wheel(dists_dir, "lib", "2.0"))
-        srv.add(make_wheel(dists_dir, "rng", "3.0", tag="cp311-cp311-macosx_11_0_arm64"),
-                metadata=False)  # fmt: skip
-        for page in ("/simple/lib/", "/simple/rng/"):
-            srv.inject(Fault(page, "slow", count=1, delay=1.5))
-        config = build_config(directory=tmp_path, requirements=["app"], index_urls=[srv.url],
-                              targets=["cp312-win_amd64", "cp311-macosx_11_0_arm64"],
-                              output=tmp_path / "wh", tools=["none"])  # fmt: skip
-        api.lock(config)
-        asked = [(p, h) for _, p, h in srv.requests]
-        (client,) = clients
-        (ahead,) = made
-        assert ahead.downloads is False and ahead._ready
-        assert ahead._proc is not None and ahead._proc.poll() is not None  # ended
-        assert client.offload is None
-
-        pages = [p for p, _ in asked if p.startswith("/simple/")]
-        metadata = [p.rsplit("/", 1)[1] for p, _ in asked if p.endswith(".metadata")]
-        here = [m for m in metadata if m.startswith("app-")]  # asked before it was up
-        assert here and "lib-2.0-py3-none-any.whl.metadata" in metadata
-        assert client.stats["requests"] == len(pages) + len(here)  # lib's: not here
-        rng = "rng-3.0-cp311-cp311-macosx_11_0_arm64.whl"
-        assert any("Range" in h for p, h in asked if p.endswith(rng))
-        assert client.stats.get("range_requests", 0) == 0  # rng's: not here
-        assert not [p for p, h in asked if p.endswith(".whl") and "Range" not in h]
-        win = (tmp_path / "wh" / "pylock.cp312-win_amd64.toml").read_text()
-        assert "app-1.0-cp312-cp312-win_amd64.whl" in win and "lib-2.0-py3-none-any.whl" in win
-        assert "rng" not in win
-        mac = (tmp_path / "wh" / "pylock.cp311-macosx_11_0_arm64.toml").read_text()
-        assert "app-1.0-cp311-cp311-macosx_11_0_arm64.whl" in mac and rng in mac
-
-        api.lock(config)  # every metadata is in the cache now
-        assert len(made) == 2 and made[1]._proc is None
 
 
 def test_an_index_the_read_ahead_process_cannot_reach_is_not_asked_again_here(

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from packaging.requirements import Requirement
 
@@ -41,9 +41,6 @@ from wheelport.resolve import (
 from wheelport.selection import select_file
 from wheelport.targets import Target, parse_targets
 from wheelport.wheelhouse import Wheelhouse, sha256_file
-
-if TYPE_CHECKING:
-    from wheelport.fetch import Prefetcher
 
 
 def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
@@ -130,39 +127,21 @@ def lock(
     targets = list(targets) if targets is not None else parse_targets(list(config.targets))
     own = client is None
     client = client or make_client(config)
-    with contextlib.ExitStack() as stack:
-        # a sync hands in its client, whose download process reads metadata already
-        ahead = stack.enter_context(_metadata_process(client)) if own else None
-        try:
-            policy = Policy.from_config(config)
-            resolutions, failed = resolve_each(
-                client,
-                targets,
-                config.requirements,
-                config.constraints,
-                policy=policy,
-                reporter=reporter,
-            )
-            resolutions, tools = _complete(client, config, resolutions, failed, allow_missing)
-        finally:
-            if ahead is not None:
-                ahead.stop()  # its interpreter ends while the locks are written
-            if own:
-                client.close()
-        return _write(config, resolutions, tools, failed, client.project_statuses())
-
-
-@contextlib.contextmanager
-def _metadata_process(client: IndexClient) -> Iterator[Prefetcher]:
-    """A second process that reads wheels' metadata over the network while a lock resolves,
-    as a sync's download process does (:class:`~wheelport.fetch.Prefetcher`, downloading
-    nothing here): the requests and range reads are work for the other core; the resolving
-    one checks and keeps the bytes. It starts when the first metadata is not in the cache;
-    it is waited for on the way out."""
-    from wheelport.fetch import Prefetcher
-
-    with contextlib.closing(Prefetcher(client, downloads=False)) as ahead:
-        yield ahead
+    try:
+        policy = Policy.from_config(config)
+        resolutions, failed = resolve_each(
+            client,
+            targets,
+            config.requirements,
+            config.constraints,
+            policy=policy,
+            reporter=reporter,
+        )
+        resolutions, tools = _complete(client, config, resolutions, failed, allow_missing)
+    finally:
+        if own:
+            client.close()
+    return _write(config, resolutions, tools, failed, client.project_statuses())
 
 
 def _complete(

@@ -408,12 +408,9 @@ class Prefetcher:
     #: files up to this size are fetched when first pinned even by a target that backtracks
     SPECULATIVE_BYTES = 4 << 20
 
-    def __init__(self, client: IndexClient, workers: int = 8, *, downloads: bool = True) -> None:
+    def __init__(self, client: IndexClient, workers: int = 8) -> None:
         self.client = client
         self.workers = workers
-        #: False: the process only reads metadata (a lock's: it places no file), and starts
-        #: when the first is asked
-        self.downloads = downloads
         self._seen: set[str] = set()
         #: sha256 -> the download lock held while the process downloads that file
         self._held: dict[str, threading.Lock] = {}
@@ -448,12 +445,8 @@ class Prefetcher:
         :data:`~wheelport.index.sources.HERE` when this process is to read it (the process
         is not up yet, or no longer, or did not answer in time). Raises the process's
         :class:`~wheelport.errors.IndexAccessError` when the index could not be reached or
-        refused (its retries spent there: not asked again here). A process that only reads
-        metadata (a lock's) is started by the first ask: a lock whose metadata is all in the
-        cache starts none."""
+        refused (its retries spent there: not asked again here)."""
         with self._lock:
-            if not self.downloads and not self._closed:
-                self._started()
             if self._closed or self._gone or not self._ready:
                 return HERE
             self._last_ask += 1
@@ -473,7 +466,7 @@ class Prefetcher:
     def want(self, file: DistFile) -> None:
         """Download ``file`` into the cache soon (once; not when it has no sha256)."""
         sha = file.sha256
-        if not sha or file.url.startswith("file:") or not self.downloads:
+        if not sha or file.url.startswith("file:"):
             return
         with self._lock:
             if self._closed or sha in self._seen or not self._started():
