@@ -1,11 +1,12 @@
 """Starting the download process (:mod:`wheelport.index.worker`), early when asked.
 
 The process spends its first ~0.14 s importing (httpx, packaging, wheelport's index client)
-before it reads its settings, the first line on its stdin. A ``sync`` or ``lock`` started from
-the command line starts it at once (:func:`start_early`, before the command is parsed and the
-resolver imported), so those imports run on the other core while this process does its own;
-the run's :class:`~wheelport.fetch.Prefetcher` then takes it (:func:`take`) and hands it its
-settings. A process no run takes sees the end of its stdin when this one exits, and ends.
+before it reads its settings, the first line on its stdin. A ``sync`` started from the command
+line starts it at once (:func:`start_early`, before the command is parsed and the resolver
+imported), so those imports run on the other core while this process does its own; the run's
+:class:`~wheelport.fetch.Prefetcher` then takes it (:func:`take`) and hands it its settings. A
+process no run takes (a no-op sync, a usage error) sees the end of its stdin when this one
+exits, and ends.
 
 This module imports nothing of wheelport's: the command line calls it before anything else.
 """
