@@ -465,6 +465,38 @@ def test_a_wheel_whose_sboms_say_they_are_over_the_limit_is_not_read(
     assert all(len(data) == 1002 for data in found.values())
 
 
+@pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
+def test_an_sdist_member_over_the_limit_is_left_out(
+    suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An sdist's PKG-INFO that says it holds more than the limit (a tar or zip bomb would) is
+    not read: it is left out, with a warning naming it, and the members under the limit are
+    read as before (the limit is lowered to 2,000 bytes)."""
+    from wheelport.index import metadata
+
+    big = b"Metadata-Version: 2.2\nName: bomb\nVersion: 1.0\nSummary: " + b"x" * 4000 + b"\n"
+    small = b'[project]\nname = "bomb"\nversion = "1.0"\n'
+    path = tmp_path / f"bomb-1.0{suffix}"
+    if suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("bomb-1.0/PKG-INFO", big)
+            zf.writestr("bomb-1.0/pyproject.toml", small)
+    else:
+        with tarfile.open(path, "w:gz") as tf:
+            for name, data in (("PKG-INFO", big), ("pyproject.toml", small)):
+                info = tarfile.TarInfo(f"bomb-1.0/{name}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(metadata, "MAX_METADATA_BYTES", 2000)
+    found = metadata.sdist_members(path, ("PKG-INFO", "pyproject.toml"))
+    assert found == {"pyproject.toml": small}
+    assert f"{path.name}: bomb-1.0/PKG-INFO is {len(big)} bytes, more than the 2000 read" in (
+        caplog.text
+    )
+    monkeypatch.setattr(metadata, "MAX_METADATA_BYTES", 16 << 20)
+    assert metadata.sdist_members(path, ("PKG-INFO",)) == {"PKG-INFO": big}
+
+
 @pytest.mark.parametrize("kind", ["json", "html"])
 def test_a_page_over_the_size_limit_is_refused_in_one_line(
     kind: str, tmp_path: Path, dists_dir: Path

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import email.parser
 import io
+import logging
 import os
 import re
 import sys
@@ -39,6 +40,8 @@ from packaging.version import InvalidVersion, Version
 
 from wheelport.bootstrap import lexical_escape
 from wheelport.wheelhouse import Stamp, stat_stamp
+
+log = logging.getLogger(__name__)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -311,9 +314,11 @@ def sdist_members(
 ) -> dict[str, bytes]:
     """Top-level members of an sdist (``PKG-INFO``, ``pyproject.toml``) by base name.
 
-    Members directly under the archive's one top directory count; a missing one is left out.
-    ``listing``, when given, receives the name of every member (the whole archive is read).
-    Raises ``tarfile.TarError``/``zipfile.BadZipFile``/``OSError`` for a broken archive.
+    Members directly under the archive's one top directory count; a missing one is left out,
+    and so is one that says it holds more than :data:`MAX_METADATA_BYTES` (with a warning: a
+    hostile sdist's PKG-INFO could unpack to gigabytes). ``listing``, when given, receives the
+    name of every member (the whole archive is read). Raises
+    ``tarfile.TarError``/``zipfile.BadZipFile``/``OSError`` for a broken archive.
     """
     wanted = set(names)
     found: dict[str, bytes] = {}
@@ -323,8 +328,9 @@ def sdist_members(
                 if listing is not None:
                     listing.append(n)
                 top, _, base = n.partition("/")
-                if top and base in wanted and base not in found:
-                    found[base] = zf.read(n)
+                info = zf.getinfo(n) if top and base in wanted and base not in found else None
+                if info is not None and _fits(path, n, info.file_size):
+                    found[base] = zf.read(info)
         return found
     with tarfile.open(path, "r:*") as tf:
         for m in tf:
@@ -332,12 +338,23 @@ def sdist_members(
                 listing.append(m.name)
             top, _, base = m.name.partition("/")
             if m.isfile() and top and base in wanted and base not in found:
+                if not _fits(path, m.name, m.size):
+                    continue
                 fh = tf.extractfile(m)
                 if fh is not None:
                     found[base] = fh.read()
             if listing is None and len(found) == len(wanted):
                 break
     return found
+
+
+def _fits(path: Path, member: str, size: int) -> bool:
+    """Whether an sdist's member is small enough to read (else it is said, and left out)."""
+    if size <= MAX_METADATA_BYTES:
+        return True
+    log.warning("%s: %s is %d bytes, more than the %d read; left out",
+                path.name, member[:200], size, MAX_METADATA_BYTES)  # fmt: skip
+    return False
 
 
 # -- PEP 643 / PEP 621 ---------------------------------------------------------------------------
