@@ -72,6 +72,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/boom":
             self._send(503, b"busy", {})
             return
+        if self.path == "/simple/gone/":  # a 404 whose body is cut short
+            self.send_response(404)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"not here")
+            self.close_connection = True
+            return
         if self.path == "/moved":
             self._send(302, b"", {"Location": "/file"})
             return
@@ -202,7 +209,8 @@ def test_index_pages_are_read_over_http_client_and_revalidated_there(
     """A page (PEP 691, 3,000 Windows wheels) is read over ``http.client``; once stale it is
     revalidated there (``If-None-Match``, ``304``: the cached bytes answer) on the same kept
     connection, and httpx's client is never made. A page behind a redirect is httpx's, which
-    follows it; a server that keeps answering 503 is asked 1 + 2 retries times in all."""
+    follows it; a server that keeps answering 503 is asked 1 + 2 retries times in all; a 404
+    whose body is cut short is a 404, not asked again."""
     web = _http(tmp_path)
     web.backoff = 0
     try:
@@ -225,5 +233,8 @@ def test_index_pages_are_read_over_http_client_and_revalidated_there(
         with pytest.raises(IndexAccessError, match="HTTP 503"):
             web.get_page(f"{server.url}/boom")
         assert [p for p, _ in server.asked].count("/boom") == 3
+        gone = f"{server.url}/simple/gone/"
+        assert web.get_page(gone) == (b"", "404", gone)  # its body cut short: not asked again
+        assert [p for p, _ in server.asked].count("/simple/gone/") == 1
     finally:
         web.close()

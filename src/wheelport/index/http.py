@@ -10,6 +10,7 @@ first request is made: a run that needs no network never loads it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -315,8 +316,9 @@ class Http:
             resp = self._get(url, headers, _READ_HERE)
             try:
                 if resp.status_code != 200:
-                    read_at_most(resp, 1 << 16)  # a short body: the connection is kept
-                    return resp, b""
+                    with contextlib.suppress(httpx.TransportError, BodyError):
+                        read_at_most(resp, 1 << 16)  # a short body: the connection is kept
+                    return resp, b""  # (one cut short is no reason to ask again)
                 declared = resp.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > most:
                     return resp, None
