@@ -436,6 +436,38 @@ def test_a_wheel_whose_metadata_says_it_is_over_the_limit_is_not_read(
     assert b"Name: small" in read_wheel_metadata(small, small.read_bytes())
 
 
+def test_a_metadata_member_whose_packed_size_is_over_the_limit_is_not_read(
+    dists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A METADATA member whose entry says it unpacks to little but takes more than the limit
+    to read (a deflate stream of empty blocks would: read by range requests, each is fetched)
+    is refused by its packed size too: by the archive check, and by a range read before it
+    asks for any of the member (a Windows wheel; the limit is lowered to 2,000 bytes)."""
+    from wheelport.index import metadata
+
+    wheel = make_wheel(dists_dir, "packed", "1.0", tag="cp312-cp312-win_amd64")
+    data = bytearray(wheel.read_bytes())
+    member = b"packed-1.0.dist-info/METADATA"
+    entry = data.rindex(b"PK\x01\x02", 0, data.rindex(member))  # its central directory entry
+    assert data[entry + 46 : entry + 46 + len(member)] == member
+    data[entry + 20 : entry + 24] = (5000).to_bytes(4, "little")  # compressed size: 5,000
+    wheel.write_bytes(bytes(data))
+    monkeypatch.setattr(metadata, "MAX_METADATA_BYTES", 2000)
+    why = metadata.wheel_problem(wheel, wheel.name)
+    assert (
+        why is not None and "packed-1.0.dist-info/METADATA is 5000 bytes, more than the 2000" in why
+    )
+    asked: list[tuple[int, int]] = []
+
+    def fetch(start: int, end: int) -> bytes:
+        asked.append((start, end))
+        return bytes(data[start : end + 1])
+
+    with pytest.raises(zipfile.BadZipFile, match="is 5000 bytes, more than the 2000 read"):
+        metadata.read_metadata_by_ranges(wheel.name, len(data), bytes(data[-1000:]), fetch)
+    assert asked == []  # the tail held the directory; the member was never asked for
+
+
 def test_a_wheel_whose_sboms_say_they_are_over_the_limit_is_not_read(
     dists_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -72,9 +72,17 @@ def read_metadata_member(zf: zipfile.ZipFile, member: str, most: int | None = No
     than a member says it holds, and checks its CRC."""
     info = zf.getinfo(member)
     limit = MAX_METADATA_BYTES if most is None else most
-    if info.file_size > limit:
-        raise zipfile.BadZipFile(f"{member} is {info.file_size} bytes, more than the {limit} read")
+    size = member_bytes(info)
+    if size > limit:
+        raise zipfile.BadZipFile(f"{member} is {size} bytes, more than the {limit} read")
     return zf.read(info)
+
+
+def member_bytes(info: zipfile.ZipInfo) -> int:
+    """The bytes reading an archive member takes, as its entry says: what it unpacks to, or
+    what is read to unpack it when that is more (a deflate stream of empty blocks unpacks to
+    nothing from gigabytes; over range requests each of them is fetched)."""
+    return max(info.file_size, info.compress_size)
 
 
 #: the end of a METADATA file's header block: a line break, then an empty line
@@ -153,7 +161,7 @@ def read_sbom_members(zf: zipfile.ZipFile, names: Iterable[str]) -> dict[str, by
     """A wheel's PEP 770 SBOM members by archive name; none is read when together they say
     they hold more than :data:`MAX_SBOM_BYTES` (``zipfile.BadZipFile``)."""
     members = [zf.getinfo(n) for n in names if _is_sbom(n)]
-    total = sum(info.file_size for info in members)
+    total = sum(member_bytes(info) for info in members)
     if total > MAX_SBOM_BYTES:
         raise zipfile.BadZipFile(
             f"its SBOM members are {total} bytes, more than the {MAX_SBOM_BYTES} read"
@@ -329,7 +337,7 @@ def sdist_members(
                     listing.append(n)
                 top, _, base = n.partition("/")
                 info = zf.getinfo(n) if top and base in wanted and base not in found else None
-                if info is not None and _fits(path, n, info.file_size):
+                if info is not None and _fits(path, n, member_bytes(info)):
                     found[base] = zf.read(info)
         return found
     with tarfile.open(path, "r:*") as tf:
