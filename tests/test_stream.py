@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import os
+import re
 import threading
+import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +26,22 @@ from wheelport.index.stream import Body
 
 PAYLOAD = bytes(range(256)) * 5000  # 1.28 MB: more than one read of the body
 #: a PEP 691 page of 3,000 Windows wheels (about 600 kB: more than one read of the body)
+#: a macOS arm64 wheel whose METADATA lies before 200 kB of other bytes: a range read asks for
+#: the tail (the central directory) and then the member
+WHEEL_NAME = "proj-1.0-cp311-cp311-macosx_11_0_arm64.whl"
+WHEEL_METADATA = b"Metadata-Version: 2.1\nName: proj\nVersion: 1.0\nRequires-Dist: attrs\n"
+
+
+def _wheel() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("proj-1.0.dist-info/METADATA", WHEEL_METADATA)
+        zf.writestr("proj/data.bin", os.urandom(200_000))
+        zf.writestr("proj-1.0.dist-info/RECORD", b"")
+    return buf.getvalue()
+
+
+WHEEL = _wheel()
 PAGE = json.dumps({
     "meta": {"api-version": "1.1"}, "name": "proj",
     "files": [{"filename": f"proj-1.{i}-cp312-cp312-win_amd64.whl",
@@ -39,6 +59,7 @@ class _Server(ThreadingHTTPServer):
         self.auth: list[str | None] = []
         self.drop_idle = False  # close each connection after its response (no keep-alive)
         self.asked: list[tuple[str, str | None]] = []  # (path, If-None-Match)
+        self.ranges: list[str | None] = []  # the Range header of each wheel request
 
     @property
     def url(self) -> str:
@@ -87,6 +108,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path == "/file":
             self._send(200, PAYLOAD, {})
+            return
+        if self.path in (f"/ranged/{WHEEL_NAME}", f"/whole/{WHEEL_NAME}"):
+            self.server.ranges.append(self.headers.get("Range"))
+            m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range") or "")
+            if self.path.startswith("/whole/") or m is None:  # a server that ignores ranges
+                self._send(200, WHEEL, {})
+                return
+            if m[1]:
+                start, end = int(m[1]), min(int(m[2] or len(WHEEL) - 1), len(WHEEL) - 1)
+            else:
+                start, end = max(0, len(WHEEL) - int(m[2])), len(WHEEL) - 1
+            span = f"bytes {start}-{end}/{len(WHEEL)}"
+            self._send(206, WHEEL[start : end + 1], {"Content-Range": span})
             return
         self._send(404, b"no", {})
 
@@ -238,3 +272,33 @@ def test_index_pages_are_read_over_http_client_and_revalidated_there(
         assert [p for p, _ in server.asked].count("/simple/gone/") == 1
     finally:
         web.close()
+
+
+def test_range_reads_go_over_http_client(server: _Server, tmp_path: Path) -> None:
+    """A wheel's METADATA read with range requests (the tail, then the member before it) is
+    asked over ``http.client`` on one kept connection, and httpx's client is never made. A
+    server that ignores the range (a 200 with the whole wheel) is asked once, and the read
+    gives up (None: the next metadata source is tried) without asking httpx again."""
+    from wheelport.index.client import IndexClient
+    from wheelport.index.models import make_file
+    from wheelport.index.sources import read_by_ranges
+
+    client = IndexClient([f"{server.url}/simple/"], cache=Cache(tmp_path / "cache"))
+    try:
+
+        def wheel(where: str) -> object:
+            return make_file(filename=WHEEL_NAME, url=f"{server.url}/{where}/{WHEEL_NAME}",
+                             project="proj", index_url=f"{server.url}/simple/",
+                             size=len(WHEEL))  # fmt: skip
+
+        assert read_by_ranges(client, wheel("ranged")) == WHEEL_METADATA  # type: ignore[arg-type]
+        assert len(server.ranges) == 2 and server.ranges[0] == "bytes=-65536"
+        assert server.ranges[1] is not None and server.ranges[1].startswith("bytes=0-")
+        assert server.connections == 1 and client.web._client is None  # no httpx client made
+
+        server.ranges.clear()
+        assert read_by_ranges(client, wheel("whole")) is None  # type: ignore[arg-type]
+        assert server.ranges == ["bytes=-65536"]  # asked once, not again through httpx
+        assert client.web._client is None
+    finally:
+        client.close()

@@ -59,6 +59,8 @@ from wheelport.wheelhouse import (
 if TYPE_CHECKING:
     import httpx
 
+    from wheelport.index.stream import Body
+
 log = logging.getLogger(__name__)
 
 _E = TypeVar("_E")
@@ -165,6 +167,12 @@ class IndexClient:
     ) -> httpx.Response:
         """GET with retries on connection errors, 429 and 5xx (exponential backoff)."""
         return self.web.request(url, headers, stream=stream)
+
+    def stream(
+        self, url: str, headers: dict[str, str] | None = None, statuses: Iterable[int] = (200,)
+    ) -> httpx.Response | Body:
+        """A streamed GET, over ``http.client`` when it is plain (:meth:`Http.stream`)."""
+        return self.web.stream(url, headers, statuses)
 
     def get_at_most(self, url: str, most: int) -> tuple[int, bytes | None]:
         """(status, body) of a GET, the body read no further than ``most`` bytes (None: longer;

@@ -158,9 +158,9 @@ class Http:
     def download(self, url: str) -> httpx.Response | Body:
         """A file's response, its body to be streamed: read with ``http.client`` when the
         request is plain (see :mod:`wheelport.index.stream`), else through httpx."""
-        return self._get(url)
+        return self.stream(url)
 
-    def _get(
+    def stream(
         self, url: str, headers: dict[str, str] | None = None, statuses: Iterable[int] = (200,)
     ) -> httpx.Response | Body:
         """A streamed GET: over this object's ``http.client`` connections when the request is
@@ -313,7 +313,7 @@ class Http:
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
-            resp = self._get(url, headers, _READ_HERE)
+            resp = self.stream(url, headers, _READ_HERE)
             try:
                 if resp.status_code != 200:
                     with contextlib.suppress(httpx.TransportError, BodyError):

@@ -20,7 +20,7 @@ import functools
 import hashlib
 import logging
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -49,6 +49,8 @@ from wheelport.wheelhouse import atomic_write_bytes
 
 if TYPE_CHECKING:
     import httpx
+
+    from wheelport.index.stream import Body
 
 #: the index client's logger: its messages are named as they always were
 log = logging.getLogger("wheelport.index.client")
@@ -121,9 +123,9 @@ class Reader(Protocol):
     @property
     def stats(self) -> dict[str, int]: ...
 
-    def request(
-        self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False
-    ) -> httpx.Response: ...
+    def stream(
+        self, url: str, headers: dict[str, str] | None = None, statuses: Iterable[int] = (200,)
+    ) -> httpx.Response | Body: ...
 
     def get_at_most(self, url: str, most: int) -> tuple[int, bytes | None]: ...
 
@@ -253,8 +255,10 @@ def by_ranges(q: Lookup) -> tuple[bytes, str] | None:
 
 def _ranged(client: Reader, url: str, spec: str, most: int) -> tuple[bytes, int]:
     """(body, file size) of a ``Range: bytes=<spec>`` request answered ``206`` for at most
-    ``most`` bytes (a server that answers otherwise, or sends more, is not read on)."""
-    resp = client.request(url, {"Range": f"bytes={spec}"}, stream=True)
+    ``most`` bytes (a server that answers otherwise, or sends more, is not read on). Asked
+    over ``http.client`` when the request is plain (a 206, or a 200 that ignores the range,
+    is answered there: no second request through httpx), as pages and downloads are."""
+    resp = client.stream(url, {"Range": f"bytes={spec}"}, (200, 206))
     try:
         span = parse_content_range(resp.headers.get("content-range"))
         if resp.status_code != 206 or span is None:
@@ -280,6 +284,8 @@ def read_by_ranges(client: Reader, wheel: DistFile) -> bytes | None:
     """A remote wheel's METADATA, read with range requests (None when that fails)."""
     import httpx
 
+    from wheelport.index.stream import BodyError
+
     try:
         tail_size = tail_bytes(wheel.size)
         tail, size = _ranged(client, wheel.url, f"-{tail_size}", tail_size)
@@ -290,7 +296,9 @@ def read_by_ranges(client: Reader, wheel: DistFile) -> bytes | None:
         data, more = read_metadata_by_ranges(
             wheel.filename, size, tail, fetch, most=MAX_METADATA_BYTES
         )
-    except (RangesUnsupported, httpx.HTTPError, zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (
+        RangesUnsupported, httpx.HTTPError, BodyError, zipfile.BadZipFile, OSError, EOFError
+    ) as exc:  # fmt: skip
         log.info("%s: metadata by range requests failed (%s)", wheel.filename, exc)
         return None
     client.stats["range_requests"] = client.stats.get("range_requests", 0) + 1 + more
