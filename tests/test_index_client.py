@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.version import Version
@@ -690,18 +691,21 @@ def test_the_read_ahead_process_as_a_program_reads_metadata_without_httpx_cli(
     tmp_path: Path, dists_dir: Path
 ) -> None:
     """The process as the parent starts it (``python -m wheelport.index.worker``, settings
-    on its first line): it reads a Windows wheel's PEP 658 file with httpx, and imports httpx
-    without its command-line client (rich, pygments): ~40 ms of the other core."""
+    on its first line) reads a Windows wheel's PEP 658 file over ``http.client`` without
+    importing httpx at all (~35 ms of the other core). An index that answers 401 (its login
+    not given) is httpx's to ask: then httpx is imported, without its command-line client
+    (rich, pygments, click: ~40 ms more)."""
     import base64
 
     win = make_wheel(dists_dir, "pkg", "1.0", tag="cp312-cp312-win_amd64")
-    with IndexServer() as srv:
+
+    def read_in_process(srv: IndexServer) -> tuple[dict[str, Any], set[str]]:
         srv.add(win)
         info = srv.file(win.name)
         assert info is not None
         given = {"filename": win.name, "url": srv.file_url(win.name), "project": "pkg",
                  "index_url": srv.url, "sha256": info.sha256, "size": info.size}  # fmt: skip
-        lines = [{"index_urls": [srv.url], "cache": str(tmp_path / "cache")},
+        lines = [{"index_urls": [srv.url], "cache": str(tmp_path / "cache"), "retries": 0},
                  {"metadata": {"id": 7, "kind": "pep658", "file": given}}]  # fmt: skip
         proc = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "wheelport.index.worker"],
@@ -709,17 +713,27 @@ def test_the_read_ahead_process_as_a_program_reads_metadata_without_httpx_cli(
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert any(p == f"/files/{win.name}.metadata" for _, p, _ in srv.requests)
-    assert proc.returncode == 0, proc.stderr
-    answers = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert answers[0] == {"ready": True}
-    (read,) = [a for a in answers if a.get("metadata") == 7]
+        assert proc.returncode == 0, proc.stderr
+        answers = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert answers[0] == {"ready": True}
+        (read,) = [a for a in answers if a.get("metadata") == 7]
+        loaded = {
+            line.rsplit("|", 1)[1].strip()
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line
+        }
+        return read, loaded
+
+    with IndexServer() as srv:
+        read, loaded = read_in_process(srv)
     assert b"Name: pkg" in base64.b64decode(read["data"])
-    loaded = {
-        line.rsplit("|", 1)[1].strip()
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
-    assert {"httpx", "wheelport.index.sources"} <= loaded
+    assert "wheelport.index.sources" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("httpx", "rich", "pygments", "click")}
+
+    with IndexServer(auth=("user", "secret")) as srv:  # no login given: 401, asked with httpx
+        read, loaded = read_in_process(srv)
+    assert read.get("data") is None
+    assert "httpx" in loaded
     assert not {m for m in loaded if m.split(".")[0] in ("rich", "pygments", "click")}
 
 

@@ -302,3 +302,38 @@ def test_range_reads_go_over_http_client(server: _Server, tmp_path: Path) -> Non
         assert client.web._client is None
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("env", ["SSL_CERT_FILE", "SSL_CERT_DIR", None])
+def test_the_tls_settings_are_httpx_defaults_made_without_httpx(
+    env: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tls_context`` trusts what httpx's default context trusts (``SSL_CERT_FILE``, else
+    ``SSL_CERT_DIR``, else certifi's bundle) and checks as it checks, so connections over
+    ``http.client`` and through httpx accept the same servers."""
+    import ssl
+
+    import certifi
+    import httpx
+
+    from wheelport.index.http import tls_context
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    one = tmp_path / "one.pem"  # a bundle of one CA (certifi's first), unlike certifi's
+    first = Path(certifi.where()).read_text().split("-----END CERTIFICATE-----")[0]
+    one.write_text(first + "-----END CERTIFICATE-----\n")
+    if env == "SSL_CERT_FILE":
+        monkeypatch.setenv(env, str(one))
+    elif env == "SSL_CERT_DIR":
+        monkeypatch.setenv(env, str(tmp_path))
+    ours, theirs = tls_context(), httpx.create_ssl_context(trust_env=True)
+    assert ours.cert_store_stats() == theirs.cert_store_stats()
+    assert ours.get_ca_certs() == theirs.get_ca_certs()
+    if env == "SSL_CERT_FILE":
+        assert ours.cert_store_stats()["x509_ca"] == 1
+    elif env is None:
+        assert ours.cert_store_stats()["x509_ca"] > 100  # certifi's bundle
+    assert ours.verify_mode == theirs.verify_mode == ssl.CERT_REQUIRED
+    assert ours.check_hostname and theirs.check_hostname
+    assert ours.minimum_version == theirs.minimum_version

@@ -37,7 +37,7 @@ from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
 from wheelport.credentials import Logins, redact
 from wheelport.errors import IndexAccessError, JobError
-from wheelport.index.http import JSON_V1, Http, transport_reason
+from wheelport.index.http import JSON_V1, Http, transport_errors, transport_reason
 from wheelport.index.models import DistFile
 from wheelport.index.parse import (
     ProjectStatus,
@@ -474,8 +474,6 @@ def _download_once(
     progress: Callable[[int], None] | None,
     label: str,
 ) -> Path:
-    import httpx
-
     from wheelport.errors import FetchError
     from wheelport.index.stream import BodyError
 
@@ -528,7 +526,7 @@ def _download_once(
         os.replace(tmp_name, dest)
         cache.remember(dest, digest, downloaded=True)  # hashed as it was written: not read again
         return dest
-    except (httpx.TransportError, BodyError) as exc:
+    except transport_errors() as exc:
         cause = exc.cause if isinstance(exc, BodyError) else exc
         reason = transport_reason(cause) if cause is not None else str(exc)
         raise _Retryable(

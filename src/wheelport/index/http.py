@@ -58,6 +58,42 @@ def leave_out_httpx_cli() -> None:
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings of httpx's default (``verify=True``, ``trust_env``), made without
+    importing httpx (~35 ms of a core in each of a sync's processes, which read pages,
+    metadata and files over ``http.client``): the CA bundle ``SSL_CERT_FILE`` names, else the
+    directory ``SSL_CERT_DIR`` names, else certifi's (httpx's own dependency). The httpx
+    client is handed this context too: one rule for every connection."""
+    import ssl
+
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def httpx_errors(name: str) -> tuple[type[BaseException], ...]:
+    """httpx's exception class ``name`` (e.g. ``TransportError``) once httpx is loaded, for an
+    ``except`` clause; none before: a request that never went through httpx raises none of
+    its errors, and a run that needs no httpx does not import it to name them."""
+    httpx = sys.modules.get("httpx")
+    found = getattr(httpx, name, None) if httpx is not None else None
+    return (found,) if isinstance(found, type) and issubclass(found, BaseException) else ()
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a connection that failed while a response was read: a body cut short on
+    an ``http.client`` connection (:class:`~wheelport.index.stream.BodyError`), httpx's
+    ``TransportError`` (once loaded: :func:`httpx_errors`). Called in the ``except`` clause,
+    after the request, which may have loaded httpx."""
+    from wheelport.index.stream import BodyError
+
+    return (BodyError, *httpx_errors("TransportError"))
+
+
 #: the biggest project page read (PyPI's largest are a few MB); the environment can raise it
 MAX_PAGE_BYTES = 32 << 20
 MAX_PAGE_ENV = "WHEELPORT_MAX_PAGE_SIZE"
@@ -140,12 +176,10 @@ class Http:
         return self._client
 
     def _context(self) -> ssl.SSLContext:
-        """The TLS settings httpx would use (its CA bundle, ``SSL_CERT_FILE``), made once and
-        shared by httpx and the file downloads."""
+        """The TLS settings (:func:`tls_context`), made once and shared by httpx and the
+        ``http.client`` connections."""
         if self._ssl is None:
-            import httpx
-
-            self._ssl = httpx.create_ssl_context(trust_env=True)
+            self._ssl = tls_context()
         return self._ssl
 
     def close(self) -> None:
@@ -305,8 +339,6 @@ class Http:
         the CPU of httpx for a page), else through httpx. A body cut short is asked for
         again, as a failed request is (:meth:`request`); when every attempt was,
         :class:`~wheelport.errors.IndexAccessError` says so."""
-        import httpx
-
         from wheelport.index.stream import BodyError
 
         last: BaseException | None = None
@@ -316,7 +348,7 @@ class Http:
             resp = self.stream(url, headers, _READ_HERE)
             try:
                 if resp.status_code != 200:
-                    with contextlib.suppress(httpx.TransportError, BodyError):
+                    with contextlib.suppress(*transport_errors()):
                         read_at_most(resp, 1 << 16)  # a short body: the connection is kept
                     return resp, b""  # (one cut short is no reason to ask again)
                 declared = resp.headers.get("content-length", "")
@@ -325,7 +357,7 @@ class Http:
                 return resp, read_at_most(resp, most)
             except BodyError as exc:
                 last = exc.cause or exc
-            except httpx.TransportError as exc:
+            except httpx_errors("TransportError") as exc:
                 last = exc
             finally:
                 resp.close()
@@ -397,14 +429,12 @@ def _write_page_entry(path: Path, facts: dict[str, Any], body: bytes) -> None:
 
 def transport_reason(exc: BaseException) -> str:
     """A transport error as one short phrase (``connection refused``, ``timed out (…)``)."""
-    import httpx
-
     text = str(exc) or type(exc).__name__
     if "refused" in text.lower():
         return "connection refused"
     if "reset by peer" in text.lower():
         return "connection reset by the server"
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):  # httpx's or a socket's
+    if isinstance(exc, (TimeoutError, *httpx_errors("TimeoutException"))):  # a socket's, httpx's
         return f"timed out ({text.splitlines()[0]})" if "timed out" not in text else text
     return text.splitlines()[0]
 

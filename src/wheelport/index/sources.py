@@ -31,7 +31,7 @@ from packaging.version import Version
 
 from wheelport.cache import Cache
 from wheelport.errors import IndexAccessError, WheelportError
-from wheelport.index.http import read_at_most
+from wheelport.index.http import httpx_errors, read_at_most
 from wheelport.index.metadata import (
     MAX_METADATA_BYTES,
     RangesUnsupported,
@@ -280,12 +280,17 @@ def _fetch_by_ranges(q: Lookup, wheel: DistFile) -> bytes | None:
     return data
 
 
-def read_by_ranges(client: Reader, wheel: DistFile) -> bytes | None:
-    """A remote wheel's METADATA, read with range requests (None when that fails)."""
-    import httpx
-
+def _range_errors() -> tuple[type[BaseException], ...]:
+    """What ends a read by ranges (the next source is tried): the server cannot, the archive
+    is not one, the connection failed (httpx's errors once it is loaded)."""
     from wheelport.index.stream import BodyError
 
+    return (RangesUnsupported, BodyError, zipfile.BadZipFile, OSError, EOFError,
+            *httpx_errors("HTTPError"))  # fmt: skip
+
+
+def read_by_ranges(client: Reader, wheel: DistFile) -> bytes | None:
+    """A remote wheel's METADATA, read with range requests (None when that fails)."""
     try:
         tail_size = tail_bytes(wheel.size)
         tail, size = _ranged(client, wheel.url, f"-{tail_size}", tail_size)
@@ -296,9 +301,7 @@ def read_by_ranges(client: Reader, wheel: DistFile) -> bytes | None:
         data, more = read_metadata_by_ranges(
             wheel.filename, size, tail, fetch, most=MAX_METADATA_BYTES
         )
-    except (
-        RangesUnsupported, httpx.HTTPError, BodyError, zipfile.BadZipFile, OSError, EOFError
-    ) as exc:  # fmt: skip
+    except _range_errors() as exc:
         log.info("%s: metadata by range requests failed (%s)", wheel.filename, exc)
         return None
     client.stats["range_requests"] = client.stats.get("range_requests", 0) + 1 + more
