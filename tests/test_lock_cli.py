@@ -446,3 +446,65 @@ def test_a_lock_is_turned_into_pep751_fields_as_packaging_does() -> None:
         tool={"wheelport": {"target": "cp39-win_amd64", "inputs": {"digest": "x"}}},
     )
     assert lock_dict(lock) == lock.to_dict()
+
+
+def test_locks_of_several_targets_write_each_shared_entry_once_with_tomli_w_bytes() -> None:
+    """A pure-Python package is the same ``[[packages]]`` entry in every target's lock: its
+    text is made once per run and reused. The locks of a Windows, a macOS arm64 and a CPython
+    3.9 manylinux target are byte for byte what one ``tomli_w.dumps`` writes (strings with
+    quotes, backslashes, a newline and non-ASCII included), and read back as written. A lock
+    whose only entry fits on one line (tomli_w writes the array inline) is written whole."""
+    import datetime as dt
+
+    import tomli_w
+    import tomllib
+    from packaging.markers import Marker
+    from packaging.pylock import Package, PackageDirectory, PackageWheel, Pylock
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    from wheelport import lock as lock_mod
+
+    when = dt.datetime(2026, 11, 30, 9, 30, 1, 500, tzinfo=dt.timezone.utc)
+
+    def wheel(name: str, digest: str) -> PackageWheel:
+        return PackageWheel(name=name, upload_time=when, url=f"https://files.example/{name}",
+                            path=f"wheels/{name}", size=123, hashes={"sha256": digest})  # fmt: skip
+
+    pure = Package(name=canonicalize_name("pure"), version=Version("2.0"),
+                   requires_python=SpecifierSet(">=3.8"), index="https://example.org/simple",
+                   dependencies=[{"name": "dep"}],
+                   wheels=[wheel("pure-2.0-py3-none-any.whl", "a" * 64)],
+                   tool={"wheelport": {"note": 'a "quoted" \\ back\\slash\nnew line, ünïcode'}})  # fmt: skip
+
+    def lock_for(target: str, marker: str, python: str, tag: str, digest: str) -> Pylock:
+        native = Package(name=canonicalize_name("native"), version=Version("1.0"),
+                         wheels=[wheel(f"native-1.0-{tag}.whl", digest)])  # fmt: skip
+        return Pylock(lock_version=Version("1.0"), environments=[Marker(marker)],
+                      requires_python=SpecifierSet(f"=={python}.*"), created_by="wheelport",
+                      packages=[native, pure],
+                      tool={"wheelport": {"target": target}})  # fmt: skip
+
+    locks = [
+        lock_for("cp312-win_amd64", 'sys_platform == "win32"', "3.12", "cp312-cp312-win_amd64", "b" * 64),
+        lock_for("cp311-macosx_11_0_arm64", 'sys_platform == "darwin"', "3.11",
+                 "cp311-cp311-macosx_11_0_arm64", "c" * 64),
+        lock_for("cp39-manylinux_2_17_x86_64", 'sys_platform == "linux"', "3.9",
+                 "cp39-cp39-manylinux_2_17_x86_64", "d" * 64),
+    ]  # fmt: skip
+    lock_mod._package_toml.clear()
+    for lock in locks:
+        text = lock_mod.dumps(lock)
+        assert text == tomli_w.dumps(lock_mod._drop_none(lock_mod.lock_dict(lock)))
+        assert Pylock.from_dict(tomllib.loads(text)) == lock
+    assert len(lock_mod._package_toml) == 4  # three native entries, the pure one once
+
+    tiny = Pylock(lock_version=Version("1.0"), environments=None, requires_python=None,
+                  created_by="wheelport",
+                  packages=[Package(name=canonicalize_name("t"),
+                                    directory=PackageDirectory(path="t"))])  # fmt: skip
+    lock_mod._package_toml.clear()
+    text = lock_mod.dumps(tiny)
+    assert text == tomli_w.dumps(lock_mod._drop_none(lock_mod.lock_dict(tiny)))
+    assert "[[packages]]" not in text and not lock_mod._package_toml

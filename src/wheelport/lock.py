@@ -148,7 +148,55 @@ def _dumps(lock: Pylock) -> tuple[str, Pylock]:
     """(the TOML text of ``lock``, the lock as reading that text gives it back)."""
     data = lock_dict(lock)
     validated = Pylock.from_dict(data)  # what Pylock.validate() does
-    return tomli_w.dumps(_drop_none(data)), validated
+    return _toml(_drop_none(data)), validated
+
+
+#: the TOML of one ``[[packages]]`` entry, by its dict's ``repr``: a pure-Python package is the
+#: same entry in every target's lock, written once per run (tomli_w is half of writing a lock)
+_package_toml: dict[str, str] = {}
+_PACKAGE_TOML_KEPT = 20_000
+
+
+def _toml(data: dict[str, Any]) -> str:
+    """``tomli_w.dumps(data)`` of a lock's dict, each ``[[packages]]`` entry's text made once
+    per run (:data:`_package_toml`). The same bytes: tomli_w writes the scalars and arrays
+    first, then each table after a blank line, so the text is the head, each entry and the
+    ``[tool]`` table, joined by blank lines — when every entry is a table of its own
+    (``[[packages]]``: an entry short enough for one line makes tomli_w weigh the whole array
+    as inline). Any other shape is written whole."""
+    packages = data.get("packages")
+    keys = list(data)
+    tail = ["packages", "tool"] if "tool" in data else ["packages"]
+    if (
+        not isinstance(packages, list)
+        or not packages
+        or not all(isinstance(p, dict) for p in packages)
+        or keys[-len(tail) :] != tail
+        or any(isinstance(data[k], dict | list) and _has_table(data[k]) for k in keys[: -len(tail)])
+    ):
+        return tomli_w.dumps(data)
+    parts = [tomli_w.dumps({k: data[k] for k in keys[: -len(tail)]})]
+    for package in packages:
+        key = repr(package)
+        text = _package_toml.get(key)
+        if text is None:
+            text = tomli_w.dumps({"packages": [package]})
+            if not text.startswith("[[packages]]\n"):  # small enough to be written inline:
+                return tomli_w.dumps(data)  # the whole array's form depends on every entry
+            if len(_package_toml) >= _PACKAGE_TOML_KEPT:
+                _package_toml.clear()
+            _package_toml[key] = text
+        parts.append(text)
+    if "tool" in data:
+        parts.append(tomli_w.dumps({"tool": data["tool"]}))
+    return "\n".join(parts)
+
+
+def _has_table(value: Any) -> bool:
+    """Whether tomli_w writes ``value`` (a head key's) as a table, not inline."""
+    return isinstance(value, dict) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    )
 
 
 def lock_dict(value: Any) -> Any:
