@@ -8,7 +8,7 @@ request is plain: ``http``/``https``, no proxy for its host (the same environmen
 httpx reads), no login in the URL, and the client is :class:`~wheelport.index.http.Http`'s own.
 
 Only a ``200`` with an identity body is served here (and the statuses a caller says it reads
-itself: a page's ``304``, ``404``). A redirect, another status, any other encoding, or a
+itself: a page's ``304``, ``404``, a range request's ``206``). A redirect, another status, any other encoding, or a
 connection that cannot be made returns ``None``, and the caller asks again through httpx, whose
 handling (redirects, retries, messages) stays the one rule for everything else. Errors while
 the body is read are :class:`BodyError` (the caller asks again). Index pages are read here too:
