@@ -350,7 +350,11 @@ def test_page_cache_keeps_the_body_byte_for_byte_and_revalidates(
         cache = Cache(tmp_path / "cache")
 
         def get() -> tuple[bytes, str, str]:
-            return Http(Logins(), cache, stats).get_page(srv.url)
+            web = Http(Logins(), cache, stats)
+            try:
+                return web.get_page(srv.url)
+            finally:
+                web.close()  # the page's cache entry is on disk (written on a thread of its own)
 
         stats: dict[str, int] = {"requests": 0, "cached": 0, "revalidated": 0}
         assert get() == (body, "application/vnd.pypi.simple.v1+json", srv.url)

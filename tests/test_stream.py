@@ -337,3 +337,48 @@ def test_the_tls_settings_are_httpx_defaults_made_without_httpx(
     assert ours.verify_mode == theirs.verify_mode == ssl.CERT_REQUIRED
     assert ours.check_hostname and theirs.check_hostname
     assert ours.minimum_version == theirs.minimum_version
+
+
+def test_a_page_is_kept_in_the_cache_on_a_thread_of_its_own(
+    server: _Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A page (3,000 Windows wheels) comes back while its cache entry is still being written.
+    Asked again meanwhile, by another client of the process, it is revalidated with the
+    pending entry's ETag; ``close`` waits for the entry, which is then on disk. An entry that
+    cannot be written is left out with a warning: the run goes on, the next one asks again."""
+    import wheelport.index.http as http_mod
+
+    release = threading.Event()
+    real = http_mod._write_page_entry
+
+    def slow(path: Path, facts: dict[str, object], body: bytes) -> None:
+        assert release.wait(30)
+        real(path, facts, body)
+
+    monkeypatch.setattr(http_mod, "_write_page_entry", slow)
+    url = f"{server.url}/simple/proj/"
+    first, second = _http(tmp_path), _http(tmp_path)
+    entry = first.cache.http_path(f"page:{url}")
+    assert first.get_page(url) == (PAGE, JSON_V1, url)
+    assert not entry.exists()  # still being written
+    assert second.get_page(url) == (PAGE, JSON_V1, url)
+    assert server.asked == [("/simple/proj/", None), ("/simple/proj/", '"v1"')]
+    release.set()
+    first.close()
+    second.close()
+    assert entry.is_file() and entry.read_bytes().endswith(PAGE)
+
+    def refused(path: Path, facts: dict[str, object], body: bytes) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(http_mod, "_write_page_entry", refused)
+    entry.unlink()
+    web = _http(tmp_path)
+    with caplog.at_level("WARNING", logger="wheelport.index.http"):
+        assert web.get_page(url) == (PAGE, JSON_V1, url)
+        web.close()
+    assert not entry.exists()
+    assert any("was not kept in the cache" in r.getMessage() for r in caplog.records)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import sys
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from wheelport.cache import Cache
 from wheelport.credentials import Logins, redact
-from wheelport.errors import IndexAccessError, UsageError
+from wheelport.errors import IndexAccessError, UsageError, WheelportError
 from wheelport.wheelhouse import atomic_target, human_size
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
     from wheelport.index.stream import Body, Streams
 
+
+log = logging.getLogger(__name__)
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -142,6 +145,8 @@ class Http:
         self.backoff = backoff
         #: revalidate every page even when the cache says it is fresh
         self.refresh = refresh
+        #: the threads writing this object's page cache entries (:meth:`_keep_page`)
+        self._writers: list[threading.Thread] = []
 
     @property
     def timeout(self) -> float:
@@ -183,7 +188,12 @@ class Http:
         return self._ssl
 
     def close(self) -> None:
-        """Close the HTTP client when it is this object's own (and was made)."""
+        """Close the HTTP client when it is this object's own (and was made), once every page
+        cache entry being written is on disk."""
+        with self._lock:
+            writers, self._writers = self._writers, []
+        for t in writers:
+            t.join()
         if self._own and self._client is not None:
             self._client.close()
         if self._streams is not None:
@@ -272,9 +282,11 @@ class Http:
         cache_file = self.cache.http_path(f"page:{url}")
         cached: dict[str, Any] | None = None
         cached_body = b""
-        entry = _read_page_entry(cache_file)
+        with _pending_lock:
+            entry = _pending.get(cache_file)
+        entry = entry or _read_page_entry(cache_file)
         if entry is not None:
-            cached, cached_body = entry
+            cached, cached_body = dict(entry[0]), entry[1]  # (a pending one is being written)
         now = time.time()
         if cached and not self.refresh and now - cached["fetched"] < cached.get("max_age", 0):
             self.stats["cached"] += 1
@@ -290,7 +302,7 @@ class Http:
             self.stats["revalidated"] += 1
             cached["fetched"] = now
             cached["max_age"] = _max_age(resp.headers)
-            _write_page_entry(cache_file, cached, cached_body)
+            self._keep_page(cache_file, cached, cached_body)
             return cached_body, cached["content_type"], cached["url"]
         if resp.status_code == 404:
             return b"", "404", url
@@ -314,8 +326,33 @@ class Http:
             "fetched": now,
             "max_age": _max_age(resp.headers),
         }
-        _write_page_entry(cache_file, facts, body)
+        self._keep_page(cache_file, facts, body)
         return body, ctype, final
+
+    def _keep_page(self, path: Path, facts: dict[str, Any], body: bytes) -> None:
+        """Write a page's cache entry on a thread of its own, while the page is decoded: the
+        write of a page of megabytes is mostly kernel time (up to 50 ms of a 4-target sync's
+        pages, each before its page could be decoded, on the resolution's path). The entries
+        are on disk when the client closes (:meth:`close` waits) or the interpreter exits
+        (the threads are not daemons). One that cannot be written is left out with a warning:
+        the page is asked again next time."""
+        with _pending_lock:
+            _pending[path] = (facts, body)
+        with self._lock:
+            writer = threading.Thread(target=self._write_page, args=(path, facts, body),
+                                      name="wheelport-page-cache")  # fmt: skip
+            self._writers.append(writer)
+        writer.start()
+
+    def _write_page(self, path: Path, facts: dict[str, Any], body: bytes) -> None:
+        try:
+            _write_page_entry(path, facts, body)
+        except (OSError, WheelportError) as exc:
+            log.warning("the page %s was not kept in the cache: %s", redact(facts["url"]), exc)
+        finally:
+            with _pending_lock:
+                if _pending.get(path, (None,))[0] is facts:
+                    del _pending[path]
 
     def _fetch_page(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response | Body, bytes]:
         """The response and body of a page, read up to :func:`max_page_bytes` (a bigger page is
@@ -397,6 +434,12 @@ def _share_addresses(client: httpx.Client) -> None:
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
     if pool is not None and hasattr(pool, "_network_backend"):
         pool._network_backend = shared_backend(pool._network_backend)
+
+
+#: page cache entries being written (:meth:`Http._keep_page`), by path: a page asked again in
+#: this process before its entry is on disk (by any client) is answered from here
+_pending: dict[Path, tuple[dict[str, Any], bytes]] = {}
+_pending_lock = threading.Lock()
 
 
 def _read_page_entry(path: Path) -> tuple[dict[str, Any], bytes] | None:
