@@ -741,6 +741,34 @@ def test_the_read_ahead_process_as_a_program_reads_metadata_without_httpx_cli(
     assert not {m for m in loaded if m.split(".")[0] in ("rich", "pygments", "click")}
 
 
+def test_the_wheelport_command_starts_a_syncs_download_process_before_its_command_line() -> None:
+    """``wheelport sync`` (the console script, ``python -m wheelport``) starts the download
+    process before ``wheelport.cli`` is imported, so both interpreters import at once; another
+    command starts none. The installed script is that entry point."""
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "wheelport"]
+    assert script.value == "wheelport.__main__:run"
+    code = (
+        "import sys\n"
+        "import wheelport.index.spawn as spawn\n"
+        "def spawned():\n"
+        "    print('spawned; cli imported:', 'wheelport.cli' in sys.modules, flush=True)\n"
+        "    raise OSError('no process in this test')\n"
+        "spawn.spawn = spawned\n"
+        "sys.argv = ['wheelport', *sys.argv[1:]]\n"
+        "from wheelport.__main__ import run\n"
+        "run()\n"
+    )
+    for command, told in (("sync", ["spawned; cli imported: False"]), ("lock", [])):
+        proc = subprocess.run([sys.executable, "-c", code, command, "--help"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        spawned = [x for x in proc.stdout.splitlines() if x.startswith("spawned")]
+        assert spawned[:1] == told  # first before the command line (which tries again here)
+        assert f"Usage: wheelport {command}" in proc.stdout
+
+
 def test_an_index_the_read_ahead_process_cannot_reach_is_not_asked_again_here(
     tmp_path: Path, dists_dir: Path
 ) -> None:
