@@ -2,8 +2,9 @@
 
 The process spends its first ~0.14 s importing (httpx, packaging, wheelport's index client)
 before it reads its settings, the first line on its stdin. A ``sync`` started from the command
-line starts it at once (:func:`start_early`, before the command is parsed and the resolver
-imported), so those imports run on the other core while this process does its own; the run's
+line starts it at once (:func:`start_early`, from ``wheelport.__main__`` before the command
+line itself is imported, and again, a no-op then, from ``cli.main``), so those imports run on
+the other core while this process does its own; the run's
 :class:`~wheelport.fetch.Prefetcher` then takes it (:func:`take`) and hands it its settings. A
 process no run takes (a no-op sync, a usage error) sees the end of its stdin when this one
 exits, and ends.
