@@ -181,7 +181,7 @@ def test_an_address_that_cannot_be_reached_costs_the_first_connection_only(
         assert tried == ["127.0.0.2", "127.0.0.1"]  # the first connection: both
         assert dns.ADDRESSES.lookup("localhost", srv.port)[0][4] == alive
         with IndexClient([url], cache=Cache(tmp_path / "cache2")) as client:
-            assert client.request(f"{url}proj/").status_code == 200  # httpx's connections
+            assert client.web.request(f"{url}proj/").status_code == 200  # httpx's connections
             client.download(file)  # http.client's, this client's own
             assert client.cache.verified(file.sha256 or "") is not None
         assert tried.count("127.0.0.2") == 1 and tried.count("127.0.0.1") >= 3

@@ -382,3 +382,43 @@ def test_a_page_is_kept_in_the_cache_on_a_thread_of_its_own(
         web.close()
     assert not entry.exists()
     assert any("was not kept in the cache" in r.getMessage() for r in caplog.records)
+
+
+def test_a_client_closed_while_a_page_is_being_kept_waits_for_its_entry(
+    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that fails closes its client while another thread still reads a page (a
+    Windows page here): ``close`` meets that page's writer only once it has started, and
+    waits for it (it once joined a thread not yet started: an internal error in place of
+    the run's own message)."""
+    import wheelport.index.http as http_mod
+
+    web = _http(tmp_path)
+    failures: list[BaseException] = []
+    closers: list[threading.Thread] = []
+    real_thread = threading.Thread
+
+    def closing() -> None:
+        try:
+            web.close()
+        except BaseException as exc:  # what close raised is the finding
+            failures.append(exc)
+
+    class CloseFirst(real_thread):
+        def start(self) -> None:
+            if self.name == "wheelport-page-cache":
+                closer = real_thread(target=closing)
+                closer.start()
+                closer.join(1.0)  # close runs now, or waits for the page to be listed
+                closers.append(closer)
+            super().start()
+
+    monkeypatch.setattr(http_mod.threading, "Thread", CloseFirst)
+    url = f"{server.url}/simple/proj/"
+    assert web.get_page(url) == (PAGE, JSON_V1, url)
+    monkeypatch.undo()
+    (closer,) = closers
+    closer.join(30)  # its close() waited for the entry
+    assert not closer.is_alive() and not failures
+    entry = web.cache.http_path(f"page:{url}")
+    assert entry.is_file() and entry.read_bytes().endswith(PAGE)

@@ -162,12 +162,6 @@ class IndexClient:
     def _auth_for(self, url: str) -> tuple[str, str] | None:
         return self.logins.for_url(url)
 
-    def request(
-        self, url: str, headers: dict[str, str] | None = None, *, stream: bool = False
-    ) -> httpx.Response:
-        """GET with retries on connection errors, 429 and 5xx (exponential backoff)."""
-        return self.web.request(url, headers, stream=stream)
-
     def stream(
         self, url: str, headers: dict[str, str] | None = None, statuses: Iterable[int] = (200,)
     ) -> httpx.Response | Body:

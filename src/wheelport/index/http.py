@@ -338,11 +338,11 @@ class Http:
         the page is asked again next time."""
         with _pending_lock:
             _pending[path] = (facts, body)
-        with self._lock:
+        with self._lock:  # started before it is listed: close() may join it at once
             writer = threading.Thread(target=self._write_page, args=(path, facts, body),
                                       name="wheelport-page-cache")  # fmt: skip
+            writer.start()
             self._writers.append(writer)
-        writer.start()
 
     def _write_page(self, path: Path, facts: dict[str, Any], body: bytes) -> None:
         try:
