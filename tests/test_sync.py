@@ -171,6 +171,42 @@ def test_rerun_does_nothing(source_index: IndexServer, tmp_path: Path) -> None:
     assert len(source_index.requests) == n_requests  # not a single request to the index
 
 
+def test_only_a_sync_with_sdists_to_build_loads_the_build_machinery(
+    source_index: IndexServer, tmp_path: Path
+) -> None:
+    """A sync whose locks name only wheels (a Windows target's) serves every cell without
+    importing the build stage, its planner or the container builder; a sync that has an sdist
+    to build for macOS arm64 loads them and builds it."""
+
+    def sync_loading(out: Path, *reqs: str, target: str) -> tuple[dict, set[str]]:
+        proc = wheelport("sync", *reqs, "--index-url", source_index.url, "-t", target,
+                         "-o", str(out), "--tool", "none", "--json",
+                         env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        loaded = {
+            line.rsplit("|", 1)[1].strip()
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line
+        }
+        return json.loads(proc.stdout), loaded
+
+    machinery = {
+        "wheelport.builders.stage",
+        "wheelport.builders.planner",
+        "wheelport.builders.container",
+    }
+    result, loaded = sync_loading(tmp_path / "bin", "dep", target="cp312-win_amd64")
+    assert result["coverage"]["dep"]["cp312-win_amd64"]["state"] == "downloaded"
+    assert result["builds"] == []
+    assert (tmp_path / "bin" / "pylock.cp312-win_amd64.toml").is_file()
+    assert "wheelport.builders.plan" in loaded
+    assert not machinery & loaded
+
+    result, loaded = sync_loading(tmp_path / "src", "puresrc", target="cp310-macosx_11_0_arm64")
+    assert result["coverage"]["puresrc"]["cp310-macosx_11_0_arm64"]["state"] == "built"
+    assert machinery <= loaded
+
+
 def test_a_file_read_ahead_that_the_search_leaves_is_never_placed(
     dists_dir: Path, tmp_path: Path
 ) -> None:

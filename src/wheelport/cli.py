@@ -211,14 +211,17 @@ def sync_cmd(
     **kwargs: Any,
 ) -> None:
     """Lock (if stale), fetch, build and index: the whole wheelhouse, idempotently."""
-    from wheelport.builders.planner import parse_shard
-    from wheelport.builders.stage import LineBuildReporter
+    from wheelport.builders.report import LineBuildReporter
     from wheelport.sync import SyncResult, sync
 
-    try:
-        part = parse_shard(shard) if shard is not None else None
-    except ValueError as exc:
-        raise UsageError(str(exc), hint="--shard I/N, 1 <= I <= N") from None
+    part = None
+    if shard is not None:
+        from wheelport.builders.planner import parse_shard
+
+        try:
+            part = parse_shard(shard)
+        except ValueError as exc:
+            raise UsageError(str(exc), hint="--shard I/N, 1 <= I <= N") from None
     config = config_from(kwargs)
     fp = FetchProgress(out)
     progress = progress_for(out)

@@ -15,17 +15,11 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wheelport import api
-from wheelport.builders.plan import Coverage
-from wheelport.builders.stage import (
-    Builders,
-    BuildOutcome,
-    BuildReporter,
-    build_stage,
-    default_builders,
-)
+from wheelport.builders.plan import BuildOutcome, Coverage, served
+from wheelport.builders.report import BuildReporter
 from wheelport.config import Config
 from wheelport.errors import JobError, UsageError
 from wheelport.fetch import (
@@ -42,6 +36,9 @@ from wheelport.lock import check_locks, read_lock
 from wheelport.resolve import Reporter, TargetFailure
 from wheelport.targets import Target, parse_targets
 from wheelport.wheelhouse import Wheelhouse
+
+if TYPE_CHECKING:
+    from wheelport.builders.stage import Builders
 
 
 @dataclass
@@ -115,10 +112,14 @@ def sync(
                     ahead.hand_over()  # what it has not started, fetch downloads at full speed
                     fetched = fetch(wh, list(locks.values()), client, jobs=config.jobs,
                                     reporter=fetch_reporter, manifest=manifest)  # fmt: skip
-                    built = build_stage(wh, manifest, locked, locks, client,
-                                        builders or default_builders(config),
-                                        reporter=build_reporter, shard=shard,
-                                        only_targets=only)  # fmt: skip
+                    built, needs = served(wh.root, locks)
+                    if needs:  # sdists to build: only then is the build machinery loaded
+                        from wheelport.builders.stage import build_stage, default_builders
+
+                        built = build_stage(wh, manifest, locked, locks, client,
+                                            builders or default_builders(config),
+                                            reporter=build_reporter, shard=shard,
+                                            only_targets=only)  # fmt: skip
                 except Exception:
                     wh.save_manifest(manifest)  # the files placed before the failure stay recorded
                     raise

@@ -8,11 +8,14 @@ builder once per Linux target policy.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from packaging.pylock import PackageWheel, Pylock
 
 from wheelport.targets import Target
 
@@ -223,3 +226,57 @@ class Coverage:
             pkg: {tgt: {"state": s, "detail": d} for tgt, (s, d) in row.items()}
             for pkg, row in sorted(self.cells.items())
         }
+
+
+@dataclass
+class BuildOutcome:
+    package: str
+    sdist: str
+    builder: str
+    wheel: str | None
+    targets: list[str]
+    skipped: bool = False
+    error: str | None = None
+
+
+@dataclass
+class StageResult:
+    """What the build stage did: one outcome per build or reuse, the coverage, and the
+    locks (changed in memory) with the targets whose lock now points at a built wheel."""
+
+    outcomes: list[BuildOutcome] = field(default_factory=list)
+    coverage: Coverage = field(default_factory=Coverage)
+    locks: dict[str, Pylock] = field(default_factory=dict)
+    rewritten: set[str] = field(default_factory=set)
+
+    def point_at(self, tid: str, need: BuildNeed, rel: str, size: int, sha: str) -> None:
+        """The target's lock installs the package from the built wheel (its real hash)."""
+        lock = self.locks[tid]
+        name = rel.rsplit("/", 1)[-1]
+        wheel = PackageWheel(name=name, path=rel, size=size, hashes={"sha256": sha})
+        pkgs = []
+        changed = False
+        for pkg in lock.packages:
+            ours = pkg.sdist is not None and pkg.sdist.hashes.get("sha256") == need.sdist_sha256
+            if ours and (not pkg.wheels or pkg.wheels[0].hashes.get("sha256") != sha):
+                pkg = dataclasses.replace(pkg, wheels=[wheel])
+                changed = True
+            pkgs.append(pkg)
+        if changed:
+            self.locks[tid] = dataclasses.replace(lock, packages=pkgs)
+            self.rewritten.add(tid)
+
+
+def served(root: Path, locks: Mapping[str, Pylock]) -> tuple[StageResult, list[BuildNeed]]:
+    """What the locks' wheels serve already (each target's cells ``downloaded``, or ``built``
+    for a wheel wheelport built that is present under ``root``), and the builds still needed
+    (:func:`needs_from_locks`): none for a wheelhouse of binaries, which then never loads the
+    build machinery."""
+    result = StageResult(locks=dict(locks))
+    for tid, lock in locks.items():
+        for pkg in lock.packages:
+            if pkg.wheels and (pkg.wheels[0].url or (root / str(pkg.wheels[0].path)).is_file()):
+                w = pkg.wheels[0]
+                state = "downloaded" if w.url else "built"
+                result.coverage.set(str(pkg.name), tid, state, w.name or "")
+    return result, needs_from_locks(locks, present=lambda rel: (root / rel).is_file())

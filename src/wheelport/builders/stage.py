@@ -21,11 +21,11 @@ import shutil
 import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from packaging.pylock import PackageWheel, Pylock
+from packaging.pylock import Pylock
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -33,11 +33,13 @@ from wheelport.builders.kind import NO_ENGINE, ContainerBuilder, NativeBuilder, 
 from wheelport.builders.native import build_native
 from wheelport.builders.plan import (
     BuildNeed,
-    Coverage,
+    BuildOutcome,
     ImageSlot,
     SdistInfo,
+    StageResult,
     needs_from_locks,
     read_sdist_info,
+    served,
 )
 from wheelport.builders.planner import (
     PriorBuild,
@@ -46,6 +48,7 @@ from wheelport.builders.planner import (
     decide,
     plan_builds,
 )
+from wheelport.builders.report import BuildReporter, NullBuildReporter
 from wheelport.config import SourcedRequirement
 from wheelport.errors import BuildError, UsageError, WheelportError
 from wheelport.fetch import Artifact, fetch_artifacts, remember_hash
@@ -59,17 +62,6 @@ from wheelport.wheelhouse import Wheelhouse, atomic_target, sha256_file
 
 if TYPE_CHECKING:
     from wheelport.builders.images import Interpreter, LocalImage
-
-
-@dataclass
-class BuildOutcome:
-    package: str
-    sdist: str
-    builder: str
-    wheel: str | None
-    targets: list[str]
-    skipped: bool = False
-    error: str | None = None
 
 
 #: System packages (Debian names, for the local base image) that well-known sdists need in
@@ -89,73 +81,6 @@ class Builders:
     #: (target, project) → the image that would build it (its tag names its content), or
     #: why there is none
     container_slot: Callable[[Target, str], ImageSlot] = lambda t, p: ImageSlot(None, NO_ENGINE)
-
-
-class BuildReporter(Protocol):
-    """Progress of the build stage (the CLI shows it; the library default says nothing)."""
-
-    def build_requirements(self, need: BuildNeed, entries: Sequence[BuildRequirement]) -> None:
-        """The build requirements of ``need`` were resolved and fetched."""
-
-    def build_started(self, job: PlannedJob) -> None: ...
-
-    def build_finished(self, job: PlannedJob, error: BuildError | None) -> None: ...
-
-
-class NullBuildReporter:
-    def build_requirements(self, need: BuildNeed, entries: Sequence[BuildRequirement]) -> None:
-        pass
-
-    def build_started(self, job: PlannedJob) -> None:
-        pass
-
-    def build_finished(self, job: PlannedJob, error: BuildError | None) -> None:
-        pass
-
-
-class LineBuildReporter(NullBuildReporter):
-    """One line per event, to ``emit`` (the CLI's info output)."""
-
-    def __init__(self, emit: Callable[[str], None]) -> None:
-        self.emit = emit
-
-    def build_requirements(self, need: BuildNeed, entries: Sequence[BuildRequirement]) -> None:
-        shown = ", ".join(
-            f"{e.name} {e.version}" + (" (sdist)" if e.sdist else "") for e in entries
-        )
-        self.emit(f"build requirements of {need.name}: {shown}")
-
-    def build_started(self, job: PlannedJob) -> None:
-        ids = ", ".join(t.identifier for t in job.targets)
-        self.emit(f"building {job.need.name} {job.need.version} ({job.builder}) for {ids}")
-
-
-@dataclass
-class StageResult:
-    """What the build stage did: one outcome per build or reuse, the coverage, and the
-    locks (changed in memory) with the targets whose lock now points at a built wheel."""
-
-    outcomes: list[BuildOutcome] = field(default_factory=list)
-    coverage: Coverage = field(default_factory=Coverage)
-    locks: dict[str, Pylock] = field(default_factory=dict)
-    rewritten: set[str] = field(default_factory=set)
-
-    def point_at(self, tid: str, need: BuildNeed, rel: str, size: int, sha: str) -> None:
-        """The target's lock installs the package from the built wheel (its real hash)."""
-        lock = self.locks[tid]
-        name = rel.rsplit("/", 1)[-1]
-        wheel = PackageWheel(name=name, path=rel, size=size, hashes={"sha256": sha})
-        pkgs = []
-        changed = False
-        for pkg in lock.packages:
-            ours = pkg.sdist is not None and pkg.sdist.hashes.get("sha256") == need.sdist_sha256
-            if ours and (not pkg.wheels or pkg.wheels[0].hashes.get("sha256") != sha):
-                pkg = dataclasses.replace(pkg, wheels=[wheel])
-                changed = True
-            pkgs.append(pkg)
-        if changed:
-            self.locks[tid] = dataclasses.replace(lock, packages=pkgs)
-            self.rewritten.add(tid)
 
 
 # -- the stage ---------------------------------------------------------------------------------
@@ -181,14 +106,7 @@ def build_stage(
     ``manifest`` is changed in memory; nothing but wheels is written."""
     reporter = reporter or NullBuildReporter()
     by_id = {t.identifier: t for t in targets}
-    result = StageResult(locks=dict(locks))
-    for tid, lock in locks.items():
-        for pkg in lock.packages:
-            if pkg.wheels and (pkg.wheels[0].url or (wh.root / str(pkg.wheels[0].path)).is_file()):
-                w = pkg.wheels[0]
-                state = "downloaded" if w.url else "built"
-                result.coverage.set(str(pkg.name), tid, state, w.name or "")
-    needs = needs_from_locks(locks, present=lambda rel: (wh.root / rel).is_file())
+    result, needs = served(wh.root, locks)
     if not needs:
         return result
     host = host_target()
