@@ -448,6 +448,46 @@ def test_a_lock_is_turned_into_pep751_fields_as_packaging_does() -> None:
     assert lock_dict(lock) == lock.to_dict()
 
 
+def test_a_written_lock_is_remembered_as_its_text_reads_back() -> None:
+    """The lock a write remembers (sync reads it back without parsing the file) is the one its
+    text gives: a ``None`` in a plain table (a tool's, a Windows target's lock) is not written,
+    so it is not in the remembered lock either; every other value is."""
+    import tomllib
+    from packaging.markers import Marker
+    from packaging.pylock import Package, PackageWheel, Pylock
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    from wheelport import lock as lock_mod
+
+    lock = Pylock(
+        lock_version=Version("1.0"),
+        environments=[Marker('sys_platform == "win32"')],
+        created_by="wheelport",
+        packages=[
+            Package(name=canonicalize_name("w"), version=Version("1.0"),
+                    wheels=[PackageWheel(name="w-1.0-cp312-cp312-win_amd64.whl", url=None,
+                                         path="wheels/w-1.0-cp312-cp312-win_amd64.whl", size=3,
+                                         hashes={"sha256": "e" * 64})],
+                    tool={"wheelport": {"built-by": None, "kept": [1, 2]}}),
+        ],
+        tool={"wheelport": {"target": "cp312-win_amd64", "exclude-newer": None}},
+    )  # fmt: skip
+    text, remembered = lock_mod._dumps(lock)
+    assert remembered == Pylock.from_dict(tomllib.loads(text))
+    assert remembered.tool == {"wheelport": {"target": "cp312-win_amd64"}}
+    assert remembered.packages[0].tool == {"wheelport": {"kept": [1, 2]}}
+
+
+def _drop_none(value: object) -> object:
+    """A lock's dict as TOML holds it: no ``None`` value in any table (the writer's oracle)."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_drop_none(v) for v in value]
+    return value
+
+
 def test_locks_of_several_targets_write_each_shared_entry_once_with_tomli_w_bytes() -> None:
     """A pure-Python package is the same ``[[packages]]`` entry in every target's lock: its
     text is made once per run and reused. The locks of a Windows, a macOS arm64 and a CPython
@@ -496,7 +536,7 @@ def test_locks_of_several_targets_write_each_shared_entry_once_with_tomli_w_byte
     lock_mod._package_toml.clear()
     for lock in locks:
         text = lock_mod.dumps(lock)
-        assert text == tomli_w.dumps(lock_mod._drop_none(lock_mod.lock_dict(lock)))
+        assert text == tomli_w.dumps(_drop_none(lock_mod.lock_dict(lock)))
         assert Pylock.from_dict(tomllib.loads(text)) == lock
     assert len(lock_mod._package_toml) == 4  # three native entries, the pure one once
 
@@ -506,5 +546,5 @@ def test_locks_of_several_targets_write_each_shared_entry_once_with_tomli_w_byte
                                     directory=PackageDirectory(path="t"))])  # fmt: skip
     lock_mod._package_toml.clear()
     text = lock_mod.dumps(tiny)
-    assert text == tomli_w.dumps(lock_mod._drop_none(lock_mod.lock_dict(tiny)))
+    assert text == tomli_w.dumps(_drop_none(lock_mod.lock_dict(tiny)))
     assert "[[packages]]" not in text and not lock_mod._package_toml

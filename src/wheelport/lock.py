@@ -146,9 +146,9 @@ def dumps(lock: Pylock) -> str:
 
 def _dumps(lock: Pylock) -> tuple[str, Pylock]:
     """(the TOML text of ``lock``, the lock as reading that text gives it back)."""
-    data = lock_dict(lock)
+    data = _as_dict(lock, keep_none=False)  # no None anywhere: what the text holds
     validated = Pylock.from_dict(data)  # what Pylock.validate() does
-    return _toml(_drop_none(data)), validated
+    return _toml(data), validated
 
 
 #: the TOML of one ``[[packages]]`` entry, by its dict's ``repr``: a pure-Python package is the
@@ -203,30 +203,49 @@ def lock_dict(value: Any) -> Any:
     """``Pylock.to_dict()``'s answer, made directly: PEP 751 keys (``_`` → ``-``), versions,
     markers and specifiers as text, no ``None`` fields. ``to_dict`` is a deep
     ``dataclasses.asdict`` that deep-copies every leaf: half of writing 15 locks."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    return _as_dict(value, keep_none=True)
+
+
+#: per dataclass: (attribute, PEP 751 key, whether it is ``environments``) of each field
+_FIELDS: dict[type, tuple[tuple[str, str, bool], ...]] = {}
+_LEAVES = (str, int, float, bool, datetime)
+
+
+def _as_dict(value: Any, *, keep_none: bool) -> Any:
+    """:func:`lock_dict`; without ``keep_none`` also no ``None`` value in a plain table (what
+    TOML can hold: the text written and read back), in the same pass. A table's arrays are
+    lists then (tomli_w writes a tuple as the same array)."""
+    cls = type(value)
+    if cls in _LEAVES:
+        return value
+    fields = _FIELDS.get(cls)
+    if fields is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = _FIELDS[cls] = tuple(
+            (f.name, f.name.replace("_", "-"), f.name == "environments")
+            for f in dataclasses.fields(value)
+        )
+    if fields is not None:
         out = {}
-        for f in dataclasses.fields(value):
-            item = lock_dict(getattr(value, f.name))
+        for name, key, environments in fields:
+            item = _as_dict(getattr(value, name), keep_none=keep_none)
             if item is None:
                 continue
             if isinstance(item, Version | Marker | SpecifierSet):
                 item = str(item)
-            elif f.name == "environments" and isinstance(item, Sequence):
+            elif environments and isinstance(item, Sequence):
                 item = [str(m) for m in item]
-            out[f.name.replace("_", "-")] = item
+            out[key] = item
         return out
     if isinstance(value, list | tuple):
-        return type(value)(lock_dict(v) for v in value)
+        if keep_none:
+            return type(value)(_as_dict(v, keep_none=True) for v in value)
+        return [_as_dict(v, keep_none=False) for v in value]
     if isinstance(value, dict):
-        return {lock_dict(k): lock_dict(v) for k, v in value.items()}
-    return value
-
-
-def _drop_none(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_drop_none(v) for v in value]
+        if keep_none:
+            return {
+                _as_dict(k, keep_none=True): _as_dict(v, keep_none=True) for k, v in value.items()
+            }
+        return {k: _as_dict(v, keep_none=False) for k, v in value.items() if v is not None}
     return value
 
 
