@@ -154,13 +154,14 @@ class Lookup:
 
 
 def cached_metadata(cache: Cache, sha256: str | None) -> bytes | None:
-    """The metadata kept for the file with this sha256, if any."""
+    """The metadata kept for the file with this sha256, if any (an entry that cannot be read,
+    in a damaged cache, is none: the index is asked)."""
     if not sha256:
         return None
     path = cache.metadata_path(f"meta:{sha256}")
     try:
         return path.read_bytes()
-    except FileNotFoundError:
+    except OSError:
         return None
 
 
@@ -168,12 +169,24 @@ def cached_metadata(cache: Cache, sha256: str | None) -> bytes | None:
 #: when large): another target's file of the same version finds it without a look on disk
 _kept: set[tuple[str, str]] = set()
 _KEPT_MOST = 100_000
+#: the metadata cache a write into failed (said once per process)
+_unkept: list[str] = []
 
 
 def remember_metadata(cache: Cache, sha256: str | None, data: bytes) -> None:
-    """Keep the metadata of the file with this sha256 (none without one)."""
+    """Keep the metadata of the file with this sha256 (none without one). An entry that cannot
+    be written (a full disk, a cache it may not write) is left out with a warning, as a page's
+    is: the run has the bytes, and a run that needs the space says so where it needs it (a
+    wheel's download names the wheel and its size, not a 46-byte entry another download's
+    partial file crowded out)."""
     if sha256:
-        atomic_write_bytes(cache.metadata_path(f"meta:{sha256}"), data, durable=False)
+        try:
+            atomic_write_bytes(cache.metadata_path(f"meta:{sha256}"), data, durable=False)
+        except (OSError, WheelportError) as exc:
+            if not _unkept:  # said once: a full or read-only cache would say it for every file
+                _unkept.append(str(cache.metadata))
+                log.warning("core metadata is not kept in the cache: %s", exc)
+            return
         if len(_kept) >= _KEPT_MOST:
             _kept.clear()
         _kept.add((str(cache.metadata), sha256))
