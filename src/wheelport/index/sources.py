@@ -169,8 +169,8 @@ def cached_metadata(cache: Cache, sha256: str | None) -> bytes | None:
 #: when large): another target's file of the same version finds it without a look on disk
 _kept: set[tuple[str, str]] = set()
 _KEPT_MOST = 100_000
-#: the metadata cache a write into failed (said once per process)
-_unkept: list[str] = []
+#: the metadata caches a write into failed (each said once per process)
+_unkept: set[str] = set()
 
 
 def remember_metadata(cache: Cache, sha256: str | None, data: bytes) -> None:
@@ -183,8 +183,9 @@ def remember_metadata(cache: Cache, sha256: str | None, data: bytes) -> None:
         try:
             atomic_write_bytes(cache.metadata_path(f"meta:{sha256}"), data, durable=False)
         except (OSError, WheelportError) as exc:
-            if not _unkept:  # said once: a full or read-only cache would say it for every file
-                _unkept.append(str(cache.metadata))
+            where = str(cache.metadata)
+            if where not in _unkept:  # once: a full or read-only cache would say it per file
+                _unkept.add(where)
                 log.warning("core metadata is not kept in the cache: %s", exc)
             return
         if len(_kept) >= _KEPT_MOST:
