@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,7 @@ def test_an_edit_in_one_wheelhouse_never_reaches_the_cache_or_another(
     good = sha256_file(wheel_a)
     # written once: the download was moved into A (one link), and the cache noted where
     assert not cache_entry(good).exists() and wheel_a.stat().st_nlink == 1
-    note = Cache.default().placed_path(good)
-    assert note.read_text(encoding="utf-8") == str(wheel_a)
+    assert Cache.default().placed_note(good) == wheel_a
     size = wheel_a.stat().st_size
     flip(wheel_a)
     assert sha256_file(wheel_a) != good and wheel_a.stat().st_size == size
@@ -76,7 +76,7 @@ def test_an_edit_in_one_wheelhouse_never_reaches_the_cache_or_another(
     wheel_b = b / "wheels" / WIN_WHEEL
     assert sha256_file(wheel_b) == good and downloads(index, WIN_WHEEL) == before + 1
     assert wheel_b.stat().st_ino != wheel_a.stat().st_ino and wheel_b.stat().st_nlink == 1
-    assert note.read_text(encoding="utf-8") == str(wheel_b)
+    assert Cache.default().placed_note(good) == wheel_b
     assert run_wheelport("verify", str(b)).returncode == 0
     # `verify A` sees the edit; re-running sync on A repairs it, saying which file, from B's
     # copy (hashed as it is copied: no download)
@@ -98,7 +98,7 @@ def test_an_edit_in_one_wheelhouse_never_reaches_the_cache_or_another(
     r = sync(index, b)
     assert r.returncode == 0, r.stderr
     assert sha256_file(wheel_b) == good and downloads(index, WIN_WHEEL) == before + 2
-    assert note.read_text(encoding="utf-8") == str(wheel_b)
+    assert Cache.default().placed_note(good) == wheel_b
 
 
 def plant(sha: str, data: bytes) -> Path:
@@ -122,7 +122,7 @@ def test_a_corrupt_cache_entry_is_evicted_and_fetched_again(
     index: IndexServer, tmp_path: Path
 ) -> None:
     b, good, entry = synced_and_planted(index, tmp_path)
-    Cache.default().placed_path(good).unlink()  # only the entry can serve it
+    Cache.default().forget_placed(good)  # only the entry can serve it
     flip(entry)  # planted directly: the cache itself is damaged
     before = downloads(index, WIN_WHEEL)
     r = sync(index, b)
@@ -131,7 +131,7 @@ def test_a_corrupt_cache_entry_is_evicted_and_fetched_again(
     assert len(lines) == 1 and str(entry) in lines[0], r.stderr
     assert sha256_file(b / "wheels" / WIN_WHEEL) == good
     assert not entry.exists()  # evicted; the new download went into B, the cache notes it
-    assert Cache.default().placed_path(good).read_text() == str(b / "wheels" / WIN_WHEEL)
+    assert Cache.default().placed_note(good) == b / "wheels" / WIN_WHEEL
     assert downloads(index, WIN_WHEEL) == before + 1
     assert run_wheelport("verify", str(b)).returncode == 0
 
@@ -244,7 +244,7 @@ def test_a_download_is_moved_once_and_an_entry_changed_since_is_hashed(tmp_path:
     assert cache.verified(sha, into=other) is None
     assert not other.exists() and not entry.exists()  # evicted as corrupt
     # with no entry, the copy the cache noted serves: copied (its own inode) and hashed
-    assert cache.placed_path(sha).read_text() == str(dest)
+    assert cache.placed_note(sha) == dest
     third = tmp_path / "wh2" / "wheels" / "x.whl"
     assert cache.verified(sha, into=third) == third and third.read_bytes() == data
     assert third.stat().st_ino != dest.stat().st_ino
@@ -254,7 +254,7 @@ def test_a_download_is_moved_once_and_an_entry_changed_since_is_hashed(tmp_path:
     flip(dest)
     fourth = tmp_path / "wh3" / "x.whl"
     assert cache.verified(sha, into=fourth) is None and not fourth.exists()
-    assert not cache.placed_path(sha).exists()
+    assert cache.placed_note(sha) is None
 
 
 def test_a_hash_that_is_not_a_sha256_never_becomes_a_cache_path(tmp_path: Path) -> None:
@@ -269,7 +269,8 @@ def test_a_hash_that_is_not_a_sha256_never_becomes_a_cache_path(tmp_path: Path) 
     for call in (
         lambda: cache.verified(sneaky),
         lambda: cache.verified(sneaky, into=tmp_path / "wh" / "x.whl"),
-        lambda: cache.placed_path("A" * 64),  # upper case: never a name the cache gives
+        lambda: cache.placed_note("A" * 64),  # upper case: never a name the cache gives
+        lambda: cache.forget_placed(sneaky),
     ):
         with pytest.raises(FetchError, match="not a sha256"):
             call()
@@ -320,7 +321,7 @@ def test_an_entry_the_read_ahead_process_just_wrote_is_moved_once_its_answer_is_
         dest = wh.root / art.path
         assert sha256_file(dest) == sha
         assert not entry.exists() and dest.stat().st_nlink == 1  # moved: written once
-        assert cache.placed_path(sha).read_text(encoding="utf-8") == str(dest.absolute())
+        assert cache.placed_note(sha) == dest.absolute()
         assert downloads(srv, f.filename) == 0
 
 
@@ -347,3 +348,72 @@ def test_a_warning_of_the_read_ahead_process_is_shown_here_and_odd_lines_are_dro
             _relayed(odd)
     shown = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
     assert shown == [("wheelport.cache", logging.WARNING, "cache entry /c/ab is corrupt")]
+
+
+def test_a_cold_sync_makes_no_directory_per_cache_entry(index: IndexServer, tmp_path: Path) -> None:
+    """Cache entries sit directly in their directory and every placement is one line of one
+    notes file: a cold sync creates no directory per entry (each costs as much as a file)."""
+    r = sync(index, tmp_path / "wh")
+    assert r.returncode == 0, r.stderr
+    root = Cache.default().root
+    dirs = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir())
+    assert dirs == ["artifacts-v2", "artifacts-v2/tmp", "http-v2", "metadata-v2", "placed-v2"]
+    assert [p.name for p in (root / "placed-v2").iterdir()] == ["notes"]
+    for name in (WIN_WHEEL, PURE_WHEEL):  # both moved into the wheelhouse and noted there
+        wheel = tmp_path / "wh" / "wheels" / name
+        assert Cache.default().placed_note(sha256_file(wheel)) == wheel
+    assert len([p for p in (root / "http-v2").iterdir() if p.name.endswith(".json")]) >= 2
+
+
+def test_placement_notes_are_read_as_they_grow_and_damage_is_skipped(tmp_path: Path) -> None:
+    """Notes appended by another process are seen by one that read the file before; a line
+    cut short (a killed writer), a relative path or a bad hash is skipped; ``null`` drops a
+    note; a path with a newline in it stays one line."""
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    here = Cache(tmp_path / "cache")
+    here.forget_placed(c)  # creates the notes; nothing to drop
+    assert here.placed_note(a) is None
+    odd = tmp_path / "wh\nodd" / "x.whl"
+    appended = (
+        "import sys; from pathlib import Path; from wheelport.cache import Cache\n"
+        "c = Cache(Path(sys.argv[1]))\n"
+        f"c._note_placed({a!r}, Path(sys.argv[2]))\n"
+        f"c._note_placed({b!r}, Path('/first/b.whl'))\n"
+        f"c._note_placed({b!r}, Path('/second/b.whl'))\n"
+        f"c.forget_placed({a!r})\n"
+        f"c._note_placed({a!r}, Path(sys.argv[2]))\n"
+    )
+    subprocess.run([sys.executable, "-c", appended, str(here.root), str(odd)], check=True)
+    notes = here.root / "placed-v2" / "notes"
+    with notes.open("a", encoding="utf-8") as f:
+        f.write(f'{c} "relative/c.whl"\n{"d" * 63} "/d.whl"\n{c} "/c.wh')  # the last one cut
+    assert here.placed_note(a) == odd and here.placed_note(b) == Path("/second/b.whl")
+    assert here.placed_note(c) is None
+    assert len(notes.read_text(encoding="utf-8").splitlines()) == 9  # the newline escaped
+    with notes.open("a", encoding="utf-8") as f:
+        f.write('l"\n')  # the cut line completed: read once whole
+    assert here.placed_note(c) == Path("/c.whl")
+    here.forget_placed(b)
+    assert here.placed_note(b) is None
+
+
+def test_placement_notes_past_their_limit_keep_the_newest_note_of_each_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wheelport import cache as cache_module
+
+    monkeypatch.setattr(cache_module._Notes, "LIMIT", 2000)
+    here = Cache(tmp_path / "cache")
+    shas = [f"{i:064x}" for i in range(30)]
+    for sha in shas[:10]:
+        here._note_placed(sha, tmp_path / "old" / sha)
+    for sha in shas:
+        here._note_placed(sha, tmp_path / "new" / sha)  # each over 100 bytes
+    notes = here.root / "placed-v2" / "notes"
+    assert notes.stat().st_size <= 2000
+    fresh = Cache(tmp_path / "cache")  # another process's view: from the file alone
+    cache_module._notes_of.clear()
+    kept = [sha for sha in shas if fresh.placed_note(sha) is not None]
+    assert kept and kept == shas[len(shas) - len(kept) :]  # the newest ones
+    assert all(fresh.placed_note(sha) == tmp_path / "new" / sha for sha in kept)
+    assert not list(notes.parent.glob(".*.part"))

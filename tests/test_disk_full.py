@@ -112,7 +112,7 @@ def test_a_metadata_entry_the_cache_cannot_take_is_left_out(
     fails where the space is needed (the wheel, its size), not on a 46-byte entry."""
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / "metadata-v1").write_text("not a directory")
+    (cache / "metadata-v2").write_text("not a directory")
     with IndexServer() as srv:
         srv.add(make_wheel(dists_dir, "dep", "1.0"))
         srv.add(make_wheel(dists_dir, "app", "1.0", deps=["dep"]))

@@ -114,13 +114,13 @@ def assert_nothing_unverified(case: Case, cache: Path) -> None:
             registered = case.index.file(p.name)
             assert registered is not None, f"unexpected {p}"
             assert sha256_file(p) == registered.sha256, f"unverified {p}"
-    arts = cache / "artifacts-v1"
+    arts = cache / "artifacts-v2"
     for p in arts.rglob("*") if arts.is_dir() else []:
         if p.is_dir():
             continue
         rel = p.relative_to(arts).parts
         assert rel[0] != "tmp", f"temporary file left in the cache: {p}"
-        assert len(rel) == 2 and rel[0] + rel[1] == sha256_file(p), f"misnamed artifact {p}"
+        assert len(rel) == 1 and rel[0] == sha256_file(p), f"misnamed artifact {p}"
     for lock in case.wh.glob("pylock.*.toml"):
         read_lock(lock)  # every lock that exists parses
 

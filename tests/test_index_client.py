@@ -280,15 +280,17 @@ def test_concurrent_downloads_keep_files_apart(
         # each download went into the wheelhouse (written once) and the cache noted where: every
         # note names a file with exactly that sha256, and what the cache still holds is named
         # by its own sha256
-        notes = [p for p in (cache / "placed-v1").rglob("*") if p.is_file()]
-        assert len(notes) == n
-        for note in notes:
-            placed = Path(note.read_text(encoding="utf-8"))
+        lines = (cache / "placed-v2" / "notes").read_text(encoding="utf-8").splitlines()
+        notes = dict(line.split(" ", 1) for line in lines)
+        assert len(lines) == len(notes) == n
+        for sha, where in notes.items():
+            placed = Path(json.loads(where))
+            assert Cache(cache).placed_note(sha) == placed
             assert placed.parent == tmp_path / f"wh{run}" / "wheels"
-            assert hashlib.sha256(placed.read_bytes()).hexdigest() == note.parent.name + note.name
-        for path in (cache / "artifacts-v1").rglob("*"):
-            if path.is_file() and path.parent.name != "tmp":
-                assert hashlib.sha256(path.read_bytes()).hexdigest() == path.parent.name + path.name
+            assert hashlib.sha256(placed.read_bytes()).hexdigest() == sha
+        for path in (cache / "artifacts-v2").iterdir():
+            if path.is_file():
+                assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name
 
 
 class _PageServer:

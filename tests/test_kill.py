@@ -60,13 +60,11 @@ def _assert_complete(wh: Path, cache: Path, sync_args: list[str]) -> None:
         read_lock(lock)
     names = {p.name.split("-")[0] for p in (wh / "wheels").glob("*.whl")}
     assert {"puresrc", "tinybackend"} <= names and {f"w{i}" for i in range(6)} <= names
-    arts = cache / "artifacts-v1"
-    for p in arts.rglob("*"):
-        rel = p.relative_to(arts).parts
-        if p.is_file() and rel[0] != "tmp":
-            from wheelport.wheelhouse import sha256_file
+    from wheelport.wheelhouse import sha256_file
 
-            assert rel[0] + rel[1] == sha256_file(p), f"cache artifact not named by its sha256: {p}"
+    for p in (cache / "artifacts-v2").iterdir():
+        if p.is_file():
+            assert p.name == sha256_file(p), f"cache artifact not named by its sha256: {p}"
 
 
 def _phase(wh: Path, cache: Path) -> str:
@@ -74,7 +72,7 @@ def _phase(wh: Path, cache: Path) -> str:
     still resolve (sync's prefetch), so a run with files in its cache (or on their way) but
     not all of them in the wheelhouse was downloading, locks written or not."""
     # a download is in the cache, on its way (tmp/), or moved into the wheelhouse (noted)
-    downloads = [p for d in ("artifacts-v1", "placed-v1") for p in (cache / d).rglob("*")
+    downloads = [p for d in ("artifacts-v2", "placed-v2") for p in (cache / d).rglob("*")
                  if p.is_file()]  # fmt: skip
     placed = len(list((wh / "wheels").glob("w*.whl"))) if (wh / "wheels").is_dir() else 0
     if not downloads and not list(wh.glob("pylock.*.toml")):
@@ -235,14 +233,11 @@ def test_partial_files_of_dead_writers_are_reclaimed_live_ones_kept(tmp_path: Pa
     from wheelport.wheelhouse import partial_file, release_partial
 
     cache = tmp_path / "cache"
-    tmp = cache / "artifacts-v1" / "tmp"
-    # a download, a copy back from a wheelhouse, a page, core metadata, a placement note
-    dirs = [
-        tmp,
-        *(cache / d / "ab" for d in ("artifacts-v1", "http-v1", "metadata-v1", "placed-v1")),
-    ]
+    tmp = cache / "artifacts-v2" / "tmp"
+    # a download, a copy back from a wheelhouse, a page, core metadata, rewritten placement notes
+    dirs = [tmp, *(cache / d for d in ("artifacts-v2", "http-v2", "metadata-v2", "placed-v2"))]
     for d in dirs:
-        d.mkdir(parents=True)
+        d.mkdir(parents=True, exist_ok=True)
     dying = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"

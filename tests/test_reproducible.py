@@ -127,7 +127,7 @@ def _sync_twice(
         sdist = next(iter(sorted((tmp_path / side / "wh" / "sdists").iterdir())))
         own, sha = Cache.default(), sha256_file(sdist)
         assert own.root == cache  # each side its own cold cache: it holds the sdist or notes it
-        assert own.artifact_path(sha).is_file() or own.placed_path(sha).read_text() == str(sdist)
+        assert own.artifact_path(sha).is_file() or own.placed_note(sha) == sdist
         results.append(result)
     return tmp_path / "a" / "wh", tmp_path / "b" / "wh", results[0]
 

@@ -9,11 +9,15 @@ one process an entry it downloaded (hashed while written) or hashed is not read 
 its stat stamp is unchanged: a write to it, in place or by rename, changes the stamp.
 
 Each file is written once. An entry this process downloaded is *moved* into the
-first wheelhouse that needs it, and the cache keeps a note of where it went
-(``placed-v1/<sha256>``: the path). A later request for those bytes — another wheelhouse, a
-build, a repair — copies them from there (reflink or copy, :func:`~wheelport.wheelhouse.copy_verified`)
-and hashes the copy; a note whose file is gone or changed is dropped and the file is
-downloaded again. Wheelhouses never share an inode with the cache or with each other (no hard
+first wheelhouse that needs it, and the cache keeps a note of where it went: a line
+``<sha256> <path as JSON>`` appended to ``placed-v2/notes`` (:class:`_Notes`). A later request
+for those bytes — another wheelhouse, a build, a repair — copies them from there (reflink or
+copy, :func:`~wheelport.wheelhouse.copy_verified`) and hashes the copy; a note whose file is
+gone or changed is dropped (a line ``<sha256> null``) and the file is downloaded again.
+
+Entries are files directly under their directory, named by their sha256 (artifacts) or the
+sha256 of their key (pages, core metadata), with no fan-out directories: creating a directory
+costs as much as creating a file, and a cold sync would make a few hundred of them. Wheelhouses never share an inode with the cache or with each other (no hard
 links), so nothing done to one wheelhouse reaches the cache or another. Entries an earlier
 run left are copied, not moved: syncing does not empty the cache.
 
@@ -22,9 +26,10 @@ temporary directory removed when the process exits. It is neither read from a pr
 nor left for the next.
 
 The cache takes no lock: every write into it is a temporary file, checked, then renamed
-(``download_verified`` for artifacts; ``atomic_write_bytes`` for HTTP pages, core metadata
-and placement notes), so a reader sees either no entry or a whole one, and two processes
-writing the same entry write the same bytes.
+(``download_verified`` for artifacts; ``atomic_write_bytes`` for HTTP pages and core
+metadata), so a reader sees either no entry or a whole one, and two processes writing the same
+entry write the same bytes. Placement notes are appended, each line in one ``write`` (the
+kernel keeps appends to one file whole); a line a killed run cut short is skipped.
 """
 
 from __future__ import annotations
@@ -32,11 +37,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,9 +68,10 @@ _reclaimed: set[Path] = set()
 _reclaimed_lock = threading.Lock()
 
 
-def _parts(sha256: str) -> Path:
-    """``ab/cdef…`` for a sha256 — only a real one: a lock or page's hash names files here, so
-    one like ``../..`` must never become a path the cache reads, replaces or removes."""
+def _name(sha256: str) -> str:
+    """``sha256`` as the name of a cache entry — only a real one: a lock or page's hash names
+    files here, so one like ``../..`` must never become a path the cache reads, replaces or
+    removes."""
     from wheelport.errors import FetchError
     from wheelport.index.models import is_sha256
 
@@ -72,7 +80,7 @@ def _parts(sha256: str) -> Path:
             f"not a sha256: {sha256[:80]!r} (64 lowercase hex digits expected)",
             hint="the lock or index that named this file is damaged; lock again",
         )
-    return Path(sha256[:2], sha256[2:])
+    return sha256
 
 
 def default_cache_dir() -> Path:
@@ -108,15 +116,15 @@ class Cache:
 
     @property
     def http(self) -> Path:
-        return self.root / "http-v1"
+        return self.root / "http-v2"
 
     @property
     def metadata(self) -> Path:
-        return self.root / "metadata-v1"
+        return self.root / "metadata-v2"
 
     @property
     def artifacts(self) -> Path:
-        return self.root / "artifacts-v1"
+        return self.root / "artifacts-v2"
 
     def partial_dir(self) -> Path:
         """Where downloads are written before they are verified and renamed into place."""
@@ -137,19 +145,25 @@ class Cache:
 
             reclaim_partials(self.artifacts / "tmp")
             for d in (self.artifacts, self.http, self.metadata, self.placed):
-                reclaim_partials(d, "*/.*.part")
+                reclaim_partials(d, ".*.part")
             _reclaimed.add(self.root)
 
     def artifact_path(self, sha256: str) -> Path:
-        return self.artifacts / _parts(sha256)
+        return self.artifacts / _name(sha256)
 
     @property
     def placed(self) -> Path:
-        return self.root / "placed-v1"
+        return self.root / "placed-v2"
 
-    def placed_path(self, sha256: str) -> Path:
-        """The note of where the file ``sha256`` was last placed (see the module docstring)."""
-        return self.placed / _parts(sha256)
+    def placed_note(self, sha256: str) -> Path | None:
+        """Where the file ``sha256`` was last placed, as the cache noted it (see the module
+        docstring); None when it has no note."""
+        return _notes(self.placed).get(_name(sha256))
+
+    def forget_placed(self, sha256: str) -> None:
+        """Drop the note of where the file ``sha256`` was placed (only a hint: a failure to
+        write it is ignored)."""
+        _notes(self.placed).add(_name(sha256), None)
 
     def verified(self, sha256: str, *, into: Path | None = None) -> Path | None:
         """The cache entry of ``sha256`` if its bytes hash to ``sha256``, else None.
@@ -194,10 +208,7 @@ class Cache:
         return None
 
     def _note_placed(self, sha256: str, where: Path) -> None:
-        from wheelport.wheelhouse import atomic_write_text
-
-        with contextlib.suppress(OSError):  # only a hint: without it, a later run downloads
-            atomic_write_text(self.placed_path(sha256), str(where.absolute()), durable=False)
+        _notes(self.placed).add(sha256, where.absolute())
 
     def _from_placed(self, sha256: str, into: Path | None) -> Path | None:
         """The file ``sha256`` copied from where the cache noted it was placed: to ``into``, or
@@ -206,10 +217,8 @@ class Cache:
         dropped, when that file is gone or is no longer those bytes."""
         from wheelport.wheelhouse import copy_verified
 
-        note = self.placed_path(sha256)
-        try:
-            where = Path(note.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError):
+        where = self.placed_note(sha256)
+        if where is None:
             return None
         dest = into if into is not None else self.artifact_path(sha256)
         if where.is_absolute() and where != dest:
@@ -222,7 +231,7 @@ class Cache:
                     self.remember(dest, sha256)
                 return dest
         log.info("%s no longer holds %s; downloading it again", where, sha256)
-        note.unlink(missing_ok=True)
+        self.forget_placed(sha256)
         return None
 
     @staticmethod
@@ -256,8 +265,119 @@ class Cache:
 
     def http_path(self, key: str) -> Path:
         digest = hashlib.sha256(key.encode()).hexdigest()
-        return self.http / digest[:2] / f"{digest[2:]}.json"
+        return self.http / f"{digest}.json"
 
     def metadata_path(self, key: str) -> Path:
         digest = hashlib.sha256(key.encode()).hexdigest()
-        return self.metadata / digest[:2] / digest[2:]
+        return self.metadata / digest
+
+
+class _Notes:
+    """The placement notes of one cache: an append-only file of lines ``<sha256> <path>``
+    (the path as a JSON string; ``null`` drops the note), the last line of a sha256 winning.
+
+    One file, not one per note: a cold sync places hundreds of files, and creating a file (an
+    inode) costs as much here as a megabyte of download. This process reads the file once
+    and then only what was appended since (other processes append too). When it outgrows
+    :attr:`LIMIT`, the appender rewrites it with the last note of each file (newest first
+    when even those are too many); a note another process appended in that instant may be
+    lost, which only costs a later run a download. Any failure to read or write is ignored:
+    a note is only a hint.
+    """
+
+    #: the size past which the notes are rewritten (about 20,000 notes)
+    LIMIT = 4 << 20
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "notes"
+        self._lock = threading.Lock()
+        self._seen: dict[str, Path] = {}
+        self._where = (-1, 0)  # (inode, offset) of what was read
+
+    def get(self, sha256: str) -> Path | None:
+        with self._lock:
+            self._catch_up()
+            return self._seen.get(sha256)
+
+    def add(self, sha256: str, where: Path | None) -> None:
+        line = f"{sha256} {json.dumps(None if where is None else str(where))}\n".encode()
+        with contextlib.suppress(OSError):
+            try:
+                fd = os.open(
+                    self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+                )
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(
+                    self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+                )
+            try:
+                os.write(fd, line)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if size > self.LIMIT:
+                self._rewrite()
+
+    def _catch_up(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                ino = os.fstat(f.fileno()).st_ino
+                if ino != self._where[0]:
+                    self._seen.clear()
+                    self._where = (ino, 0)
+                f.seek(self._where[1])
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1  # a line still being written (or cut short) waits
+        self._where = (ino, self._where[1] + end)
+        for sha256, where in _note_lines(data[:end]):
+            self._seen.pop(sha256, None)  # a note made again moves to the end: the newest
+            if where is not None:
+                self._seen[sha256] = where
+
+    def _rewrite(self) -> None:
+        from wheelport.wheelhouse import atomic_write_bytes
+
+        with self._lock:
+            self._where = (-1, 0)
+            self._catch_up()
+            kept = list(self._seen.items())
+        text = b"".join(f"{s} {json.dumps(str(p))}\n".encode() for s, p in kept)
+        if len(text) > self.LIMIT // 2:
+            text = text[len(text) - self.LIMIT // 2 :]
+            text = text[text.find(b"\n") + 1 :]
+        with contextlib.suppress(OSError):
+            atomic_write_bytes(self.path, text, durable=False)
+
+
+def _note_lines(data: bytes) -> Iterator[tuple[str, Path | None]]:
+    """The well-formed lines of placement notes (others are skipped: a killed writer's)."""
+    from wheelport.index.models import is_sha256
+
+    for raw in data.splitlines():
+        sha256, _, value = raw.decode("utf-8", "replace").partition(" ")
+        if not is_sha256(sha256):
+            continue
+        try:
+            where = json.loads(value)
+        except ValueError:
+            continue
+        if where is None:
+            yield sha256, None
+        elif isinstance(where, str) and os.path.isabs(where):
+            yield sha256, Path(where)
+
+
+_notes_of: dict[Path, _Notes] = {}
+_notes_lock = threading.Lock()
+
+
+def _notes(directory: Path) -> _Notes:
+    """The placement notes kept in ``directory`` (one reader per cache and process)."""
+    with _notes_lock:
+        notes = _notes_of.get(directory)
+        if notes is None:
+            notes = _notes_of[directory] = _Notes(directory)
+        return notes
