@@ -223,3 +223,41 @@ def test_only_the_header_block_of_metadata_is_read(data: bytes, headers: bytes) 
     assert parse_metadata(fields + body)["license_expression"] == "MIT"
     assert parse_requires_python(fields + body) == ">=3.9"
     assert parse_headers(fields + body).get_all("Summary") == ["s"]
+
+
+def test_the_licence_report_reads_each_version_once_and_still_checks_every_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version's wheels for two platforms carry one METADATA: the report reads it once, not
+    the manifest at all, lists both targets — and still refuses a lock whose path escapes."""
+    import wheelport.inventory as inventory
+    from wheelport.errors import WheelportError
+    from wheelport.manifest import Manifest
+
+    dists = tmp_path / "dists"
+    with IndexServer() as srv:
+        for tag in ("cp312-cp312-win_amd64", "cp312-cp312-macosx_11_0_arm64"):
+            srv.add(make_wheel(dists, "native", "1.0", tag=tag, license_expression="MIT"))
+        wh = tmp_path / "wh"
+        r = run_wheelport("sync", "native", "--index-url", srv.url, "-t", "cp312-win_amd64",
+                          "-t", "cp312-macosx_11_0_arm64", "--tool", "none", "-o", str(wh),
+                          timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    parsed: list[bytes] = []
+    monkeypatch.setattr(inventory, "parse_metadata",
+                        lambda data: parsed.append(data) or parse_metadata(data))  # fmt: skip
+
+    def no_manifest(self: object) -> Manifest:
+        raise AssertionError("the licence report read the manifest")
+
+    monkeypatch.setattr(inventory.Wheelhouse, "load_manifest", no_manifest)
+    (row,) = inventory.license_report(wh)
+    assert (row.name, row.version, row.license.expression) == ("native", "1.0", "MIT")
+    assert row.targets == ("cp312-macosx_11_0_arm64", "cp312-win_amd64")
+    assert len(parsed) == 1
+    mac = wh / "pylock.cp312-macosx_11_0_arm64.toml"
+    text = mac.read_text(encoding="utf-8")
+    assert "wheels/native-1.0-cp312-cp312-macosx_11_0_arm64.whl" in text
+    mac.write_text(text.replace("wheels/native-1.0-cp312", "../../native-1.0-cp312"))
+    with pytest.raises(WheelportError, match="escapes the wheelhouse"):
+        inventory.license_report(wh)

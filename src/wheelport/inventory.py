@@ -29,7 +29,7 @@ from packaging.pylock import Package, Pylock
 from wheelport.errors import ExportError, UsageError
 from wheelport.index.metadata import header_block, sdist_members, wheel_contents
 from wheelport.lock import lock_tool, read_lock
-from wheelport.manifest import Origin
+from wheelport.manifest import ArtifactRecord, Origin
 from wheelport.targets import parse_target
 from wheelport.wheelhouse import Wheelhouse
 
@@ -304,9 +304,16 @@ class ArtifactReader:
 
     def __init__(self, wheelhouse: Path) -> None:
         self.wh = Wheelhouse(wheelhouse)
-        self.artifacts = self.wh.load_manifest().artifacts
         self._read: dict[tuple[str, str], tuple[RawMetadata, LicenseAnswer, dict[str, bytes]]] = {}
+        #: METADATA bytes -> what they say: a version's wheels for each platform mostly carry
+        #: the same METADATA (the 15-target workload: 592 wheels, 181 distinct)
+        self._parsed: dict[bytes, tuple[RawMetadata, LicenseAnswer]] = {}
         self._paths: dict[str, Path] = {}
+
+    @functools.cached_property
+    def artifacts(self) -> dict[str, ArtifactRecord]:
+        """The manifest's records, read when first asked (the licence report never asks)."""
+        return self.wh.load_manifest().artifacts
 
     def path(self, rel: str, source: str) -> Path:
         """``rel`` (read from ``source``) in the wheelhouse, checked once per reader: the
@@ -326,8 +333,11 @@ class ArtifactReader:
             sboms: dict[str, bytes] = {}
             if path.is_file():
                 meta, sboms = _read_wheel(path) if wheel else (_read_sdist(path), {})
-            raw = parse_metadata(meta) if meta else cast("RawMetadata", {})
-            found = self._read[key] = (raw, license_of(raw), sboms)
+            said = self._parsed.get(meta or b"")
+            if said is None:
+                raw = parse_metadata(meta) if meta else cast("RawMetadata", {})
+                said = self._parsed[meta or b""] = (raw, license_of(raw))
+            found = self._read[key] = (*said, sboms)
         return found
 
 
@@ -406,11 +416,22 @@ class LicenseRow:
 
 
 def license_report(wheelhouse: Path, targets: Sequence[str] = ()) -> list[LicenseRow]:
-    """One row per (package, version) over the locks of ``targets`` (default: every lock)."""
+    """One row per (package, version) over the locks of ``targets`` (default: every lock): the
+    answer of the first lock's file, in the order :func:`package_facts` reads them. Every
+    package's path is checked; a file is read only for a (package, version) not seen yet."""
     rows: dict[tuple[str, str], tuple[LicenseAnswer, list[str]]] = {}
     files = ArtifactReader(wheelhouse)
     for tl in target_locks(wheelhouse, targets):
-        for f in package_facts(wheelhouse, tl, files):
-            _answer, where = rows.setdefault((f.name, f.version), (f.license, []))
-            where.append(tl.target)
+        for pkg in sorted(tl.lock.packages, key=lambda p: str(p.name)):
+            art = pkg.wheels[0] if pkg.wheels else pkg.sdist
+            if art is None or pkg.version is None:
+                continue
+            rel = art.path or f"{'wheels' if pkg.wheels else 'sdists'}/{art.name}"
+            path = files.path(rel, tl.path.name)
+            key = (str(pkg.name), str(pkg.version))
+            found = rows.get(key)
+            if found is None:
+                _raw, licence, _sboms = files.of(rel, art.hashes["sha256"], path, bool(pkg.wheels))
+                found = rows[key] = (licence, [])
+            found[1].append(tl.target)
     return [LicenseRow(n, v, a, tuple(sorted(t))) for (n, v), (a, t) in sorted(rows.items())]
