@@ -278,8 +278,9 @@ def main() -> None:
         for t in TARGETS:
             if t not in same:
                 mine, theirs = lock_pins(work / "lock", t), uv[t][1]
-                diff = sorted(set(mine.items()) ^ set(theirs.items()))
-                print(f"  {t}: differs from uv: {diff[:10]}")
+                diff = [f"{n} {mine.get(n, '-')} (uv {theirs.get(n, '-')})"
+                        for n in sorted(mine.keys() | theirs.keys()) if mine.get(n) != theirs.get(n)]  # fmt: skip
+                print(f"  {t}: differs from uv: {', '.join(diff[:10])}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
