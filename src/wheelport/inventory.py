@@ -19,12 +19,12 @@ import json
 import re
 import tarfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from packaging.pylock import Package, Pylock
+from packaging.pylock import Package, PackageSdist, PackageWheel, Pylock
 
 from wheelport.errors import ExportError, UsageError
 from wheelport.index.metadata import header_block, sdist_members, wheel_contents
@@ -349,12 +349,7 @@ def package_facts(
     files = files or ArtifactReader(wheelhouse)
     artifacts = files.artifacts
     out = []
-    for pkg in sorted(tl.lock.packages, key=lambda p: str(p.name)):
-        art = pkg.wheels[0] if pkg.wheels else pkg.sdist
-        if art is None or pkg.version is None:
-            continue
-        rel = art.path or f"{'wheels' if pkg.wheels else 'sdists'}/{art.name}"
-        path = files.path(rel, tl.path.name)
+    for pkg, art, rel, path in _artifacts_of(tl, files):
         raw, licence, sboms = files.of(rel, art.hashes["sha256"], path, bool(pkg.wheels))
         record = artifacts.get(rel)
         origin = record.origin if record else Origin("unknown")
@@ -387,6 +382,20 @@ def package_facts(
             )
         )
     return out
+
+
+def _artifacts_of(
+    tl: TargetLock, files: ArtifactReader
+) -> Iterator[tuple[Package, PackageWheel | PackageSdist, str, Path]]:
+    """Each package of one lock, by name, with the artifact the reports read (its first wheel,
+    else its sdist), that artifact's path in the wheelhouse and the checked place of that path
+    (:meth:`ArtifactReader.path`: a path that escapes the wheelhouse raises)."""
+    for pkg in sorted(tl.lock.packages, key=lambda p: str(p.name)):
+        art = pkg.wheels[0] if pkg.wheels else pkg.sdist
+        if art is None or pkg.version is None:
+            continue
+        rel = art.path or f"{'wheels' if pkg.wheels else 'sdists'}/{art.name}"
+        yield pkg, art, rel, files.path(rel, tl.path.name)
 
 
 def _dep_names(pkg: Package) -> list[str]:
@@ -422,12 +431,7 @@ def license_report(wheelhouse: Path, targets: Sequence[str] = ()) -> list[Licens
     rows: dict[tuple[str, str], tuple[LicenseAnswer, list[str]]] = {}
     files = ArtifactReader(wheelhouse)
     for tl in target_locks(wheelhouse, targets):
-        for pkg in sorted(tl.lock.packages, key=lambda p: str(p.name)):
-            art = pkg.wheels[0] if pkg.wheels else pkg.sdist
-            if art is None or pkg.version is None:
-                continue
-            rel = art.path or f"{'wheels' if pkg.wheels else 'sdists'}/{art.name}"
-            path = files.path(rel, tl.path.name)
+        for pkg, art, rel, path in _artifacts_of(tl, files):
             key = (str(pkg.name), str(pkg.version))
             found = rows.get(key)
             if found is None:
