@@ -395,6 +395,9 @@ def test_placement_notes_are_read_as_they_grow_and_damage_is_skipped(tmp_path: P
     assert here.placed_note(c) == Path("/c.whl")
     here.forget_placed(b)
     assert here.placed_note(b) is None
+    notes.write_bytes(b"")  # emptied in place (the same inode): read again from its start
+    here._note_placed(c, Path("/again/c.whl"))
+    assert here.placed_note(c) == Path("/again/c.whl") and here.placed_note(a) is None
 
 
 def test_placement_notes_past_their_limit_keep_the_newest_note_of_each_file(

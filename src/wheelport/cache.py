@@ -15,11 +15,13 @@ for those bytes — another wheelhouse, a build, a repair — copies them from t
 copy, :func:`~wheelport.wheelhouse.copy_verified`) and hashes the copy; a note whose file is
 gone or changed is dropped (a line ``<sha256> null``) and the file is downloaded again.
 
+Wheelhouses never share an inode with the cache or with each other (no hard links), so
+nothing done to one wheelhouse reaches the cache or another. Entries an earlier run left are
+copied, not moved: syncing does not empty the cache.
+
 Entries are files directly under their directory, named by their sha256 (artifacts) or the
 sha256 of their key (pages, core metadata), with no fan-out directories: creating a directory
-costs as much as creating a file, and a cold sync would make a few hundred of them. Wheelhouses never share an inode with the cache or with each other (no hard
-links), so nothing done to one wheelhouse reaches the cache or another. Entries an earlier
-run left are copied, not moved: syncing does not empty the cache.
+costs as much as creating a file, and a cold sync would make a few hundred of them.
 
 ``--no-cache`` runs with :meth:`Cache.temporary`: a cache of that run only, in a new private
 temporary directory removed when the process exits. It is neither read from a previous run
@@ -322,8 +324,9 @@ class _Notes:
     def _catch_up(self) -> None:
         try:
             with open(self.path, "rb") as f:
-                ino = os.fstat(f.fileno()).st_ino
-                if ino != self._where[0]:
+                st = os.fstat(f.fileno())
+                ino = st.st_ino
+                if ino != self._where[0] or st.st_size < self._where[1]:  # replaced, truncated
                     self._seen.clear()
                     self._where = (ino, 0)
                 f.seek(self._where[1])
