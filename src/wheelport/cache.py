@@ -303,16 +303,13 @@ class _Notes:
 
     def add(self, sha256: str, where: Path | None) -> None:
         line = f"{sha256} {json.dumps(None if where is None else str(where))}\n".encode()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         with contextlib.suppress(OSError):
             try:
-                fd = os.open(
-                    self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
-                )
-            except FileNotFoundError:
+                fd = os.open(self.path, flags, 0o644)
+            except FileNotFoundError:  # the cache's first note
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(
-                    self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
-                )
+                fd = os.open(self.path, flags, 0o644)
             try:
                 os.write(fd, line)
                 size = os.fstat(fd).st_size
