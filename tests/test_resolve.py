@@ -647,6 +647,46 @@ def test_the_next_project_is_chosen_in_one_pass_as_the_preference_orders_them(
         assert got_names == [least], (names, got_names)
 
 
+def test_each_pin_is_checked_against_a_criterion_once_with_the_pins_of_resolvelibs_own_search(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resolvelib checks every pin against every requirement on it, every round. The search
+    remembers each answer for the criterion and pin it was given for: on a Windows target,
+    through backtracking and a chain of 30 projects, it asks the provider a fraction of the
+    checks resolvelib's own search asks, and pins the same versions; also when what it
+    remembers is dropped every few checks."""
+    import resolvelib
+
+    from wheelport import resolve
+
+    requirements = add_hard_set(index_server, dists_dir, pin=False)
+    for i in range(30):
+        deps = [f"chain{i + 1}"] if i < 29 else ["shared"]
+        index_server.add(make_wheel(dists_dir, f"chain{i}", "1.0", deps=deps))
+    checks: list[str] = []
+    satisfied = resolve.Provider.is_satisfied_by
+
+    def counting(self: Any, requirement: Any, candidate: Any) -> bool:
+        checks.append(requirement.name)
+        return satisfied(self, requirement, candidate)
+
+    monkeypatch.setattr(resolve.Provider, "is_satisfied_by", counting)
+
+    def run() -> tuple[dict[str, str], int]:
+        checks.clear()
+        return resolve_hard(index_server, tmp_path, [*requirements, "chain0"]), len(checks)
+
+    remembered, asked = run()
+    monkeypatch.setattr(resolve, "_PIN_CHECKS_KEPT", 8)
+    forgetful, _ = run()
+    monkeypatch.setattr(resolve, "_Resolver", resolvelib.Resolver)
+    stock, stock_asked = run()
+    assert remembered == forgetful == stock
+    assert remembered["top"] == "1.0" and remembered["chain29"] == "1.0"
+    assert len(remembered) == 8 + 30
+    assert asked * 4 < stock_asked, (asked, stock_asked)
+
+
 def test_giving_up_names_the_conflict_met_most(
     tmp_path: Path, index_server: IndexServer, dists_dir: Path
 ) -> None:
