@@ -163,6 +163,33 @@ def test_a_json_page_is_read_entry_by_entry_and_odd_shapes_are_dropped(
         read_json_page(b"\xff{", page)
 
 
+def test_a_sha256_is_read_as_bytes_only_when_it_is_64_hex_digits() -> None:
+    """An entry's sha256 is kept as 32 bytes only when it is 64 hex digits (either case; spelled
+    out in lowercase again): whitespace, which ``bytes.fromhex`` skips, a full-width digit or a
+    letter past f leave the text as it is, and the file is then dropped."""
+    page = "https://index.example/simple/pkg/"
+    odd = [
+        "ab" * 31 + "  ",
+        "ab " * 16 + "ab" * 8,
+        "ab " * 21 + "a",
+        " " + "a" * 63,
+        "\uff10" * 64,
+        "g" * 64,
+        "a" * 63,
+        "a" * 65,
+    ]
+    good = "AB" * 32
+    body = json.dumps({"files": [
+        {"filename": f"pkg-{i}.0-py3-none-any.whl", "url": f"https://e/pkg-{i}.0-py3-none-any.whl",
+         "hashes": {"sha256": sha}}
+        for i, sha in enumerate([good, *odd])
+    ]}).encode()  # fmt: skip
+    rows, _ = read_json_page(body, page)
+    assert [row[2] for row in rows] == [bytes.fromhex(good), *odd]
+    files = parse_json_page(body, page, "pkg", "https://index.example/simple/")
+    assert [f.sha256 for f in files] == ["ab" * 32]  # a file without a valid hash is dropped
+
+
 # -- a remote index must not read local files -----------------------------------------------------
 
 

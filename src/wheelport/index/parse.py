@@ -207,15 +207,16 @@ def read_json_page(body: bytes | str, page_url: str) -> tuple[list[Row], Project
     rows: list[Row] = []
     if isinstance(files, list):
         refused = _Refused(page_url)
+        web = refused.kind == "http(s)"  # then every http(s) link is allowed
         for row in files:
             if type(row) is not tuple:  # only the hook makes tuples: JSON arrays are lists
                 continue
             raw = row[1]
-            # a relative URL takes the page's scheme; only one that names a scheme can differ
-            if _SCHEMED.match(raw) and not raw.startswith(("https://", "http://")):
-                if not refused.allows(urljoin(page_url, raw)):
+            if raw.startswith(("https://", "http://")):
+                if not web and not refused.allows(raw):
                     continue
-            elif raw.startswith(("https://", "http://")) and not refused.allows(raw):
+            # a relative URL takes the page's scheme; only one that names a scheme can differ
+            elif _SCHEMED.match(raw) and not refused.allows(urljoin(page_url, raw)):
                 continue
             rows.append(row)
         refused.warn()
@@ -224,7 +225,8 @@ def read_json_page(body: bytes | str, page_url: str) -> tuple[list[Row], Project
 
 def _entry_row(obj: dict[str, Any]) -> Any:
     """``json`` object hook: an object that names a file becomes its :data:`Row`."""
-    if isinstance(obj.get("filename"), str) and isinstance(obj.get("url"), str):
+    # called for every object of the page (each file's ``hashes`` too): most have no "url"
+    if "url" in obj and isinstance(obj["url"], str) and isinstance(obj.get("filename"), str):
         return json_row(obj)
     return obj
 
@@ -233,7 +235,6 @@ def _entry_row(obj: dict[str, Any]) -> Any:
 #: yanked, core-metadata, size, upload-time). A page's entries are kept as these tuples, not as
 #: the parsed dicts: a big project lists thousands of files, held for the whole run.
 Row = tuple["str | None", str, Any, Any, Any, "str | bool", Any, Any]
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def json_row(item: Mapping[str, Any]) -> Row:
@@ -248,8 +249,16 @@ def json_row(item: Mapping[str, Any]) -> Row:
     requires = item.get("requires-python")
     filename, url = item["filename"], item["url"]
     sha = hashes.get("sha256") if isinstance(hashes, Mapping) else None
-    if isinstance(sha, str) and _HEX64.fullmatch(sha):
-        sha = bytes.fromhex(sha)  # half the memory of the text; spelled out again when used
+    if isinstance(sha, str) and len(sha) == 64:
+        # 64 hex digits: half the memory as bytes; spelled out again when used. (fromhex takes
+        # hex digits and skips whitespace: 64 characters give 32 bytes only when all are digits)
+        try:
+            raw = bytes.fromhex(sha)
+        except ValueError:
+            pass
+        else:
+            if len(raw) == 32:
+                sha = raw
     return (
         None if url.endswith("/" + filename) else filename,  # (most URLs end in the name)
         url,
