@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import resolvelib
+import resolvelib.resolvers.resolution as _resolution
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -861,7 +862,7 @@ _Criterion = resolvelib.resolvers.Criterion[Req, Candidate]
 _PIN_CHECKS_KEPT = 65_536
 
 
-class _Resolution(resolvelib.resolvers.resolution.Resolution[Req, Candidate, str]):
+class _Resolution(_resolution.Resolution[Req, Candidate, str]):
     """resolvelib's search, with each round's check of every pin against its criterion
     memoized. Each round asks, for every project, whether its pin still satisfies every
     requirement on it (twice: before and after pinning), through a generator and a provider
@@ -892,7 +893,7 @@ class _Resolution(resolvelib.resolvers.resolution.Resolution[Req, Candidate, str
         return ok
 
 
-class _Resolver(resolvelib.Resolver[Req, Candidate, str]):
+class _MemoResolver(resolvelib.Resolver[Req, Candidate, str]):
     """resolvelib's resolver running :class:`_Resolution` (its ``resolve``, with that class)."""
 
     def resolve(  # type: ignore[override]
@@ -901,7 +902,17 @@ class _Resolver(resolvelib.Resolver[Req, Candidate, str]):
         state = _Resolution(self.provider, self.reporter).resolve(
             requirements, max_rounds=max_rounds
         )
-        return resolvelib.resolvers.resolution._build_result(state)
+        return _resolution._build_result(state)
+
+
+#: the resolver each target runs: the memoized search where resolvelib's internals are the
+#: ones it extends (1.1 and 1.2), resolvelib's own search otherwise (the same answers)
+_Resolver: type[resolvelib.Resolver[Req, Candidate, str]] = (
+    _MemoResolver
+    if hasattr(_resolution.Resolution, "_is_current_pin_satisfying")
+    and hasattr(_resolution, "_build_result")
+    else resolvelib.Resolver
+)
 
 
 def resolve_target(
