@@ -858,8 +858,9 @@ def _applies(req: Requirement, env: Mapping[str, str]) -> bool:
 
 
 _Criterion = resolvelib.resolvers.Criterion[Req, Candidate]
-#: pin checks a resolution remembers before it starts over (each keeps its criterion alive)
-_PIN_CHECKS_KEPT = 65_536
+#: pin checks a resolution remembers before it starts over: each keeps its criterion alive (a
+#: 15-target workload's targets make ~310 each; a long backtracking search makes many more)
+_PIN_CHECKS_KEPT = 4096
 
 
 class _Resolution(_resolution.Resolution[Req, Candidate, str]):
