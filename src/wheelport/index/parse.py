@@ -207,13 +207,12 @@ def read_json_page(body: bytes | str, page_url: str) -> tuple[list[Row], Project
     rows: list[Row] = []
     if isinstance(files, list):
         refused = _Refused(page_url)
-        web = refused.kind == "http(s)"  # then every http(s) link is allowed
         for row in files:
             if type(row) is not tuple:  # only the hook makes tuples: JSON arrays are lists
                 continue
             raw = row[1]
             if raw.startswith(("https://", "http://")):
-                if not web and not refused.allows(raw):
+                if not refused.allows(raw):
                     continue
             # a relative URL takes the page's scheme; only one that names a scheme can differ
             elif _SCHEMED.match(raw) and not refused.allows(urljoin(page_url, raw)):
