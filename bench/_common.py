@@ -69,8 +69,21 @@ def page_cost(megabytes: int = 256) -> float:
     return spent / (megabytes / 1024)
 
 
+def compile_wheelport() -> None:
+    """Compile wheelport's modules, as installing a package does: where
+    ``PYTHONDONTWRITEBYTECODE`` is set (this machine sets it), an edited checkout would
+    otherwise have every timed run compile the sources changed since they were last compiled."""
+    import compileall
+
+    import wheelport
+
+    compileall.compile_dir(str(Path(wheelport.__file__).parent), quiet=1)
+
+
 def scrubbed_env(**extra: str) -> dict[str, str]:
-    """``os.environ`` without this machine's pip/uv configuration, plus ``extra``."""
+    """``os.environ`` without this machine's pip/uv configuration, plus ``extra``; wheelport's
+    modules are compiled first (:func:`compile_wheelport`)."""
+    compile_wheelport()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
     env.update(extra)

@@ -3,6 +3,9 @@
 Each function takes plain values (a :class:`Config`, paths), returns a result value, and
 raises :mod:`wheelport.errors` on failure. Side effects that tests swap (the index client,
 a reporter) are parameters.
+
+The resolver, the importers and the file selection are imported by the verbs that use them:
+a sync whose locks are current (a no-op) loads none of them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import Requirement
 
@@ -20,27 +23,16 @@ from wheelport.cache import Cache
 from wheelport.config import Config, SourcedRequirement, parse_requirement
 from wheelport.credentials import redact, split_credentials
 from wheelport.errors import FetchError, IndexAccessError, ResolutionError, UsageError
-from wheelport.importers import ImportedPin, Selected
 from wheelport.index.client import IndexClient
-from wheelport.index.parse import ProjectStatus
-from wheelport.index.sources import SdistMetadataBuilder
 from wheelport.lock import Staleness, build_lock, check_locks, write_locks
-from wheelport.resolve import (
-    NullReporter,
-    Pin,
-    Policy,
-    Reporter,
-    Resolution,
-    TargetFailure,
-    first_failure,
-    for_target,
-    none_locked,
-    resolve_all,
-    resolve_each,
-)
-from wheelport.selection import select_file
 from wheelport.targets import Target, parse_targets
 from wheelport.wheelhouse import Wheelhouse, sha256_file
+
+if TYPE_CHECKING:
+    from wheelport.importers import ImportedPin, Selected
+    from wheelport.index.parse import ProjectStatus
+    from wheelport.index.sources import SdistMetadataBuilder
+    from wheelport.resolve import Pin, Reporter, Resolution, TargetFailure
 
 
 def make_client(config: Config, cache: Cache | None = None) -> IndexClient:
@@ -127,6 +119,8 @@ def lock(
     targets = list(targets) if targets is not None else parse_targets(list(config.targets))
     own = client is None
     client = client or make_client(config)
+    from wheelport.resolve import Policy, resolve_each
+
     try:
         policy = Policy.from_config(config)
         resolutions, failed = resolve_each(
@@ -154,6 +148,8 @@ def _complete(
     """Raise for the failed targets (unless ``allow_missing`` and some target resolved: with
     none, there is nothing to write); give every pin a hash and every resolved target its
     installer tools."""
+    from wheelport.resolve import first_failure, none_locked
+
     if failed and not allow_missing:
         raise first_failure(failed)
     if failed and not resolutions:
@@ -259,6 +255,8 @@ def resolve_tools(
     out: dict[str, list[Pin]] = {t.identifier: [] for t in targets}
     if not names:
         return out
+    from wheelport.resolve import Policy, resolve_all
+
     reqs = [SourcedRequirement(Requirement(n), "tools") for n in names]
     policy = Policy(only_binary=frozenset({":all:"}))
     try:
@@ -302,6 +300,7 @@ def lock_from(
     environment.yml is not a lock: its pip requirements are resolved (``==`` pins stay exact).
     """
     from wheelport import importers
+    from wheelport.resolve import NullReporter, Policy, Resolution, TargetFailure, for_target
 
     if config.from_lock != source:
         config = dataclasses.replace(config, from_lock=source)
@@ -399,6 +398,9 @@ def _imported_pin(
 ) -> Pin:
     """The :class:`Pin` of an imported pin for one target: its version's file on the index that
     serves the target and whose hash the source lock records."""
+    from wheelport.resolve import Pin
+    from wheelport.selection import select_file
+
     imp = selected.pin
     where = ", ".join(redact(u) for u in client.index_urls)
     if imp.version is None:

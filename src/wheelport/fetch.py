@@ -35,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from packaging.pylock import Pylock
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -46,13 +46,9 @@ from wheelport.bootstrap import escape_reason
 from wheelport.cache import Cache
 from wheelport.credentials import redact
 from wheelport.errors import FetchError, IndexAccessError, VerifyError, WheelportError
-from wheelport.index.client import CoreMetadata, IndexClient, found_corrupt, inflight
-from wheelport.index.metadata import read_wheel, remember_wheel_check
-from wheelport.index.models import DistFile
-from wheelport.index.sources import HERE, ReadHere
+from wheelport.index.client import IndexClient, found_corrupt, inflight
 from wheelport.lock import lock_tool
 from wheelport.manifest import ArtifactRecord, Manifest, Origin
-from wheelport.resolve import Candidate, NullReporter, Reporter, Resolution
 from wheelport.targets import Target
 from wheelport.wheelhouse import (
     Wheelhouse,
@@ -63,6 +59,12 @@ from wheelport.wheelhouse import (
     sha256_file,
     stat_stamp,
 )
+
+if TYPE_CHECKING:  # metadata, wheel checks and the resolver's types are imported where a
+    # download or a resolution needs them: a sync that finds everything in place loads none
+    from wheelport.index.models import DistFile
+    from wheelport.index.sources import CoreMetadata, ReadHere
+    from wheelport.resolve import Candidate, Reporter, Resolution
 
 log = logging.getLogger("wheelport.fetch")
 
@@ -310,6 +312,8 @@ def check_wheel(wheelhouse: Wheelhouse, a: Artifact, src: Path, cache: Cache) ->
     the resolution used (:func:`check_resolved_metadata`). The archive is read once."""
     if not a.filename.endswith(".whl"):
         return
+    from wheelport.index.metadata import read_wheel
+
     # the bytes at src are a.sha256's (just verified): a verdict our read-ahead process reached
     # on them stands
     why, data = read_wheel(src, a.filename, a.project, sha256=a.sha256)
@@ -342,6 +346,8 @@ def check_resolved_metadata(wheelhouse: Wheelhouse, a: Artifact, data: bytes, ca
         return  # resolved elsewhere (another cache): nothing to compare with
     if used == data:  # read from this wheel, or a PEP 658 file the index cut from it
         return
+    from wheelport.index.sources import CoreMetadata
+
     resolved = CoreMetadata.parse(used, a.filename)
     actual = CoreMetadata.parse(data, a.filename)
     differs = _metadata_differences(resolved, actual)
@@ -446,6 +452,8 @@ class Prefetcher:
         is not up yet, or no longer, or did not answer in time). Raises the process's
         :class:`~wheelport.errors.IndexAccessError` when the index could not be reached or
         refused (its retries spent there: not asked again here)."""
+        from wheelport.index.sources import HERE
+
         with self._lock:
             if self._closed or self._gone or not self._ready:
                 return HERE
@@ -553,6 +561,8 @@ class Prefetcher:
             closed = self._closed
             asked = list(self._asked.values())
             self._asked.clear()
+        from wheelport.index.sources import HERE
+
         for answer in asked:
             answer.set_result(HERE)  # read there no more: each is read here
         for sha in left:
@@ -578,6 +588,8 @@ class Prefetcher:
 
     def _answered(self, answer: dict[str, Any]) -> None:
         """The process's answer to a metadata ask (a malformed one: read here)."""
+        from wheelport.index.sources import HERE
+
         ask = answer.get("metadata")
         with self._lock:
             waiting = self._asked.pop(ask, None) if isinstance(ask, int) else None
@@ -671,6 +683,8 @@ class Prefetcher:
     def reporter(self, inner: Reporter | None) -> Reporter:
         """A resolution reporter that tells ``inner`` everything and this prefetcher what the
         resolver pinned and settled."""
+        from wheelport.resolve import NullReporter
+
         return _AheadReporter(inner or NullReporter(), self)
 
 
@@ -704,6 +718,8 @@ def _learn_wheel_check(sha256: str, filename: str, checked: dict[str, Any]) -> N
         return
     if why is not None and not isinstance(why, str):
         return
+    from wheelport.index.metadata import remember_wheel_check
+
     remember_wheel_check(sha256, filename, why, data, sboms)
 
 

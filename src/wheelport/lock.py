@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # tomli, not the stdlib's tomllib (the same parser): its wheels are compiled (mypyc) and read a
 # lock about 3.5x faster, which is most of what a no-op sync of many targets spends
@@ -27,11 +27,13 @@ from packaging.version import Version
 
 from wheelport import __version__
 from wheelport.errors import UsageError
-from wheelport.index.models import DistFile
-from wheelport.index.parse import ProjectStatus
-from wheelport.resolve import Pin, Resolution, marker_for
 from wheelport.targets import Target
 from wheelport.wheelhouse import Wheelhouse, atomic_write_text, stat_stamp
+
+if TYPE_CHECKING:  # imported where used: reading a lock (a no-op sync) needs no resolver
+    from wheelport.index.models import DistFile
+    from wheelport.index.parse import ProjectStatus
+    from wheelport.resolve import Pin, Resolution
 
 CREATED_BY = "wheelport"
 
@@ -74,6 +76,15 @@ def _package_tool(pin: Pin, status: ProjectStatus | None) -> dict[str, Any] | No
     if status is not None and status.notable:
         tool["project-status"] = status.to_json()
     return {"wheelport": tool} if tool else None
+
+
+def marker_for(pin: Pin) -> Marker | None:
+    """The lock marker of a pin: where any of the markers it was required under holds."""
+    if not pin.markers:
+        return None
+    if len(pin.markers) == 1:
+        return Marker(pin.markers[0])
+    return Marker(" or ".join(f"({m})" for m in pin.markers))
 
 
 def _package(pin: Pin, status: ProjectStatus | None = None) -> Package:
@@ -300,6 +311,8 @@ def package_status(pkg: Package) -> ProjectStatus | None:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("status"), str):
         return None
     reason = raw.get("reason")
+    from wheelport.index.parse import ProjectStatus
+
     return ProjectStatus(str(raw["status"]), reason if isinstance(reason, str) else None)
 
 

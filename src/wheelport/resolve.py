@@ -1122,11 +1122,3 @@ def resolve_all(
     if failures:
         raise first_failure(failures)
     return results
-
-
-def marker_for(pin: Pin) -> Marker | None:
-    if not pin.markers:
-        return None
-    if len(pin.markers) == 1:
-        return Marker(pin.markers[0])
-    return Marker(" or ".join(f"({m})" for m in pin.markers))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,12 +33,12 @@ from wheelport.fetch import (
 from wheelport.finish import finish, lock_texts, record_locks
 from wheelport.index.client import IndexClient
 from wheelport.lock import check_locks, read_lock
-from wheelport.resolve import Reporter, TargetFailure
 from wheelport.targets import Target, parse_targets
 from wheelport.wheelhouse import Wheelhouse
 
 if TYPE_CHECKING:
     from wheelport.builders.stage import Builders
+    from wheelport.resolve import Reporter, TargetFailure
 
 
 @dataclass
@@ -99,9 +99,10 @@ def sync(
         with contextlib.closing(Prefetcher(client)) as ahead:  # reads ahead while targets resolve
             try:
                 digest = config.inputs_digest()
-                relocked, failed = _lock_if_stale(
-                    wh, config, targets, client, ahead.reporter(reporter), allow_missing
-                )
+                relocked, failed = _lock_if_stale(  # (the read-ahead reporter: when stale)
+                    wh, config, targets, client, functools.partial(ahead.reporter, reporter),
+                    allow_missing,
+                )  # fmt: skip
                 unlocked = {f.target for f in failed}
                 locked = [t for t in targets if t not in unlocked]
                 locks = {t.identifier: read_lock(wh.lock_path(t.identifier)) for t in locked}
@@ -170,10 +171,11 @@ def _lock_if_stale(
     config: Config,
     targets: Sequence[Target],
     client: IndexClient,
-    reporter: Reporter | None,
+    reporter: Callable[[], Reporter],
     allow_missing: bool,
 ) -> tuple[bool, list[TargetFailure]]:
-    """(whether it relocked, the targets that could not be locked)."""
+    """(whether it relocked, the targets that could not be locked). ``reporter`` makes the
+    resolution's reporter, when there is a resolution."""
     stale = [s for s in check_locks(wh, targets, config.inputs_digest()) if s.reason]
     if not stale:
         return False, []
@@ -181,7 +183,7 @@ def _lock_if_stale(
     if config.from_lock is not None:  # lock --from: the pins of another tool's lock
         locker = functools.partial(api.lock_from, source=config.from_lock)
     result = locker(
-        config, client=client, reporter=reporter, targets=targets, allow_missing=allow_missing
+        config, client=client, reporter=reporter(), targets=targets, allow_missing=allow_missing
     )
     return True, list(result.failed)
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from wheelport.bootstrap import escape_reason
 from wheelport.errors import UsageError, VerifyError
-from wheelport.index.metadata import wheel_problem
 from wheelport.lock import lock_tool, read_lock
 from wheelport.manifest import Manifest
 from wheelport.wheelhouse import Wheelhouse, sha256_file
@@ -129,6 +128,8 @@ def verify(root: Path, *, jobs: int = 4) -> VerifyReport:
 
 
 def _verify(wh: Wheelhouse, jobs: int) -> VerifyReport:
+    from wheelport.index.metadata import wheel_problem  # (a sync's recheck needs no archives)
+
     root = wh.root
     report = VerifyReport(root)
     expected: dict[str, tuple[str, int | None, str]] = {}

@@ -38,16 +38,6 @@ from wheelport.cache import Cache
 from wheelport.credentials import Logins, redact
 from wheelport.errors import IndexAccessError, JobError
 from wheelport.index.http import JSON_V1, Http, transport_errors, transport_reason
-from wheelport.index.models import DistFile
-from wheelport.index.parse import (
-    ProjectStatus,
-    VersionFiles,
-    parse_html_page,
-    parse_html_project,
-    read_json_page,
-    upload_instant,
-)
-from wheelport.index.sources import CoreMetadata, Offload, SdistMetadataBuilder, read_metadata
 from wheelport.wheelhouse import (
     atomic_write_bytes,
     disk_full,
@@ -59,6 +49,9 @@ from wheelport.wheelhouse import (
 if TYPE_CHECKING:
     import httpx
 
+    from wheelport.index.models import DistFile
+    from wheelport.index.parse import ProjectStatus, VersionFiles
+    from wheelport.index.sources import CoreMetadata, Offload, SdistMetadataBuilder
     from wheelport.index.stream import Body
 
 log = logging.getLogger(__name__)
@@ -111,7 +104,11 @@ class IndexClient:
         #: ``--exclude-newer`` (RFC 3339, UTC): files uploaded at or after it, or with no upload
         #: time, are left off every project's files, as if the index did not list them
         self.exclude_newer = exclude_newer
-        self._cutoff = None if exclude_newer is None else upload_instant(exclude_newer)
+        self._cutoff = None
+        if exclude_newer is not None:
+            from wheelport.index.parse import upload_instant
+
+            self._cutoff = upload_instant(exclude_newer)
         #: how many files of each project the cutoff left out
         self.left_out: dict[NormalizedName, int] = {}
 
@@ -203,6 +200,8 @@ class IndexClient:
         cutoff = self._cutoff
         if cutoff is None:
             return entries
+        from wheelport.index.parse import upload_instant
+
         kept = []
         for entry in entries:
             instant = upload_instant(uploaded(entry))
@@ -213,6 +212,8 @@ class IndexClient:
         return kept
 
     def _load_project(self, name: NormalizedName) -> VersionFiles:
+        from wheelport.index.parse import VersionFiles, parse_html_project, read_json_page
+
         for index in self.index_urls:
             url = f"{index}{name}/"
             if url.startswith("file://"):
@@ -262,6 +263,8 @@ class IndexClient:
         page = simple / name / "index.html"
         if not page.exists():
             return None
+        from wheelport.index.parse import parse_html_page
+
         files = parse_html_page(page.read_text(encoding="utf-8"), page.as_uri(), name, index)
         # a static index names files of its own tree (a wheelhouse: ../../wheels/…); a link
         # out of it (../../../../etc/…, an absolute file URL, a symlink) is refused
@@ -299,6 +302,8 @@ class IndexClient:
         with self._lock:
             fut = self._meta.get(file.url)
             if fut is None:
+                from wheelport.index.sources import read_metadata
+
                 fut = self.pool.submit(
                     read_metadata, self, file, build=self._sdist_metadata, on_build=on_build
                 )
@@ -541,4 +546,4 @@ def _download_once(
         release_partial(tmp_name)
 
 
-__all__ = ["CoreMetadata", "IndexClient", "ProjectStatus", "download_verified", "redact"]
+__all__ = ["IndexClient", "download_verified", "redact"]

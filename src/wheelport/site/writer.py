@@ -30,7 +30,6 @@ import html
 import io
 import json
 import os
-import tarfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,13 +48,6 @@ from packaging.utils import (
 from packaging.version import Version
 
 from wheelport.errors import UsageError, VerifyError
-from wheelport.index.metadata import (
-    header_block,
-    read_metadata_member,
-    sdist_members,
-    wheel_contents,
-    wheel_metadata_member,
-)
 from wheelport.manifest import ArtifactRecord, Manifest
 from wheelport.wheelhouse import Wheelhouse, atomic_write_bytes, load_manifest, sha256_file
 
@@ -385,6 +377,8 @@ def fingerprint_names(names: Iterable[str]) -> str:
 
 def parse_requires_python(metadata: bytes) -> str | None:
     """The ``Requires-Python`` header of core metadata bytes (None when absent or empty)."""
+    from wheelport.index.metadata import header_block
+
     headers = header_block(metadata).decode("utf-8", errors="replace").replace("\r\n", "\n")
     value: list[str] | None = None
     for line in headers.split("\n"):
@@ -402,10 +396,14 @@ def parse_requires_python(metadata: bytes) -> str | None:
 
 
 # --------------------------------------------------------------------------- reading artifacts
+# (the archive readers are imported here, when a page needs a file's metadata: a wheelhouse
+# whose pages are current is indexed without them)
 
 
 def read_wheel_metadata(path: Path, data: bytes | None = None) -> bytes:
     """The bytes of the wheel's ``<name>.dist-info/METADATA`` (``data``: the wheel, if read)."""
+    from wheelport.index.metadata import read_metadata_member, wheel_contents, wheel_metadata_member
+
     try:
         if data is None:  # read once per version of the file in this process (fetch read it)
             metadata = wheel_contents(path)[0]
@@ -430,6 +428,10 @@ def read_wheel_metadata(path: Path, data: bytes | None = None) -> bytes:
 
 def read_sdist_metadata(path: Path) -> bytes | None:
     """The bytes of the sdist's top-level ``PKG-INFO`` (None when it has none)."""
+    import tarfile
+
+    from wheelport.index.metadata import sdist_members
+
     try:
         return sdist_members(path, ("PKG-INFO",)).get("PKG-INFO")
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
