@@ -72,12 +72,13 @@ def page_cost(megabytes: int = 256) -> float:
 def compile_wheelport() -> None:
     """Compile wheelport's modules, as installing a package does: where
     ``PYTHONDONTWRITEBYTECODE`` is set (this machine sets it), an edited checkout would
-    otherwise have every timed run compile the sources changed since they were last compiled."""
+    otherwise have every timed run compile the sources changed since they were last compiled
+    (forced: compileall takes a file changed within the second it was compiled for current)."""
     import compileall
 
     import wheelport
 
-    compileall.compile_dir(str(Path(wheelport.__file__).parent), quiet=1)
+    compileall.compile_dir(str(Path(wheelport.__file__).parent), quiet=1, force=True)
 
 
 def scrubbed_env(**extra: str) -> dict[str, str]:

@@ -687,6 +687,44 @@ def test_each_pin_is_checked_against_a_criterion_once_with_the_pins_of_resolveli
     assert asked * 4 < stock_asked, (asked, stock_asked)
 
 
+def test_what_a_projects_requirements_ask_is_read_once_per_criterion(
+    tmp_path: Path, index_server: IndexServer, dists_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each round the next project is the least preference among all undecided ones, and a
+    preference reads every requirement on the project. What they ask is remembered for the
+    criterion they belong to (never changed once made): on a Windows target, through
+    backtracking and a project with 40 dependencies, they are read for a fraction of the
+    preferences ranked, and the pins are the same when it is forgotten every few criteria."""
+    from wheelport import resolve
+
+    requirements = add_hard_set(index_server, dists_dir, pin=False)
+    index_server.add(make_wheel(dists_dir, "fan", "1.0", deps=[f"leaf{i}" for i in range(40)]))
+    for i in range(40):
+        index_server.add(make_wheel(dists_dir, f"leaf{i}", "1.0", deps=["shared"]))
+    reads: list[int] = []
+    ranked: list[str] = []
+    what_is_asked, rank = resolve.Provider._what_is_asked, resolve.Provider._ranked
+
+    def reading(self: Any, infos: Any) -> Any:
+        reads.append(1)
+        return what_is_asked(self, infos)
+
+    def ranking(self: Any, identifier: str, asked: Any) -> Any:
+        ranked.append(identifier)
+        return rank(self, identifier, asked)
+
+    monkeypatch.setattr(resolve.Provider, "_what_is_asked", reading)
+    monkeypatch.setattr(resolve.Provider, "_ranked", ranking)
+    remembered = resolve_hard(index_server, tmp_path, [*requirements, "fan"])
+    assert len(ranked) > 500 and len(reads) * 5 < len(ranked), (len(reads), len(ranked))
+    monkeypatch.setattr(resolve, "_PIN_CHECKS_KEPT", 4)
+    reads.clear()
+    ranked.clear()
+    forgetful = resolve_hard(index_server, tmp_path, [*requirements, "fan"])
+    assert forgetful == remembered and len(remembered) == 8 + 41
+    assert len(reads) * 5 > len(ranked)  # read again once forgotten
+
+
 def test_giving_up_names_the_conflict_met_most(
     tmp_path: Path, index_server: IndexServer, dists_dir: Path
 ) -> None:

@@ -268,6 +268,14 @@ class Policy:
         return "any"
 
 
+#: pin checks and preferences a resolution remembers before it starts over: each keeps its
+#: criterion alive (a 15-target workload's targets make ~310 each; a long backtracking search
+#: makes many more)
+_PIN_CHECKS_KEPT = 4096
+#: what a project's requirements say for the preference (:meth:`Provider._what_is_asked`)
+_Asked = tuple["NormalizedName | None", bool, bool, bool]
+
+
 class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
     """Answers resolvelib's questions for one target."""
 
@@ -331,6 +339,9 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         self._satisfied: dict[tuple[int, int], tuple[SpecifierSet, Version, bool]] = {}
         #: id of a specifier -> (it, kept alive so the id is not reused; pinned; bounded)
         self._bounds: dict[int, tuple[SpecifierSet, bool, bool]] = {}
+        #: id of a resolvelib criterion -> (it, kept alive; what its requirements say for the
+        #: preference: see :meth:`_what_is_asked`)
+        self._asked: dict[int, tuple[object, _Asked]] = {}
         self._python = Candidate(
             NormalizedName(PYTHON), Version(target.full_version), frozenset(), _PYTHON_FILE
         )
@@ -363,7 +374,28 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         names = list(identifiers)
         if len(names) < 2:
             return names
-        return [min(names, key=lambda name: self._preference(name, information[name]))]
+        # resolvelib's criteria by name (the mapping its view of their requirements reads, in
+        # 1.1 and 1.2): a criterion is never changed once made, so each is read once
+        criteria = getattr(information, "_mapping", None)
+        if not isinstance(criteria, dict):
+            return [min(names, key=lambda name: self._preference(name, information[name]))]
+        remembered = self._asked
+
+        def preference(name: str) -> tuple[Any, ...]:
+            criterion = criteria.get(name)
+            if criterion is None:
+                return self._preference(name, information[name])
+            hit = remembered.get(id(criterion))
+            if hit is None or hit[0] is not criterion:
+                if len(remembered) >= _PIN_CHECKS_KEPT:  # each keeps a criterion alive
+                    remembered.clear()
+                hit = remembered[id(criterion)] = (
+                    criterion,
+                    self._what_is_asked(information[name]),
+                )
+            return self._ranked(name, hit[1])
+
+        return [min(names, key=preference)]
 
     def _preference(self, identifier: str, infos: Iterable[Any]) -> tuple[Any, ...]:
         """Which undecided project to decide next, as uv orders them: the target's Python;
@@ -371,6 +403,24 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
         keep rejecting them (:mod:`wheelport.conflicts`); the user's own requirements;
         ranges with an upper bound before open ones; nearer the roots first. Unique per
         identifier (it comes last), so the choice does not depend on the order asked in."""
+        return self._ranked(identifier, self._what_is_asked(infos))
+
+    def _ranked(self, identifier: str, asked: _Asked) -> tuple[Any, ...]:
+        """The preference of a project, from what its requirements ask (:meth:`_what_is_asked`)."""
+        name, pinned, bounded, direct = asked
+        return (
+            identifier != PYTHON,
+            not pinned,
+            self.conflicts.rank(name or NormalizedName(identifier)),
+            not direct,
+            not bounded,
+            self.depth.get(identifier, 99),
+            identifier,
+        )
+
+    def _what_is_asked(self, infos: Iterable[Any]) -> _Asked:
+        """(the project's name; whether a requirement pins one version; whether one bounds it
+        from above; whether one is the user's own) of a project's requirements."""
         pinned = bounded = direct = False
         name: NormalizedName | None = None
         for info in infos:
@@ -384,15 +434,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
             pinned = pinned or flags[1]
             bounded = bounded or flags[2]
             direct = direct or info.parent is None
-        return (
-            identifier != PYTHON,
-            not pinned,
-            self.conflicts.rank(name or NormalizedName(identifier)),
-            not direct,
-            not bounded,
-            self.depth.get(identifier, 99),
-            identifier,
-        )
+        return name, pinned, bounded, direct
 
     def find_matches(
         self,
@@ -858,9 +900,6 @@ def _applies(req: Requirement, env: Mapping[str, str]) -> bool:
 
 
 _Criterion = resolvelib.resolvers.Criterion[Req, Candidate]
-#: pin checks a resolution remembers before it starts over: each keeps its criterion alive (a
-#: 15-target workload's targets make ~310 each; a long backtracking search makes many more)
-_PIN_CHECKS_KEPT = 4096
 
 
 class _Resolution(_resolution.Resolution[Req, Candidate, str]):
