@@ -311,7 +311,7 @@ def package_status(pkg: Package) -> ProjectStatus | None:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("status"), str):
         return None
     reason = raw.get("reason")
-    from wheelport.index.parse import ProjectStatus
+    from wheelport.index.parse import ProjectStatus  # (only for a status: most have none)
 
     return ProjectStatus(str(raw["status"]), reason if isinstance(reason, str) else None)
 
