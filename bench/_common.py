@@ -8,6 +8,7 @@ Import with ``sys.path`` set to this directory (the bench scripts are run as fil
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import resource
@@ -69,11 +70,13 @@ def page_cost(megabytes: int = 256) -> float:
     return spent / (megabytes / 1024)
 
 
+@functools.cache
 def compile_wheelport() -> None:
     """Compile wheelport's modules, as installing a package does: where
     ``PYTHONDONTWRITEBYTECODE`` is set (this machine sets it), an edited checkout would
     otherwise have every timed run compile the sources changed since they were last compiled
-    (forced: compileall takes a file changed within the second it was compiled for current)."""
+    (forced: compileall takes a file changed within the second it was compiled for current).
+    Once per bench run."""
     import compileall
 
     import wheelport

@@ -15,7 +15,7 @@ else:  # pragma: no cover
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -607,13 +607,30 @@ def test_a_project_rejected_again_and_again_is_decided_first(
     assert counter.pins < 60, counter.pins  # the old order: over 10,000 and no answer
 
 
+class _Plain(Mapping[str, Any]):
+    """resolvelib's view of the criteria's requirements, without the criteria behind it."""
+
+    def __init__(self, view: Mapping[str, Any]) -> None:
+        self._view = view
+
+    def __getitem__(self, name: str) -> Any:
+        return self._view[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._view)
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
 def test_the_next_project_is_chosen_in_one_pass_as_the_preference_orders_them(
     tmp_path: Path, index_server: IndexServer, dists_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The provider picks the project to decide next itself (resolvelib's
     ``narrow_requirement_selection``), so resolvelib asks for no preference per project per
     round. Each pick is the one resolvelib would have made (the least ``get_preference``),
-    through backtracking and the conflict ranks it changes, on a Windows target; the pins are
+    through backtracking and the conflict ranks it changes, on a Windows target (also when the
+    view it is given has no resolvelib criteria behind it to remember them by); the pins are
     those of the search before."""
     from wheelport import resolve
 
@@ -630,6 +647,9 @@ def test_the_next_project_is_chosen_in_one_pass_as_the_preference_orders_them(
                 information: Any, backtrack_causes: Any) -> Any:  # fmt: skip
         names = list(identifiers)
         got = list(narrow(self, names, resolutions, candidates, information, backtrack_causes))
+        # a view without resolvelib's criteria behind it: each preference read afresh, the same
+        plain = _Plain(information)
+        assert list(narrow(self, names, resolutions, candidates, plain, backtrack_causes)) == got
         least = min(names, key=lambda n: get_preference(
             self, n, resolutions, candidates, information, backtrack_causes))  # fmt: skip
         picks.append((names, got, least))
@@ -677,7 +697,7 @@ def test_each_pin_is_checked_against_a_criterion_once_with_the_pins_of_resolveli
         return resolve_hard(index_server, tmp_path, [*requirements, "chain0"]), len(checks)
 
     remembered, asked = run()
-    monkeypatch.setattr(resolve, "_PIN_CHECKS_KEPT", 8)
+    monkeypatch.setattr(resolve, "_CRITERIA_KEPT", 8)
     forgetful, _ = run()
     monkeypatch.setattr(resolve, "_Resolver", resolvelib.Resolver)
     stock, stock_asked = run()
@@ -717,7 +737,7 @@ def test_what_a_projects_requirements_ask_is_read_once_per_criterion(
     monkeypatch.setattr(resolve.Provider, "_ranked", ranking)
     remembered = resolve_hard(index_server, tmp_path, [*requirements, "fan"])
     assert len(ranked) > 500 and len(reads) * 5 < len(ranked), (len(reads), len(ranked))
-    monkeypatch.setattr(resolve, "_PIN_CHECKS_KEPT", 4)
+    monkeypatch.setattr(resolve, "_CRITERIA_KEPT", 4)
     reads.clear()
     ranked.clear()
     forgetful = resolve_hard(index_server, tmp_path, [*requirements, "fan"])

@@ -268,10 +268,10 @@ class Policy:
         return "any"
 
 
-#: pin checks and preferences a resolution remembers before it starts over: each keeps its
-#: criterion alive (a 15-target workload's targets make ~310 each; a long backtracking search
-#: makes many more)
-_PIN_CHECKS_KEPT = 4096
+#: criteria a resolution's memos (its pin checks, the provider's preferences) keep before they
+#: start over: each entry keeps its criterion alive, so no id is reused (a 15-target
+#: workload's targets make ~310 each; a long backtracking search makes many more)
+_CRITERIA_KEPT = 4096
 #: what a project's requirements say for the preference (:meth:`Provider._what_is_asked`)
 _Asked = tuple["NormalizedName | None", bool, bool, bool]
 
@@ -387,7 +387,7 @@ class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
                 return self._preference(name, information[name])
             hit = remembered.get(id(criterion))
             if hit is None or hit[0] is not criterion:
-                if len(remembered) >= _PIN_CHECKS_KEPT:  # each keeps a criterion alive
+                if len(remembered) >= _CRITERIA_KEPT:  # each keeps a criterion alive
                     remembered.clear()
                 hit = remembered[id(criterion)] = (
                     criterion,
@@ -927,7 +927,7 @@ class _Resolution(_resolution.Resolution[Req, Candidate, str]):
         if hit is not None and hit[0] is criterion and hit[1] is pin:
             return hit[2]
         ok: bool = super()._is_current_pin_satisfying(name, criterion)
-        if len(self._pin_checked) >= _PIN_CHECKS_KEPT:  # a long search makes many criteria
+        if len(self._pin_checked) >= _CRITERIA_KEPT:  # a long search makes many criteria
             self._pin_checked.clear()
         self._pin_checked[id(criterion)] = (criterion, pin, ok)
         return ok
